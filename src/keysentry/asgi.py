@@ -1,0 +1,121 @@
+"""The ASGI driver: translates a scope into the core's values and the decision back.
+
+Pure ASGI (no ``BaseHTTPMiddleware``: it would cost a task per request and break streaming and
+context variables). ``http`` and ``websocket`` scopes are guarded; everything else (``lifespan``)
+passes through untouched. A refused websocket gets the error as an HTTP response through the
+``websocket.http.response`` extension when the server offers it, and a close with code 1008
+(policy violation) otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .core import Keysentry
+from .errors import Denial
+from .paths import app_path
+
+__all__ = ["ASGIMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ASGIMiddleware:
+    """``app.add_middleware(ASGIMiddleware, keysentry=ks)``, or ``ASGIMiddleware(app, ks)``."""
+
+    def __init__(self, app: ASGIApp, keysentry: Keysentry) -> None:
+        self.app = app
+        self.keysentry = keysentry
+        self._auth = keysentry.header.lower().encode()
+        self._key = (keysentry.api_key_header or keysentry.header).lower().encode()
+        self._strip = (
+            frozenset((self._auth, self._key)) if keysentry.strip_credentials else None
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        ks = self.keysentry
+        if ks.exempt and ks.exempt.match(app_path(scope["path"], scope.get("root_path", ""))):
+            await self.app(scope, receive, send)
+            return
+
+        auth_name = self._auth
+        key_name = self._key
+        auth = key = None
+        repeated = False
+        for name, value in scope["headers"]:
+            if name == auth_name:
+                repeated |= auth is not None and value != auth
+                auth = value
+            elif name == key_name:
+                repeated |= key is not None and value != key
+                key = value
+        if auth is None and key is None and ks.allow_preflight and _is_preflight(scope):
+            await self.app(scope, receive, send)
+            return
+        query: list[bytes] = []
+        if ks.reader.query_param is not None:
+            query = ks.reader.query_values(scope.get("query_string", b""))
+            repeated |= len(query) > 1
+        if repeated:
+            headers = scope["headers"]
+            token = ks.reader.read_all(
+                [v for n, v in headers if n == auth_name],
+                [v for n, v in headers if n == key_name],
+                query,
+            )
+        else:
+            token = ks.reader.read(auth, key, query[0] if query else None)
+        result = token if isinstance(token, Denial) else await ks.aauthenticate(token)
+        if isinstance(result, Denial):
+            await self._deny(scope, receive, send, result)
+            return
+
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = state = {}
+        state["api_key"] = result.identity
+        if self._strip is not None:
+            strip = self._strip
+            scope = dict(scope)
+            scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in strip]
+        await self.app(scope, receive, send)
+
+    async def _deny(self, scope: Scope, receive: Receive, send: Send, denial: Denial) -> None:
+        rendered = self.keysentry.render(denial)
+        # A copy: outer middleware (CORS, for one) may append to a message's header list.
+        headers = list(rendered.headers)
+        if scope["type"] == "http":
+            start = {"type": "http.response.start", "status": rendered.status, "headers": headers}
+            await send(start)
+            await send({"type": "http.response.body", "body": rendered.body})
+            return
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return  # the client left before the handshake finished
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": rendered.status,
+                    "headers": headers,
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": rendered.body})
+        else:
+            await send({"type": "websocket.close", "code": 1008, "reason": denial.code})
+
+
+def _is_preflight(scope: Scope) -> bool:
+    if scope["type"] != "http" or scope["method"] != "OPTIONS":
+        return False
+    names = {name for name, _ in scope["headers"]}
+    return b"origin" in names and b"access-control-request-method" in names

@@ -1,0 +1,297 @@
+"""The configured guard: one object that both drivers, the CLI and user code share.
+
+:class:`Keysentry` holds the store, the key format, the digest, the cache and the HTTP-facing
+settings, all validated once here. Its request path is two short twins,
+:meth:`Keysentry.authenticate` (blocking store, WSGI) and :meth:`Keysentry.aauthenticate`
+(async store, ASGI), that differ only in how they wait for the store on a cache miss; the
+decision itself is :func:`keysentry.decision.judge`, shared.
+
+Per request on a warm cache: one ``rfind``, one ``crc32``, one HMAC, one locked dict hit, one
+``compare_digest``. Nothing else is allocated or looked up, and garbage never reaches the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .cache import MISS, TTLCache
+from .credentials import CredentialReader
+from .decision import Verdict, judge
+from .errors import Denial, InvalidKeyFormat, StoreUnavailable
+from .keys import (
+    ALPHABET,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_PREFIX,
+    KEY_ID_LENGTH,
+    Digester,
+    ImportedFormat,
+    KeyFormat,
+    SecretKey,
+    mint,
+    validate_prefix,
+)
+from .paths import ExemptPaths
+from .records import KeyRecord, Network, Rate, utcnow
+from .responses import ErrorBody, Renderer
+from .stores.base import AsyncKeyStore, KeyStore
+
+__all__ = ["IssuedKey", "Keysentry"]
+
+log = logging.getLogger("keysentry")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A key just created: the full key, to show its owner once, and its stored record."""
+
+    key: SecretKey
+    record: KeyRecord
+
+
+class Keysentry:
+    """API-key authentication for one store. Share one instance per process.
+
+    :param store: a :class:`KeyStore` (for WSGI and the CLI), an :class:`AsyncKeyStore`
+        (for ASGI), or a store offering both faces.
+    :param secret: server-side secret for HMAC-SHA256 digests (at least 16 bytes). Without
+        one, digests are plain SHA-256. Keys minted under one setting verify only under it.
+    :param prefix: prefix of minted keys, e.g. ``sk_live``.
+    :param prefixes: prefixes a presented key may carry; None accepts any well-formed prefix
+        (the store lookup decides), a list rejects others before any lookup.
+    :param imported: formats of keys issued by another system, verified by digest lookup.
+    :param header: header holding ``Bearer <key>``.
+    :param api_key_header: header holding the bare key; None disables it.
+    :param query_param: query parameter holding the key; off unless named (keys in URLs
+        end up in access logs and browser history).
+    :param exempt: paths that need no key, e.g. ``["/health", "/docs/*"]`` (see ``paths.py``).
+    :param allow_preflight: let CORS preflight requests (``OPTIONS`` with ``Origin`` and
+        ``Access-Control-Request-Method``) through without a key, as browsers never send
+        credentials on them.
+    :param strip_credentials: remove the credential headers before the app sees the request.
+    :param realm: realm of the ``WWW-Authenticate`` challenge.
+    :param cache_size: most records kept in memory.
+    :param cache_ttl: seconds a cached record is trusted; the bound on how long a change made
+        by another process goes unseen when nothing invalidates it.
+    :param negative_ttl: seconds an unknown key id is remembered as unknown.
+    :param max_key_length: longer credentials are refused before they are hashed.
+    :param error_body: builds the JSON error body from a :class:`Denial`.
+    :param retry_after: seconds a 503 tells clients to wait when the store is down.
+    """
+
+    def __init__(
+        self,
+        store: KeyStore | AsyncKeyStore,
+        *,
+        secret: str | bytes | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        prefixes: Iterable[str] | None = None,
+        imported: Iterable[ImportedFormat] = (),
+        header: str = "Authorization",
+        api_key_header: str | None = "X-API-Key",
+        query_param: str | None = None,
+        exempt: Iterable[str] = (),
+        allow_preflight: bool = True,
+        strip_credentials: bool = False,
+        realm: str = "api",
+        cache_size: int = 10_000,
+        cache_ttl: float = 30.0,
+        negative_ttl: float = 5.0,
+        max_key_length: int = DEFAULT_MAX_LENGTH,
+        error_body: ErrorBody | None = None,
+        retry_after: int = 5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self._sync_store = store if isinstance(store, KeyStore) else None
+        self._async_store = store if isinstance(store, AsyncKeyStore) else None
+        if self._sync_store is None and self._async_store is None:
+            raise TypeError(f"{type(store).__name__} is neither a KeyStore nor an AsyncKeyStore")
+        self.digest = Digester(secret)
+        self.prefix = validate_prefix(prefix)
+        self.imported = tuple(imported)
+        self.format = KeyFormat(prefixes, self.imported, max_key_length)
+        self.reader = CredentialReader(
+            api_key_header=api_key_header or header,
+            query_param=query_param,
+            max_length=max_key_length,
+        )
+        for name in (header, api_key_header):
+            if name is not None and (not name.isascii() or not name.replace("-", "").isalnum()):
+                raise ValueError(f"header name {name!r} must be letters, digits and dashes")
+        if api_key_header is not None and api_key_header.lower() == header.lower():
+            raise ValueError("the Bearer header and the API-key header must differ")
+        self.header = header
+        self.api_key_header = api_key_header
+        self.exempt = ExemptPaths(exempt)
+        self.allow_preflight = allow_preflight
+        self.strip_credentials = strip_credentials
+        self.render = Renderer(realm, error_body)
+        self.cache: TTLCache[Verdict] = TTLCache(cache_size, cache_ttl, negative_ttl)
+        self.unavailable = Denial.of(
+            "AUTH_UNAVAILABLE",
+            "Authentication is temporarily unavailable: retry shortly.",
+            headers=(("Retry-After", str(retry_after)),),
+        )
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"Keysentry(store={self.store!r}, digest={self.digest!r}, cache={self.cache!r})"
+
+    # -- the request path ------------------------------------------------------------------------
+
+    def authenticate(self, token: bytes) -> Verdict | Denial:
+        """Decide on a presented token, waiting on the blocking store if the cache misses."""
+        lookup = self._prepare(token)
+        if isinstance(lookup, Denial):
+            return lookup
+        key_id, digest = lookup
+        cached = self.cache.get(key_id or digest)
+        if cached is MISS:
+            store = self._sync_store
+            if store is None:
+                raise TypeError("this store has no blocking face: use it from ASGI")
+            try:
+                record = store.get(key_id.decode()) if key_id else store.find_by_digest(digest)
+            except StoreUnavailable:
+                log.warning("key store unavailable; answering 503", exc_info=True)
+                return self.unavailable
+            return judge(self._remember(key_id or digest, record), digest, self._clock())
+        return judge(cached if isinstance(cached, Verdict) else None, digest, self._clock())
+
+    async def aauthenticate(self, token: bytes) -> Verdict | Denial:
+        """The async twin of :meth:`authenticate`."""
+        lookup = self._prepare(token)
+        if isinstance(lookup, Denial):
+            return lookup
+        key_id, digest = lookup
+        cached = self.cache.get(key_id or digest)
+        if cached is MISS:
+            store = self._async_store
+            if store is None:
+                raise TypeError("this store has no async face: use it from WSGI")
+            try:
+                if key_id:
+                    record = await store.aget(key_id.decode())
+                else:
+                    record = await store.afind_by_digest(digest)
+            except StoreUnavailable:
+                log.warning("key store unavailable; answering 503", exc_info=True)
+                return self.unavailable
+            return judge(self._remember(key_id or digest, record), digest, self._clock())
+        return judge(cached if isinstance(cached, Verdict) else None, digest, self._clock())
+
+    def _prepare(self, token: bytes) -> tuple[bytes | None, bytes] | Denial:
+        """Format and checksum first (no digest for garbage), then the digest."""
+        key_id = self.format.identify(token)
+        if isinstance(key_id, Denial):
+            return key_id
+        return key_id, self.digest(token)
+
+    def _remember(self, lookup: bytes, record: KeyRecord | None) -> Verdict | None:
+        if record is None:
+            self.cache.put_negative(lookup)
+            return None
+        verdict = Verdict.of(record)
+        self.cache.put(lookup, verdict)
+        return verdict
+
+    def invalidate(self, record: KeyRecord) -> None:
+        """Forget what this process cached about a key, so its next request asks the store."""
+        self.cache.discard(record.id.encode())
+        self.cache.discard(record.digest)
+
+    # -- minting and lifecycle -------------------------------------------------------------------
+
+    def new_key(
+        self,
+        *,
+        name: str = "",
+        owner: str | None = None,
+        scopes: Iterable[str] = (),
+        prefix: str | None = None,
+        expires_at: datetime | None = None,
+        rate_limit: Rate | str | None = None,
+        allowed_networks: Iterable[str | Network] = (),
+        credits: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> IssuedKey:
+        """Mint a key and build its record, without storing it (see :meth:`issue`)."""
+        key_id, key = mint(prefix or self.prefix)
+        record = KeyRecord(
+            id=key_id,
+            digest=self.digest(key.reveal().encode()),
+            prefix=key.public,
+            name=name,
+            owner=owner,
+            scopes=frozenset(scopes),
+            expires_at=expires_at,
+            rate_limit=Rate.parse(rate_limit) if isinstance(rate_limit, str) else rate_limit,
+            allowed_networks=tuple(allowed_networks),  # type: ignore[arg-type]
+            credits=credits,
+            metadata=dict(metadata or {}),
+        )
+        return IssuedKey(key, record)
+
+    def issue(self, **fields: Any) -> IssuedKey:
+        """Create a key in the store. The full key is in the result and nowhere else."""
+        issued = self.new_key(**fields)
+        self._need_sync().create(issued.record)
+        return issued
+
+    async def aissue(self, **fields: Any) -> IssuedKey:
+        issued = self.new_key(**fields)
+        await self._need_async().acreate(issued.record)
+        return issued
+
+    def imported_record(self, key: str, *, name: str = "", **fields: Any) -> KeyRecord:
+        """The record for a key issued by another system (see ``imported``), not yet stored."""
+        raw = key.encode()
+        if not any(fmt.matches(raw) for fmt in self.imported):
+            raise InvalidKeyFormat("the key matches none of the configured imported formats")
+        fmt = next(f for f in self.imported if f.matches(raw))
+        key_id = "".join(secrets.choice(ALPHABET) for _ in range(KEY_ID_LENGTH))
+        return KeyRecord(
+            id=key_id,
+            digest=self.digest(raw),
+            prefix=key[: len(fmt.prefix) + 4],
+            name=name,
+            **fields,
+        )
+
+    def import_key(self, key: str, *, name: str = "", **fields: Any) -> KeyRecord:
+        record = self.imported_record(key, name=name, **fields)
+        self._need_sync().create(record)
+        return record
+
+    async def aimport_key(self, key: str, *, name: str = "", **fields: Any) -> KeyRecord:
+        record = self.imported_record(key, name=name, **fields)
+        await self._need_async().acreate(record)
+        return record
+
+    def revoke(self, key_id: str) -> KeyRecord:
+        """Refuse this key from now on, for good."""
+        record = self._need_sync().update(key_id, {"revoked_at": utcnow()})
+        self.invalidate(record)
+        return record
+
+    async def arevoke(self, key_id: str) -> KeyRecord:
+        record = await self._need_async().aupdate(key_id, {"revoked_at": utcnow()})
+        self.invalidate(record)
+        return record
+
+    def _need_sync(self) -> KeyStore:
+        if self._sync_store is None:
+            raise TypeError(f"{type(self.store).__name__} has no blocking face: use the a* methods")
+        return self._sync_store
+
+    def _need_async(self) -> AsyncKeyStore:
+        if self._async_store is None:
+            raise TypeError(f"{type(self.store).__name__} has no async face: use the sync methods")
+        return self._async_store
+

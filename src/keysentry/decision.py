@@ -1,0 +1,63 @@
+"""The decision on a presented key, given what the store (or the cache) knows of it.
+
+Pure and synchronous: the drivers fetch, this decides. Order matters for what a client can
+learn: possession of the key is proven first (constant-time digest comparison, against a dummy
+digest when the id is unknown, so timing does not reveal which ids exist), and only then does
+the answer say anything about the key's state (expired, disabled).
+
+A :class:`Verdict` is built once per record and cached with it: the identity handed to the app
+and the denials that depend only on the record are not rebuilt per request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+from dataclasses import dataclass
+
+from .errors import Denial
+from .records import KeyIdentity, KeyRecord
+
+__all__ = ["UNKNOWN_KEY", "Verdict", "judge"]
+
+UNKNOWN_KEY = Denial.of("INVALID_API_KEY", "The API key is not valid.")
+DISABLED = Denial.of("API_KEY_DISABLED", "The API key is disabled.")
+_DUMMY_DIGEST = bytes(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A record prepared for the hot path."""
+
+    record: KeyRecord
+    identity: KeyIdentity
+    expires: float  # POSIX seconds; inf when the key does not expire
+    expired: Denial | None
+
+    @classmethod
+    def of(cls, record: KeyRecord) -> Verdict:
+        expired = None
+        expires = math.inf
+        if record.expires_at is not None:
+            expires = record.expires_at.timestamp()
+            expired = Denial.of(
+                "EXPIRED_API_KEY",
+                "The API key has expired: ask its owner for a new one.",
+                {"expired_at": record.expires_at.isoformat()},
+            )
+        return cls(record, record.identity(), expires, expired)
+
+
+def judge(verdict: Verdict | None, digest: bytes, now: float) -> Verdict | Denial:
+    """Allow (the verdict) or deny, for a key whose digest is ``digest`` at POSIX time ``now``."""
+    if verdict is None:
+        hmac.compare_digest(digest, _DUMMY_DIGEST)
+        return UNKNOWN_KEY
+    record = verdict.record
+    if not hmac.compare_digest(digest, record.digest) or record.revoked_at is not None:
+        return UNKNOWN_KEY
+    if now >= verdict.expires:
+        return verdict.expired or UNKNOWN_KEY
+    if record.disabled:
+        return DISABLED
+    return verdict

@@ -1,0 +1,142 @@
+"""Key records and the values that travel with them.
+
+Records are frozen: the cache hands the same object to every request, so nothing may change it
+behind the cache's back. A change is a new record written through the store
+(:func:`dataclasses.replace` makes one).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["KeyIdentity", "KeyRecord", "Network", "Rate", "utcnow"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_PERIODS = {
+    "s": 1, "sec": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hour": 3600, "hours": 3600,
+    "d": 86400, "day": 86400, "days": 86400,
+}  # fmt: skip
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """``limit`` requests per ``period`` seconds, in bursts of up to ``burst`` (default: limit)."""
+
+    limit: int
+    period: float
+    burst: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or not math.isfinite(self.period) or self.period <= 0:
+            raise ValueError("a rate needs a limit of at least 1 and a positive period")
+        if self.burst is not None and self.burst < 1:
+            raise ValueError("a rate's burst must be at least 1")
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """Read ``60/minute``, ``10/s``, ``1000/day`` or ``100/15m``."""
+        count, sep, unit = text.strip().partition("/")
+        unit = unit.strip().lower()
+        multiple = unit.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = unit[len(multiple) :]
+        if not sep or not count.strip().isdigit() or unit not in _PERIODS:
+            raise ValueError(f"not a rate: {text!r} (expected e.g. '60/minute' or '10/s')")
+        factor = int(multiple) if multiple.isdigit() else 1 if not multiple else 0
+        if factor < 1:
+            raise ValueError(f"not a rate: {text!r} (expected e.g. '60/minute' or '10/s')")
+        return cls(int(count), float(_PERIODS[unit] * factor))
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.period:g}s"
+
+
+def _networks(values: Iterable[str | Network]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """Everything the store holds about one key. Never the key itself: only its digest."""
+
+    id: str
+    digest: bytes = field(repr=False)
+    prefix: str
+    name: str = ""
+    owner: str | None = None
+    scopes: frozenset[str] = frozenset()
+    created_at: datetime = field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    disabled: bool = False
+    revoked_at: datetime | None = None
+    rate_limit: Rate | None = None
+    allowed_networks: tuple[Network, ...] = ()
+    credits: int | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        # Accept friendly inputs (lists, CIDR strings, dicts) but keep the record immutable.
+        scopes: Iterable[str] = self.scopes
+        if not isinstance(scopes, frozenset):
+            object.__setattr__(self, "scopes", frozenset(scopes))
+        networks: Iterable[str | Network] = self.allowed_networks
+        if not isinstance(networks, tuple) or not all(
+            isinstance(n, ipaddress.IPv4Network | ipaddress.IPv6Network) for n in networks
+        ):
+            object.__setattr__(self, "allowed_networks", _networks(networks))
+        if not isinstance(self.metadata, MappingProxyType):
+            object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        for name in ("created_at", "expires_at", "last_used_at", "revoked_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} must be timezone-aware (UTC)")
+        if len(self.digest) != 32:
+            raise ValueError("a key record's digest is 32 bytes (SHA-256)")
+        if self.credits is not None and self.credits < 0:
+            raise ValueError("credits cannot be negative")
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def identity(self) -> KeyIdentity:
+        return KeyIdentity(
+            id=self.id,
+            name=self.name,
+            prefix=self.prefix,
+            owner=self.owner,
+            scopes=self.scopes,
+            metadata=self.metadata,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyIdentity:
+    """What the application sees of the key that authenticated a request.
+
+    ASGI: ``scope["state"]["api_key"]`` (``request.state.api_key`` in Starlette and FastAPI);
+    WSGI: ``environ["keysentry.api_key"]``.
+    """
+
+    id: str
+    name: str
+    prefix: str
+    owner: str | None
+    scopes: frozenset[str]
+    metadata: Mapping[str, Any] = field(hash=False)
+
+    def has_scopes(self, required: Iterable[str]) -> bool:
+        return self.scopes.issuperset(required)

@@ -1,0 +1,93 @@
+"""The store contract, sync and async.
+
+A store keeps :class:`~keysentry.records.KeyRecord` values by id, finds imported keys by digest,
+and applies changes atomically. The WSGI driver uses the sync face, the ASGI driver the async
+face; a backend offers the faces it can do without blocking an event loop (the memory store
+offers both). Backends raise :class:`~keysentry.errors.StoreUnavailable` for any failure to
+reach their server, :class:`~keysentry.errors.KeyNotFound` and
+:class:`~keysentry.errors.DuplicateKey` for the two contract errors, and nothing else.
+
+``keysentry.testing`` holds the conformance suite that proves a backend honours this contract.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Protocol, TypedDict, runtime_checkable
+
+from ..records import KeyRecord, Network, Rate
+
+__all__ = ["AsyncKeyStore", "KeyChanges", "KeyStore", "apply_changes"]
+
+
+class KeyChanges(TypedDict, total=False):
+    """The fields of a record that may change after creation."""
+
+    name: str
+    owner: str | None
+    scopes: Iterable[str]
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    disabled: bool
+    revoked_at: datetime | None
+    rate_limit: Rate | None
+    allowed_networks: Iterable[str | Network]
+    credits: int | None
+    metadata: dict[str, object]
+
+
+_MUTABLE = frozenset(KeyChanges.__annotations__)
+
+
+def apply_changes(record: KeyRecord, changes: KeyChanges) -> KeyRecord:
+    """The record with ``changes`` applied; refuses fields that are fixed at creation."""
+    unknown = set(changes) - _MUTABLE
+    if unknown:
+        raise ValueError(f"these key fields cannot be changed: {', '.join(sorted(unknown))}")
+    return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
+
+
+@runtime_checkable
+class KeyStore(Protocol):
+    """Blocking store, for WSGI servers, the CLI and scripts."""
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        """The record with this id, revoked or not; None when there is none."""
+
+    def find_by_digest(self, digest: bytes) -> KeyRecord | None:
+        """The record with this digest (how imported keys are found); None when there is none."""
+
+    def create(self, record: KeyRecord) -> None:
+        """Add a record; :class:`DuplicateKey` if its id or digest is taken."""
+
+    def update(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        """Apply ``changes`` atomically and return the new record; :class:`KeyNotFound` if none."""
+
+    def list_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        """Records ordered by id, those with ids greater than ``after``, at most ``limit``."""
+
+    def close(self) -> None:
+        """Release connections. The store may not be used afterwards."""
+
+
+@runtime_checkable
+class AsyncKeyStore(Protocol):
+    """Non-blocking twin of :class:`KeyStore`, for ASGI apps."""
+
+    async def aget(self, key_id: str) -> KeyRecord | None: ...
+
+    async def afind_by_digest(self, digest: bytes) -> KeyRecord | None: ...
+
+    async def acreate(self, record: KeyRecord) -> None: ...
+
+    async def aupdate(self, key_id: str, changes: KeyChanges) -> KeyRecord: ...
+
+    async def alist_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]: ...
+
+    async def aclose(self) -> None: ...

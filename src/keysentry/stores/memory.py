@@ -1,0 +1,86 @@
+"""The in-process store: a dict behind a lock, for tests, demos and single-process apps."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from ..errors import DuplicateKey, KeyNotFound
+from ..records import KeyRecord
+from .base import KeyChanges, apply_changes
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Thread-safe, with both the sync and the async face (it never waits on I/O)."""
+
+    def __init__(self, records: Sequence[KeyRecord] = ()) -> None:
+        self._lock = threading.Lock()
+        self._by_id: dict[str, KeyRecord] = {}
+        self._by_digest: dict[bytes, str] = {}
+        for record in records:
+            self.create(record)
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self._by_id)} keys)"
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        return self._by_id.get(key_id)
+
+    def find_by_digest(self, digest: bytes) -> KeyRecord | None:
+        key_id = self._by_digest.get(digest)
+        return None if key_id is None else self._by_id.get(key_id)
+
+    def create(self, record: KeyRecord) -> None:
+        with self._lock:
+            if record.id in self._by_id or record.digest in self._by_digest:
+                raise DuplicateKey(f"a key with id {record.id!r} or the same digest exists")
+            self._by_id[record.id] = record
+            self._by_digest[record.digest] = record.id
+
+    def update(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        with self._lock:
+            current = self._by_id.get(key_id)
+            if current is None:
+                raise KeyNotFound(f"no key with id {key_id!r}")
+            record = apply_changes(current, changes)
+            self._by_id[key_id] = record
+            return record
+
+    def list_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        with self._lock:
+            records = sorted(self._by_id.values(), key=lambda r: r.id)
+        return [
+            r
+            for r in records
+            if (owner is None or r.owner == owner) and (after is None or r.id > after)
+        ][: max(limit, 0)]
+
+    def close(self) -> None:
+        pass
+
+    async def aget(self, key_id: str) -> KeyRecord | None:
+        return self.get(key_id)
+
+    async def afind_by_digest(self, digest: bytes) -> KeyRecord | None:
+        return self.find_by_digest(digest)
+
+    async def acreate(self, record: KeyRecord) -> None:
+        self.create(record)
+
+    async def aupdate(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        return self.update(key_id, changes)
+
+    async def alist_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        return self.list_keys(owner=owner, after=after, limit=limit)
+
+    async def aclose(self) -> None:
+        pass

@@ -1,0 +1,81 @@
+"""The WSGI driver (PEP 3333): reads the environ, answers through ``start_response``.
+
+Header values arrive as latin-1 ``str``; they are encoded back to the bytes the client sent.
+Servers fold repeated headers, and headers whose names differ only by ``-`` versus ``_``
+(``X-Api-Key`` and ``X_Api_Key``), into one comma-joined value; a key never contains a comma,
+so such a value is read as the several credentials it is and refused unless all are the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .core import Keysentry
+from .errors import Denial
+
+__all__ = ["WSGIMiddleware"]
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+ENVIRON_KEY = "keysentry.api_key"
+
+
+def _environ_name(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def _values(value: str | None) -> list[bytes]:
+    if value is None:
+        return []
+    raw = value.encode("latin-1", "replace")
+    return [part.strip(b" \t") for part in raw.split(b",")] if b"," in raw else [raw]
+
+
+class WSGIMiddleware:
+    """``app.wsgi_app = WSGIMiddleware(app.wsgi_app, ks)`` for Flask; any PEP 3333 app alike."""
+
+    def __init__(self, app: WSGIApp, keysentry: Keysentry) -> None:
+        self.app = app
+        self.keysentry = keysentry
+        self._auth = _environ_name(keysentry.header)
+        self._key = _environ_name(keysentry.api_key_header or keysentry.header)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        ks = self.keysentry
+        if ks.exempt and ks.exempt.match(environ.get("PATH_INFO") or "/"):
+            return self.app(environ, start_response)
+        auth = environ.get(self._auth)
+        key = environ.get(self._key)
+        if (
+            auth is None
+            and key is None
+            and ks.allow_preflight
+            and environ.get("REQUEST_METHOD") == "OPTIONS"
+            and "HTTP_ORIGIN" in environ
+            and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+        ):
+            return self.app(environ, start_response)
+        query: list[bytes] = []
+        if ks.reader.query_param is not None:
+            query = ks.reader.query_values(environ.get("QUERY_STRING", "").encode("latin-1"))
+        if (auth and "," in auth) or (key and "," in key) or len(query) > 1:
+            token = ks.reader.read_all(_values(auth), _values(key), query)
+        else:
+            token = ks.reader.read(
+                None if auth is None else auth.encode("latin-1", "replace"),
+                None if key is None else key.encode("latin-1", "replace"),
+                query[0] if query else None,
+            )
+        result = token if isinstance(token, Denial) else ks.authenticate(token)
+        if isinstance(result, Denial):
+            rendered = ks.render(result)
+            start_response(rendered.wsgi_status, rendered.wsgi_headers)
+            return [rendered.body]
+        environ[ENVIRON_KEY] = result.identity
+        if ks.strip_credentials:
+            environ.pop(self._auth, None)
+            environ.pop(self._key, None)
+        return self.app(environ, start_response)
