@@ -1,10 +1,10 @@
 """keysentry: API-key authentication and per-key rate limiting for any ASGI or WSGI app.
 
-    from keysentry import ASGIMiddleware, Keysentry, MemoryStore
+from keysentry import ASGIMiddleware, Keysentry, MemoryStore
 
-    ks = Keysentry(MemoryStore(), secret=os.environ["KEYSENTRY_SECRET"])
-    app.add_middleware(ASGIMiddleware, keysentry=ks)
-    print(ks.issue(name="ci").key.reveal())   # shown once; only its digest is stored
+ks = Keysentry(MemoryStore(), secret=os.environ["KEYSENTRY_SECRET"])
+app.add_middleware(ASGIMiddleware, keysentry=ks)
+print(ks.issue(name="ci").key.reveal())   # shown once; only its digest is stored
 """
 
 from .asgi import ASGIMiddleware

@@ -33,9 +33,7 @@ class ASGIMiddleware:
         self.keysentry = keysentry
         self._auth = keysentry.header.lower().encode()
         self._key = (keysentry.api_key_header or keysentry.header).lower().encode()
-        self._strip = (
-            frozenset((self._auth, self._key)) if keysentry.strip_credentials else None
-        )
+        self._strip = frozenset((self._auth, self._key)) if keysentry.strip_credentials else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -294,4 +294,3 @@ class Keysentry:
         if self._async_store is None:
             raise TypeError(f"{type(self.store).__name__} has no async face: use the sync methods")
         return self._async_store
-

@@ -39,8 +39,7 @@ NO_SCHEME = Denial.of(
 )
 OTHER_SCHEME = Denial.of(
     "INVALID_API_KEY",
-    "The Authorization header uses a scheme other than Bearer: send "
-    "'Authorization: Bearer <key>'.",
+    "The Authorization header uses a scheme other than Bearer: send 'Authorization: Bearer <key>'.",
 )
 EMPTY = Denial.of("INVALID_API_KEY", "The API key is empty.")
 NOT_ONE_TOKEN = Denial.of(
@@ -62,9 +61,7 @@ class CredentialReader:
 
     __slots__ = ("_bearer_in_api_key", "_max_length", "_too_long", "query_param")
 
-    def __init__(
-        self, *, api_key_header: str, query_param: str | None, max_length: int
-    ) -> None:
+    def __init__(self, *, api_key_header: str, query_param: str | None, max_length: int) -> None:
         self.query_param = query_param
         self._max_length = max_length
         self._too_long = Denial.of(

@@ -59,9 +59,7 @@ ERRORS: Mapping[str, ErrorKind] = MappingProxyType(
             ),
             ErrorKind(402, "INSUFFICIENT_CREDITS", "The API key has no credits left."),
             ErrorKind(429, "RATE_LIMITED", "Too many requests for this API key."),
-            ErrorKind(
-                503, "AUTH_UNAVAILABLE", "Authentication is temporarily unavailable."
-            ),
+            ErrorKind(503, "AUTH_UNAVAILABLE", "Authentication is temporarily unavailable."),
         )
     }
 )

@@ -47,9 +47,7 @@ class ExemptPaths:
 
     def __init__(self, paths: Iterable[str]) -> None:
         entries = [_entry(p) for p in paths]
-        self._exact = frozenset(
-            p.rstrip("/") or "/" for p in entries if not p.endswith("/*")
-        )
+        self._exact = frozenset(p.rstrip("/") or "/" for p in entries if not p.endswith("/*"))
         self._trees = tuple(p[:-2].rstrip("/") for p in entries if p.endswith("/*"))
 
     def __bool__(self) -> bool:

@@ -14,6 +14,4 @@ def from_url(url: str, **options: Any) -> Any:
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":
         return MemoryStore(**options)
-    raise ValueError(
-        f"unsupported store URL scheme {scheme!r}: this version supports 'memory://'"
-    )
+    raise ValueError(f"unsupported store URL scheme {scheme!r}: this version supports 'memory://'")
