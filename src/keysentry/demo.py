@@ -1,0 +1,127 @@
+"""``keysentry demo``: a small protected API, served on 127.0.0.1, with a key to try it.
+
+The app is an ordinary Starlette app behind :class:`~keysentry.ASGIMiddleware`; it is also what
+the README's quickstart shows, so what the demo does is what a user's app does.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from typing import Any, TextIO
+
+from .asgi import ASGIMiddleware
+from .core import Keysentry
+from .stores.url import from_url
+
+__all__ = ["build_app", "run"]
+
+
+def build_app(ks: Keysentry) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    async def me(request: Request) -> JSONResponse:
+        key = request.state.api_key
+        return JSONResponse(
+            {
+                "id": key.id,
+                "name": key.name,
+                "prefix": key.prefix,
+                "owner": key.owner,
+                "scopes": sorted(key.scopes),
+            }
+        )
+
+    async def generate(request: Request) -> JSONResponse:
+        prompt = request.query_params.get("prompt", "a lighthouse at dawn")
+        return JSONResponse(
+            {"object": "generation", "prompt": prompt, "key": request.state.api_key.prefix}
+        )
+
+    app = Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/v1/me", me),
+            Route("/v1/generate", generate, methods=["GET", "POST"]),
+        ]
+    )
+    app.add_middleware(ASGIMiddleware, keysentry=ks)
+    return app
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(
+            f"keysentry demo: cannot listen on {host}:{port}: {exc.strerror}"
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    store_url: str = "memory://",
+    out: TextIO | None = None,
+) -> None:
+    try:
+        import uvicorn
+    except ImportError:
+        raise SystemExit(
+            "keysentry demo needs uvicorn and starlette: pip install 'keysentry[demo]'"
+        ) from None
+    out = out or sys.stdout
+    store = from_url(store_url)
+    ks = Keysentry(store, secret=os.environ.get("KEYSENTRY_SECRET") or None, exempt=["/health"])
+    issued = ks.issue(name="demo", owner="demo", scopes=["read", "generate"])
+    key = issued.key.reveal()
+    sock = _bind(host, port)
+    port = sock.getsockname()[1]
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    print(
+        f"""keysentry demo: a protected API on {base} (store: {store_url})
+
+Your API key, shown once (only its digest is stored):
+
+    {key}
+
+Try it:
+
+    # 200, with the key's identity
+    curl -H "Authorization: Bearer {key}" {base}/v1/me
+    curl -H "X-API-Key: {key}" "{base}/v1/generate?prompt=hello"
+
+    # 401 MISSING_API_KEY, with WWW-Authenticate: Bearer realm="api"
+    curl -i {base}/v1/me
+
+    # 401 INVALID_API_KEY: the 'Bearer ' prefix is missing
+    curl -i -H "Authorization: {key}" {base}/v1/me
+
+    # exempt path: no key needed
+    curl {base}/health
+
+Ctrl-C stops the server.
+""",
+        file=out,
+        flush=True,
+    )
+    config = uvicorn.Config(build_app(ks), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

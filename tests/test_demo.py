@@ -1,0 +1,105 @@
+"""``keysentry demo`` as a user runs it: the real console script, a real socket, curl-like calls."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).with_name("keysentry")
+
+
+@pytest.fixture
+def demo() -> Iterator[tuple[str, int]]:
+    """The demo on a free port; yields (key, port)."""
+    env = {k: v for k, v in os.environ.items() if k != "KEYSENTRY_SECRET"}
+    proc = subprocess.Popen(
+        [str(SCRIPT), "demo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        key = re.search(r"Bearer (sk_live_[A-Za-z0-9]+)", text)
+        port = re.search(r"http://127\.0\.0\.1:(\d+)/", text)
+        assert key, text
+        assert port, text
+        _wait_for(int(port.group(1)))
+        yield key.group(1), int(port.group(1))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _wait_for(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            _get(port, "/health")
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def test_demo_serves_the_printed_key(demo: tuple[str, int]) -> None:
+    key, port = demo
+    status, _, body = _get(port, "/v1/me", {"Authorization": f"Bearer {key}"})
+    assert status == 200
+    assert key.startswith(body["prefix"])
+
+    status, headers, body = _get(port, "/v1/me")
+    assert (status, body["error"]["code"]) == (401, "MISSING_API_KEY")
+    assert headers["www-authenticate"].startswith("Bearer ")
+
+    status, _, body = _get(port, "/v1/me", {"Authorization": key})
+    assert (status, body["error"]["code"]) == (401, "INVALID_API_KEY")
+    assert "'Bearer ' prefix" in body["error"]["message"]
+
+    i = len(key) // 2
+    changed = key[:i] + ("x" if key[i] != "x" else "y") + key[i + 1 :]
+    status, _, body = _get(port, "/v1/me", {"Authorization": f"Bearer {changed}"})
+    assert (status, body["error"]["code"]) == (401, "INVALID_API_KEY")
+
+
+def test_demo_refuses_a_bad_store_url() -> None:
+    r = subprocess.run(
+        [str(SCRIPT), "demo", "--port", "0", "--store", "nosuch://x"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 2
+    assert "unsupported store URL" in r.stderr
+    assert "Traceback" not in r.stderr
