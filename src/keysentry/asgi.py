@@ -76,6 +76,13 @@ class ASGIMiddleware:
         if isinstance(result, Denial):
             await self._deny(scope, receive, send, result)
             return
+        if ks.limiter is not None and result.policies:
+            limited = await ks.alimit(result)
+            if isinstance(limited, Denial):
+                await self._deny(scope, receive, send, limited)
+                return
+            if limited:
+                send = _adding_headers(send, [(k.lower().encode(), v.encode()) for k, v in limited])
 
         state = scope.get("state")
         if state is None:
@@ -110,6 +117,17 @@ class ASGIMiddleware:
             await send({"type": "websocket.http.response.body", "body": rendered.body})
         else:
             await send({"type": "websocket.close", "code": 1008, "reason": denial.code})
+
+
+def _adding_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` that appends ``extra`` to the response start (or websocket accept) headers."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            message["headers"] = [*message.get("headers", ()), *extra]
+        await send(message)
+
+    return send_with_headers
 
 
 def _is_preflight(scope: Scope) -> bool:

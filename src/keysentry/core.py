@@ -13,6 +13,7 @@ Per request on a warm cache: one ``rfind``, one ``crc32``, one HMAC, one locked 
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +38,9 @@ from .keys import (
     validate_prefix,
 )
 from .paths import ExemptPaths
+from .ratelimit.base import Limiter
+from .ratelimit.gcra import Policy, RateDecision
+from .ratelimit.headers import rate_headers
 from .records import KeyRecord, Network, Rate, utcnow
 from .responses import ErrorBody, Renderer
 from .stores.base import AsyncKeyStore, KeyStore
@@ -82,6 +86,14 @@ class Keysentry:
     :param max_key_length: longer credentials are refused before they are hashed.
     :param error_body: builds the JSON error body from a :class:`Denial`.
     :param retry_after: seconds a 503 tells clients to wait when the store is down.
+    :param limiter: rate-limit backend (:class:`MemoryLimiter`, :class:`RedisLimiter`); None
+        turns rate limiting off.
+    :param rate_limit: policies for keys whose record has none, e.g. ``"60/minute"`` or
+        ``"10/second, 10000/day"``; None leaves such keys unlimited.
+    :param fail_open: when the limiter cannot answer, allow the request (True: logged at most
+        once per ``retry_after`` seconds and counted in :attr:`limiter_failures`) or refuse it
+        with 503 ``AUTH_UNAVAILABLE`` (False).
+    :param legacy_rate_headers: also send ``X-RateLimit-Limit/Remaining/Reset``.
     """
 
     def __init__(
@@ -105,6 +117,10 @@ class Keysentry:
         max_key_length: int = DEFAULT_MAX_LENGTH,
         error_body: ErrorBody | None = None,
         retry_after: int = 5,
+        limiter: Limiter | None = None,
+        rate_limit: str | Rate | Iterable[str | Rate] | None = None,
+        fail_open: bool = True,
+        legacy_rate_headers: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -138,6 +154,16 @@ class Keysentry:
             "Authentication is temporarily unavailable: retry shortly.",
             headers=(("Retry-After", str(retry_after)),),
         )
+        self.limiter = limiter
+        self.default_policies = (
+            () if rate_limit is None else tuple(Policy.of(r) for r in Rate.parse_many(rate_limit))
+        )
+        self.fail_open = fail_open
+        self.legacy_rate_headers = legacy_rate_headers
+        #: Requests let through because the limiter could not answer (fail_open).
+        self.limiter_failures = 0
+        self._limiter_logged_at = -math.inf
+        self._retry_after = retry_after
         self._clock = clock
 
     def __repr__(self) -> str:
@@ -193,11 +219,61 @@ class Keysentry:
             return key_id
         return key_id, self.digest(token)
 
+    def limit(self, verdict: Verdict, cost: int = 1) -> list[tuple[str, str]] | Denial:
+        """Charge one request to the key's rate limits: headers to send, or the refusal."""
+        limiter = self.limiter
+        if limiter is None or not verdict.policies:
+            return []
+        try:
+            decision = limiter.hit(verdict.record.id, verdict.policies, cost)
+        except StoreUnavailable:
+            return self._limiter_down()
+        return self._rate_outcome(verdict, decision)
+
+    async def alimit(self, verdict: Verdict, cost: int = 1) -> list[tuple[str, str]] | Denial:
+        """The async twin of :meth:`limit`."""
+        limiter = self.limiter
+        if limiter is None or not verdict.policies:
+            return []
+        try:
+            decision = await limiter.ahit(verdict.record.id, verdict.policies, cost)
+        except StoreUnavailable:
+            return self._limiter_down()
+        return self._rate_outcome(verdict, decision)
+
+    def _rate_outcome(
+        self, verdict: Verdict, decision: RateDecision
+    ) -> list[tuple[str, str]] | Denial:
+        headers = rate_headers(decision, verdict.policy_field, self.legacy_rate_headers)
+        if decision.allowed:
+            return headers
+        return Denial.of(
+            "RATE_LIMITED",
+            f"Too many requests for this API key: retry in {decision.retry_after} s.",
+            {"retry_after": decision.retry_after},
+            headers=tuple(headers),
+        )
+
+    def _limiter_down(self) -> list[tuple[str, str]] | Denial:
+        now = time.monotonic()
+        if now - self._limiter_logged_at >= self._retry_after:
+            self._limiter_logged_at = now
+            log.warning(
+                "rate limiter unavailable; %s (%d let through so far)",
+                "failing open" if self.fail_open else "answering 503",
+                self.limiter_failures,
+                exc_info=True,
+            )
+        if self.fail_open:
+            self.limiter_failures += 1
+            return []
+        return self.unavailable
+
     def _remember(self, lookup: bytes, record: KeyRecord | None) -> Verdict | None:
         if record is None:
             self.cache.put_negative(lookup)
             return None
-        verdict = Verdict.of(record)
+        verdict = Verdict.of(record, self.default_policies)
         self.cache.put(lookup, verdict)
         return verdict
 
@@ -216,7 +292,7 @@ class Keysentry:
         scopes: Iterable[str] = (),
         prefix: str | None = None,
         expires_at: datetime | None = None,
-        rate_limit: Rate | str | None = None,
+        rate_limit: str | Rate | Iterable[str | Rate] | None = None,
         allowed_networks: Iterable[str | Network] = (),
         credits: int | None = None,
         metadata: Mapping[str, Any] | None = None,
@@ -231,7 +307,7 @@ class Keysentry:
             owner=owner,
             scopes=frozenset(scopes),
             expires_at=expires_at,
-            rate_limit=Rate.parse(rate_limit) if isinstance(rate_limit, str) else rate_limit,
+            rate_limit=None if rate_limit is None else Rate.parse_many(rate_limit),
             allowed_networks=tuple(allowed_networks),  # type: ignore[arg-type]
             credits=credits,
             metadata=dict(metadata or {}),

@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 
 from .errors import Denial
+from .ratelimit.gcra import Policy
+from .ratelimit.headers import policy_field
 from .records import KeyIdentity, KeyRecord
 
 __all__ = ["UNKNOWN_KEY", "Verdict", "judge"]
@@ -33,9 +35,11 @@ class Verdict:
     identity: KeyIdentity
     expires: float  # POSIX seconds; inf when the key does not expire
     expired: Denial | None
+    policies: tuple[Policy, ...] = ()  # rate limits in force: the record's or the default
+    policy_field: str = ""  # RateLimit-Policy value for those
 
     @classmethod
-    def of(cls, record: KeyRecord) -> Verdict:
+    def of(cls, record: KeyRecord, default_policies: tuple[Policy, ...] = ()) -> Verdict:
         expired = None
         expires = math.inf
         if record.expires_at is not None:
@@ -45,7 +49,12 @@ class Verdict:
                 "The API key has expired: ask its owner for a new one.",
                 {"expired_at": record.expires_at.isoformat()},
             )
-        return cls(record, record.identity(), expires, expired)
+        policies = (
+            default_policies
+            if record.rate_limit is None
+            else tuple(Policy.of(rate) for rate in record.rate_limit)
+        )
+        return cls(record, record.identity(), expires, expired, policies, policy_field(policies))
 
 
 def judge(verdict: Verdict | None, digest: bytes, now: float) -> Verdict | Denial:

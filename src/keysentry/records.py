@@ -46,6 +46,15 @@ class Rate:
             raise ValueError("a rate's burst must be at least 1")
 
     @classmethod
+    def parse_many(cls, spec: str | Rate | Iterable[str | Rate]) -> tuple[Rate, ...]:
+        """Read one rate or several: ``"10/second, 1000/day"``, a Rate, or a list of either."""
+        if isinstance(spec, Rate):
+            return (spec,)
+        if isinstance(spec, str):
+            spec = [part for part in spec.split(",") if part.strip()]
+        return tuple(r if isinstance(r, Rate) else cls.parse(r) for r in spec)
+
+    @classmethod
     def parse(cls, text: str) -> Rate:
         """Read ``60/minute``, ``10/s``, ``1000/day`` or ``100/15m``."""
         count, sep, unit = text.strip().partition("/")
@@ -82,7 +91,8 @@ class KeyRecord:
     last_used_at: datetime | None = None
     disabled: bool = False
     revoked_at: datetime | None = None
-    rate_limit: Rate | None = None
+    #: The key's rate-limit policies, all enforced; None = the configured default, () = none.
+    rate_limit: tuple[Rate, ...] | None = None
     allowed_networks: tuple[Network, ...] = ()
     credits: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
@@ -92,6 +102,11 @@ class KeyRecord:
         scopes: Iterable[str] = self.scopes
         if not isinstance(scopes, frozenset):
             object.__setattr__(self, "scopes", frozenset(scopes))
+        limits: str | Rate | Iterable[str | Rate] | None = self.rate_limit
+        if limits is not None and not (
+            isinstance(limits, tuple) and all(isinstance(r, Rate) for r in limits)
+        ):
+            object.__setattr__(self, "rate_limit", Rate.parse_many(limits))
         networks: Iterable[str | Network] = self.allowed_networks
         if not isinstance(networks, tuple) or not all(
             isinstance(n, ipaddress.IPv4Network | ipaddress.IPv6Network) for n in networks

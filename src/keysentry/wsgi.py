@@ -74,8 +74,23 @@ class WSGIMiddleware:
             rendered = ks.render(result)
             start_response(rendered.wsgi_status, rendered.wsgi_headers)
             return [rendered.body]
+        if ks.limiter is not None and result.policies:
+            limited = ks.limit(result)
+            if isinstance(limited, Denial):
+                rendered = ks.render(limited)
+                start_response(rendered.wsgi_status, rendered.wsgi_headers)
+                return [rendered.body]
+            if limited:
+                start_response = _adding_headers(start_response, limited)
         environ[ENVIRON_KEY] = result.identity
         if ks.strip_credentials:
             environ.pop(self._auth, None)
             environ.pop(self._key, None)
         return self.app(environ, start_response)
+
+
+def _adding_headers(start_response: StartResponse, extra: list[tuple[str, str]]) -> StartResponse:
+    def start_with_headers(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+        return start_response(status, [*headers, *extra], *exc_info)
+
+    return start_with_headers

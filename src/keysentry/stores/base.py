@@ -32,7 +32,7 @@ class KeyChanges(TypedDict, total=False):
     last_used_at: datetime | None
     disabled: bool
     revoked_at: datetime | None
-    rate_limit: Rate | None
+    rate_limit: str | Rate | Iterable[str | Rate] | None
     allowed_networks: Iterable[str | Network]
     credits: int | None
     metadata: dict[str, object]
