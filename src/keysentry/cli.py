@@ -25,6 +25,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--store", default="memory://", metavar="URL", help="key store URL (memory://)"
     )
+    demo.add_argument(
+        "--rate-limit",
+        metavar="RATE",
+        help="rate limit of the printed key, e.g. 5/minute or '10/second, 1000/day'",
+    )
+    demo.add_argument(
+        "--limiter",
+        default="memory://",
+        metavar="URL",
+        help="rate-limit backend: memory:// or redis://host:port/db (memory://)",
+    )
     return parser
 
 
@@ -37,7 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not 0 <= args.port <= 65535:
             parser.error("--port must be between 0 and 65535")
         try:
-            run(host=args.host, port=args.port, store_url=args.store)
+            run(
+                host=args.host,
+                port=args.port,
+                store_url=args.store,
+                rate_limit=args.rate_limit,
+                limiter_url=args.limiter,
+            )
         except ValueError as exc:
             print(f"keysentry demo: {exc}", file=sys.stderr)
             return 2

@@ -13,6 +13,8 @@ from typing import Any, TextIO
 
 from .asgi import ASGIMiddleware
 from .core import Keysentry
+from .ratelimit import Limiter, MemoryLimiter
+from .records import Rate
 from .stores.url import from_url
 
 __all__ = ["build_app", "run"]
@@ -71,11 +73,25 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def limiter_from_url(url: str) -> Limiter:
+    """``memory://`` or ``redis://...`` (also ``rediss://``, ``unix://``)."""
+    scheme = url.partition("://")[0].lower()
+    if scheme == "memory":
+        return MemoryLimiter()
+    if scheme in ("redis", "rediss", "unix"):
+        from .ratelimit.redis import RedisLimiter
+
+        return RedisLimiter(url)
+    raise ValueError(f"unsupported limiter URL scheme {scheme!r}: use 'memory://' or 'redis://'")
+
+
 def run(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     store_url: str = "memory://",
+    rate_limit: str | None = None,
+    limiter_url: str = "memory://",
     out: TextIO | None = None,
 ) -> None:
     try:
@@ -86,14 +102,21 @@ def run(
         ) from None
     out = out or sys.stdout
     store = from_url(store_url)
-    ks = Keysentry(store, secret=os.environ.get("KEYSENTRY_SECRET") or None, exempt=["/health"])
-    issued = ks.issue(name="demo", owner="demo", scopes=["read", "generate"])
+    rates = Rate.parse_many(rate_limit) if rate_limit else None
+    ks = Keysentry(
+        store,
+        secret=os.environ.get("KEYSENTRY_SECRET") or None,
+        exempt=["/health"],
+        limiter=limiter_from_url(limiter_url),
+    )
+    issued = ks.issue(name="demo", owner="demo", scopes=["read", "generate"], rate_limit=rates)
     key = issued.key.reveal()
     sock = _bind(host, port)
     port = sock.getsockname()[1]
     base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     print(
         f"""keysentry demo: a protected API on {base} (store: {store_url})
+Rate limit of the key: {", ".join(map(str, rates)) if rates else "none"} (limiter: {limiter_url})
 
 Your API key, shown once (only its digest is stored):
 

@@ -69,7 +69,9 @@ class Rate:
         return cls(int(count), float(_PERIODS[unit] * factor))
 
     def __str__(self) -> str:
-        return f"{self.limit}/{self.period:g}s"
+        unit = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day"}.get(self.period)
+        text = f"{self.limit}/{unit or f'{self.period:g}s'}"
+        return text if self.burst is None else f"{text} (burst {self.burst})"
 
 
 def _networks(values: Iterable[str | Network]) -> tuple[Network, ...]:
