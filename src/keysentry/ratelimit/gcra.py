@@ -17,6 +17,11 @@ What a client may send, for ``N/P`` with burst ``B`` (default ``B = N``):
 * in any window of length ``w``: at most ``B + floor(w / T)`` requests (``B + N`` per ``P``);
 * in steady state: ``N`` per ``P``, evenly spaced.
 
+A key's limit can change at any time: the stored TAT is time owed, not a count, so the next
+request is judged by the new policy against the same debt (no reset, no orphaned state). A
+client that spent a whole ``2/minute`` burst (60 s owed) and is upgraded to ``4/minute`` has a
+full burst still, now repaid at 15 s a request.
+
 Everything is integer microseconds, so the Redis script and this module agree to the unit and
 no float drift accumulates. Several policies per key are decided all-or-nothing: a request is
 admitted only if every policy admits it, and only then does any state change.

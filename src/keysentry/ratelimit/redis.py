@@ -15,6 +15,7 @@ waits on a socket.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from importlib.resources import files
 from typing import Any
@@ -71,6 +72,7 @@ class RedisLimiter:
         self.breaker = CircuitBreaker(failures, cooldown)
         self._sync: Any = None
         self._async: Any = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         where = urlsplit(self.url)  # host and port only: a URL may carry a password
@@ -118,12 +120,16 @@ class RedisLimiter:
         from redis.exceptions import NoScriptError, RedisError
 
         client = self._async
-        if client is None:
+        loop = asyncio.get_running_loop()
+        if client is None or self._async_loop is not loop:
+            # An asyncio client belongs to the loop it first ran on; a server (or a test
+            # client) that runs another loop gets its own.
             import redis.asyncio
 
             client = self._async = redis.asyncio.Redis.from_url(
                 self.url, **_client_options(self.timeout)
             )
+            self._async_loop = loop
         name = self.state_key(key)
         args = self._args(policies, cost)
         try:
@@ -150,6 +156,6 @@ class RedisLimiter:
             self._sync = None
 
     async def aclose(self) -> None:
-        if self._async is not None:
+        if self._async is not None and self._async_loop is asyncio.get_running_loop():
             await self._async.aclose()
-            self._async = None
+        self._async = None

@@ -1,0 +1,118 @@
+"""GCRA's promises, as properties over random request timings (SPEC §6)."""
+
+from __future__ import annotations
+
+import threading
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keysentry import Rate
+from keysentry.ratelimit import MemoryLimiter
+from keysentry.ratelimit.gcra import US, Policy, decide, describe
+from keysentry.ratelimit.headers import rate_headers
+
+rates = st.builds(
+    Rate,
+    limit=st.integers(1, 50),
+    period=st.sampled_from([1.0, 2.0, 60.0, 3600.0]),
+    burst=st.one_of(st.none(), st.integers(1, 60)),
+)
+# Gaps between requests in µs: many at one instant, some spread out.
+gaps = st.lists(st.one_of(st.just(0), st.integers(0, 3 * US)), min_size=1, max_size=120)
+
+
+def _run(policies: tuple[Policy, ...], times: list[int]) -> list[tuple[int, bool, object]]:
+    tats: list[int | None] = [None] * len(policies)
+    out = []
+    for now in times:
+        allowed, new = decide(policies, tats, now)
+        if allowed:
+            tats = list(new)
+        out.append((now, allowed, describe(policies, new, now, allowed)))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=rates, gaps=gaps)
+def test_no_window_admits_more_than_promised(rate: Rate, gaps: list[int]) -> None:
+    policy = Policy.of(rate)
+    times = [sum(gaps[: i + 1]) for i in range(len(gaps))]
+    allowed = [now for now, ok, _ in _run((policy,), times) if ok]
+    # In any window [a, b]: at most B + floor((b - a) / T) requests.
+    for i, start in enumerate(allowed):
+        for j in range(i, len(allowed)):
+            span = allowed[j] - start
+            assert j - i + 1 <= policy.burst + span // policy.interval
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=rates, n=st.integers(1, 200))
+def test_from_idle_exactly_the_burst_at_one_instant(rate: Rate, n: int) -> None:
+    policy = Policy.of(rate)
+    results = _run((policy,), [10 * US] * n)
+    assert sum(ok for _, ok, _ in results) == min(n, policy.burst)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=rates, gaps=gaps)
+def test_headers_agree_with_the_decision(rate: Rate, gaps: list[int]) -> None:
+    policy = Policy.of(rate)
+    times = [sum(gaps[: i + 1]) for i in range(len(gaps))]
+    for _, ok, decision in _run((policy,), times):
+        d = decision  # type: ignore[assignment]
+        headers = dict(rate_headers(d, "p", legacy=False))  # type: ignore[arg-type]
+        r, t = d.remaining[0], d.reset[0]  # type: ignore[attr-defined]
+        assert 0 <= r <= policy.burst
+        assert t >= 0
+        if ok:
+            assert "Retry-After" not in headers
+            assert r < policy.burst  # this request used some of the burst
+        else:
+            assert r == 0
+            assert int(headers["Retry-After"]) >= t >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=rates, b=rates, gaps=gaps)
+def test_several_policies_all_or_nothing(a: Rate, b: Rate, gaps: list[int]) -> None:
+    both = (Policy.of(a), Policy.of(b))
+    times = [sum(gaps[: i + 1]) for i in range(len(gaps))]
+    # What both together admit is exactly what each admits, replayed on the admitted requests.
+    admitted = [now for now, ok, _ in _run(both, times) if ok]
+    for p in both:
+        assert all(ok for _, ok, _ in _run((p,), admitted))
+
+
+def test_memory_limiter_exact_under_threads() -> None:
+    limiter = MemoryLimiter()
+    policies = (Policy.of(Rate(50, 3600.0)),)
+    allowed = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait()
+        mine = sum(limiter.hit("k", policies).allowed for _ in range(100))
+        with lock:
+            allowed.append(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(allowed) == 50
+
+
+def test_memory_limiter_forgets_idle_keys_and_stays_bounded() -> None:
+    now = [0.0]
+    limiter = MemoryLimiter(max_keys=100, clock=lambda: now[0])
+    policies = (Policy.of(Rate(10, 1.0)),)
+    for i in range(1000):
+        limiter.hit(f"k{i}", policies)
+    assert len(limiter) == 100
+    now[0] += 5  # every key is back to full burst: its state is worth nothing
+    for i in range(50):
+        limiter.hit(f"fresh{i}", policies)
+    assert len(limiter) < 100
