@@ -298,7 +298,7 @@ class Keysentry:
         metadata: Mapping[str, Any] | None = None,
     ) -> IssuedKey:
         """Mint a key and build its record, without storing it (see :meth:`issue`)."""
-        key_id, key = mint(prefix or self.prefix)
+        key_id, key = mint(self.prefix if prefix is None else prefix)
         record = KeyRecord(
             id=key_id,
             digest=self.digest(key.reveal().encode()),

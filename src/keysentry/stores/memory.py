@@ -6,6 +6,7 @@ import threading
 from collections.abc import Sequence
 
 from ..errors import DuplicateKey, KeyNotFound
+from ..keys import KEY_ID_LENGTH
 from ..records import KeyRecord
 from .base import KeyChanges, apply_changes
 
@@ -46,7 +47,10 @@ class MemoryStore:
         with self._lock:
             current = self._by_id.get(key_id)
             if current is None:
-                raise KeyNotFound(f"no key with id {key_id!r}")
+                # No more than an id's length: a full key passed where its id belongs must not
+                # reach a log through this message.
+                shown = key_id[:KEY_ID_LENGTH] + ("..." if len(key_id) > KEY_ID_LENGTH else "")
+                raise KeyNotFound(f"no key with id {shown!r}")
             record = apply_changes(current, changes)
             self._by_id[key_id] = record
             return record

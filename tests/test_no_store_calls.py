@@ -1,0 +1,231 @@
+"""SPEC §3 and §8: what a presented key costs the store.
+
+Garbage and typos are refused from the bytes alone; a valid key is fetched once and then served
+from the cache; an unknown well-formed key is asked about once per negative-cache TTL. Every
+verdict on a well-formed key still runs one constant-time comparison, whether the id exists,
+is remembered as unknown, or is cached.
+"""
+
+from __future__ import annotations
+
+import hmac
+import zlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+import keysentry.decision
+from keysentry import ImportedFormat, KeyChanges, KeyRecord, Keysentry, MemoryStore
+from keysentry.cache import TTLCache
+
+from .apps import FRAMEWORKS, Client
+from .conftest import SECRET
+
+
+class CountingStore:
+    """A :class:`MemoryStore` that counts the lookups the request path makes."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+        self.calls: Counter[str] = Counter()
+
+    @property
+    def lookups(self) -> int:
+        return sum(self.calls.values())
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        self.calls["get"] += 1
+        return self.inner.get(key_id)
+
+    def find_by_digest(self, digest: bytes) -> KeyRecord | None:
+        self.calls["find_by_digest"] += 1
+        return self.inner.find_by_digest(digest)
+
+    async def aget(self, key_id: str) -> KeyRecord | None:
+        self.calls["aget"] += 1
+        return self.inner.get(key_id)
+
+    async def afind_by_digest(self, digest: bytes) -> KeyRecord | None:
+        self.calls["afind_by_digest"] += 1
+        return self.inner.find_by_digest(digest)
+
+    def create(self, record: KeyRecord) -> None:
+        self.inner.create(record)
+
+    async def acreate(self, record: KeyRecord) -> None:
+        self.inner.create(record)
+
+    def update(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        return self.inner.update(key_id, changes)
+
+    async def aupdate(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        return self.inner.update(key_id, changes)
+
+    def list_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        return self.inner.list_keys(owner=owner, after=after, limit=limit)
+
+    async def alist_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        return self.inner.list_keys(owner=owner, after=after, limit=limit)
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+GRX = ImportedFormat("grx_sk_", length=48, alphabet="0123456789abcdef")
+NEGATIVE_TTL = 5.0
+
+
+class Setup:
+    def __init__(self, framework: str) -> None:
+        self.store = CountingStore()
+        self.clock = FakeClock()
+        self.ks = Keysentry(
+            self.store, secret=SECRET, imported=[GRX], cache_ttl=30, negative_ttl=NEGATIVE_TTL
+        )
+        # Keysentry builds its cache on the monotonic clock and takes no clock for it, so the
+        # test swaps in an identical cache that reads a clock it can move.
+        self.ks.cache = TTLCache(10_000, 30, NEGATIVE_TTL, clock=self.clock)
+        self.client = Client(framework, self.ks)
+        issued = self.ks.issue(name="valid")
+        self.key = issued.key.reveal()
+        self.record = issued.record
+        self.asgi = self.client.asgi
+
+    def get(self, key: str) -> int:
+        return self.client.get("/", {"Authorization": f"Bearer {key}"}).status
+
+    @property
+    def kinds(self) -> set[str]:
+        return set(self.store.calls)
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def setup(request: pytest.FixtureRequest) -> Setup:
+    return Setup(request.param)
+
+
+def _typo(key: str, at: int) -> str:
+    return key[:at] + ("x" if key[at] != "x" else "y") + key[at + 1 :]
+
+
+def test_garbage_and_checksum_failures_cost_no_store_call(setup: Setup) -> None:
+    key = setup.key
+    bad = [
+        "hunter2",
+        "sk_live_" + "A" * 53,
+        key[:-1],
+        key + "0",
+        _typo(key, 10),
+        _typo(key, len(key) - 1),
+        key.replace("sk_live_", "sk_test_"),
+        "grx_sk_" + "g" * 48,
+        "A" * 10_000,
+    ]
+    for token in bad * 3:
+        assert setup.get(token) == 401
+    assert setup.store.lookups == 0
+    assert len(setup.ks.cache) == 0
+
+
+def test_valid_key_costs_one_lookup_then_none(setup: Setup) -> None:
+    assert setup.get(setup.key) == 200
+    assert setup.store.lookups == 1
+    assert setup.kinds == ({"aget"} if setup.asgi else {"get"})
+    for _ in range(5):
+        assert setup.get(setup.key) == 200
+    assert setup.store.lookups == 1
+
+
+def test_unknown_key_costs_one_lookup_per_negative_ttl(setup: Setup) -> None:
+    unknown = setup.ks.new_key(name="never stored").key.reveal()
+    for _ in range(5):
+        assert setup.get(unknown) == 401
+    assert setup.store.lookups == 1
+    setup.clock.now += NEGATIVE_TTL - 0.5
+    assert setup.get(unknown) == 401
+    assert setup.store.lookups == 1
+    setup.clock.now += 1
+    for _ in range(5):
+        assert setup.get(unknown) == 401
+    assert setup.store.lookups == 2
+
+
+def test_unknown_imported_key_costs_one_digest_lookup_per_negative_ttl(setup: Setup) -> None:
+    unknown = "grx_sk_" + "0123456789abcdef" * 3
+    for _ in range(5):
+        assert setup.get(unknown) == 401
+    assert setup.store.lookups == 1
+    assert setup.kinds == ({"afind_by_digest"} if setup.asgi else {"find_by_digest"})
+    setup.clock.now += NEGATIVE_TTL + 0.5
+    assert setup.get(unknown) == 401
+    assert setup.store.lookups == 2
+
+
+@pytest.fixture
+def compares(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
+    """Every ``hmac.compare_digest`` the decision makes, with its arguments."""
+    calls: list[tuple[bytes, bytes]] = []
+    real: Callable[[Any, Any], bool] = hmac.compare_digest
+
+    def counting(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(keysentry.decision.hmac, "compare_digest", counting)
+    return calls
+
+
+def test_unknown_key_id_still_compares_digests(
+    setup: Setup, compares: list[tuple[bytes, bytes]]
+) -> None:
+    unknown = setup.ks.new_key(name="never stored").key.reveal()
+    assert setup.get(unknown) == 401  # the store says: no such id
+    assert len(compares) == 1
+    assert setup.get(unknown) == 401  # the negative cache says so
+    assert len(compares) == 2
+    assert all(len(a) == len(b) == 32 for a, b in compares)
+
+
+def test_cache_hits_compare_digests(setup: Setup, compares: list[tuple[bytes, bytes]]) -> None:
+    assert setup.get(setup.key) == 200
+    compares.clear()
+    assert setup.get(setup.key) == 200
+    assert setup.store.lookups == 1
+    assert compares == [(setup.ks.digest(setup.key.encode()), setup.record.digest)]
+    # A wrong secret for the cached id is found out by that same comparison.
+    forged = Keysentry(setup.store, secret="another-secret-0123456789abcdef")
+    spliced = _same_id_other_secret(setup.key, forged)
+    compares.clear()
+    assert setup.get(spliced) == 401
+    assert len(compares) == 1
+    assert setup.store.lookups == 1
+
+
+def test_garbage_runs_no_comparison(setup: Setup, compares: list[tuple[bytes, bytes]]) -> None:
+    for token in ("hunter2", _typo(setup.key, 12), "A" * 1000):
+        assert setup.get(token) == 401
+    assert compares == []
+
+
+def _same_id_other_secret(key: str, other: Keysentry) -> str:
+    """A well-formed key with ``key``'s id but a secret that is not ``key``'s."""
+    fresh = other.new_key().key.reveal()
+    head = key[: len("sk_live_") + 12] + fresh[len("sk_live_") + 12 : -8]
+    return head + f"{zlib.crc32(head.encode()):08x}"
