@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .core import Keysentry
+from .decision import Lookup
 from .errors import Denial
 from .paths import app_path
 
@@ -34,14 +35,19 @@ class ASGIMiddleware:
         self._auth = keysentry.header.lower().encode()
         self._key = (keysentry.api_key_header or keysentry.header).lower().encode()
         self._strip = frozenset((self._auth, self._key)) if keysentry.strip_credentials else None
+        # Settings read on every request, resolved once.
+        self._exempt = keysentry.exempt or None
+        self._reader = keysentry.reader
+        self._query = keysentry.reader.query_param is not None
+        self._check = keysentry.check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        ks = self.keysentry
-        if ks.exempt and ks.exempt.match(app_path(scope["path"], scope.get("root_path", ""))):
+        exempt = self._exempt
+        if exempt is not None and exempt.match(app_path(scope["path"], scope.get("root_path", ""))):
             await self.app(scope, receive, send)
             return
 
@@ -56,23 +62,27 @@ class ASGIMiddleware:
             elif name == key_name:
                 repeated |= key is not None and value != key
                 key = value
+        ks = self.keysentry
+        reader = self._reader
         if auth is None and key is None and ks.allow_preflight and _is_preflight(scope):
             await self.app(scope, receive, send)
             return
         query: list[bytes] = []
-        if ks.reader.query_param is not None:
-            query = ks.reader.query_values(scope.get("query_string", b""))
+        if self._query:
+            query = reader.query_values(scope.get("query_string", b""))
             repeated |= len(query) > 1
         if repeated:
             headers = scope["headers"]
-            token = ks.reader.read_all(
+            token = reader.read_all(
                 [v for n, v in headers if n == auth_name],
                 [v for n, v in headers if n == key_name],
                 query,
             )
         else:
-            token = ks.reader.read(auth, key, query[0] if query else None)
-        result = token if isinstance(token, Denial) else await ks.aauthenticate(token)
+            token = reader.read(auth, key, query[0] if query else None)
+        result = token if isinstance(token, Denial) else self._check(token)
+        if isinstance(result, Lookup):
+            result = await ks.aresolve(result)
         if isinstance(result, Denial):
             await self._deny(scope, receive, send, result)
             return

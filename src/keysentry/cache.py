@@ -62,16 +62,20 @@ class TTLCache(Generic[V]):
         return f"TTLCache({len(self._data)}/{self.maxsize}, ttl={self.ttl:g}s)"
 
     def get(self, key: Hashable) -> V | _Marker:
-        """The cached value, :data:`NEGATIVE`, or :data:`MISS`."""
-        with self._lock:
-            item = self._data.get(key)
-            if item is None:
-                return MISS
-            if item[0] <= self._clock():
-                del self._data[key]
-                return MISS
+        """The cached value, :data:`NEGATIVE`, or :data:`MISS`.
+
+        Lock-free: each OrderedDict operation is atomic, and a concurrent eviction between
+        the read and the recency update only costs that update. An expired entry is left for
+        the next :meth:`put` to replace or the LRU end to drop.
+        """
+        item = self._data.get(key)
+        if item is None or item[0] <= self._clock():
+            return MISS
+        try:  # noqa: SIM105  (contextlib.suppress costs a context manager per hit)
             self._data.move_to_end(key)
-            return item[1]
+        except KeyError:
+            pass
+        return item[1]
 
     def put(self, key: Hashable, value: V) -> None:
         self._store(key, value, self.ttl)

@@ -23,7 +23,7 @@ from typing import Any
 
 from .cache import MISS, TTLCache
 from .credentials import CredentialReader
-from .decision import Verdict, judge
+from .decision import Lookup, Verdict, judge
 from .errors import Denial, InvalidKeyFormat, StoreUnavailable
 from .keys import (
     ALPHABET,
@@ -171,53 +171,68 @@ class Keysentry:
 
     # -- the request path ------------------------------------------------------------------------
 
-    def authenticate(self, token: bytes) -> Verdict | Denial:
-        """Decide on a presented token, waiting on the blocking store if the cache misses."""
-        lookup = self._prepare(token)
-        if isinstance(lookup, Denial):
-            return lookup
-        key_id, digest = lookup
-        cached = self.cache.get(key_id or digest)
-        if cached is MISS:
-            store = self._sync_store
-            if store is None:
-                raise TypeError("this store has no blocking face: use it from ASGI")
-            try:
-                record = store.get(key_id.decode()) if key_id else store.find_by_digest(digest)
-            except StoreUnavailable:
-                log.warning("key store unavailable; answering 503", exc_info=True)
-                return self.unavailable
-            return judge(self._remember(key_id or digest, record), digest, self._clock())
-        return judge(cached if isinstance(cached, Verdict) else None, digest, self._clock())
+    def check(self, token: bytes) -> Verdict | Denial | Lookup:
+        """Decide on a presented token from the cache alone; a :class:`Lookup` when it misses.
 
-    async def aauthenticate(self, token: bytes) -> Verdict | Denial:
-        """The async twin of :meth:`authenticate`."""
-        lookup = self._prepare(token)
-        if isinstance(lookup, Denial):
-            return lookup
-        key_id, digest = lookup
-        cached = self.cache.get(key_id or digest)
-        if cached is MISS:
-            store = self._async_store
-            if store is None:
-                raise TypeError("this store has no async face: use it from WSGI")
-            try:
-                if key_id:
-                    record = await store.aget(key_id.decode())
-                else:
-                    record = await store.afind_by_digest(digest)
-            except StoreUnavailable:
-                log.warning("key store unavailable; answering 503", exc_info=True)
-                return self.unavailable
-            return judge(self._remember(key_id or digest, record), digest, self._clock())
-        return judge(cached if isinstance(cached, Verdict) else None, digest, self._clock())
-
-    def _prepare(self, token: bytes) -> tuple[bytes | None, bytes] | Denial:
-        """Format and checksum first (no digest for garbage), then the digest."""
+        Format and checksum come first, so garbage costs no digest and no cache access.
+        """
         key_id = self.format.identify(token)
         if isinstance(key_id, Denial):
             return key_id
-        return key_id, self.digest(token)
+        digest = self.digest(token)
+        cached = self.cache.get(key_id or digest)
+        if cached is MISS:
+            return Lookup(key_id, digest)
+        return judge(cached if isinstance(cached, Verdict) else None, digest, self._clock)
+
+    def resolve(self, lookup: Lookup) -> Verdict | Denial:
+        """Finish :meth:`check` after a cache miss: ask the blocking store, remember, decide."""
+        store = self._sync_store
+        if store is None:
+            raise TypeError(f"{type(self.store).__name__} has no blocking face: use it from ASGI")
+        try:
+            if lookup.key_id:
+                record = store.get(lookup.key_id.decode())
+            else:
+                record = store.find_by_digest(lookup.digest)
+        except StoreUnavailable:
+            log.warning("key store unavailable; answering 503", exc_info=True)
+            return self.unavailable
+        return self._decide_fetched(lookup, record)
+
+    async def aresolve(self, lookup: Lookup) -> Verdict | Denial:
+        """The async twin of :meth:`resolve`."""
+        store = self._async_store
+        if store is None:
+            raise TypeError(f"{type(self.store).__name__} has no async face: use it from WSGI")
+        try:
+            if lookup.key_id:
+                record = await store.aget(lookup.key_id.decode())
+            else:
+                record = await store.afind_by_digest(lookup.digest)
+        except StoreUnavailable:
+            log.warning("key store unavailable; answering 503", exc_info=True)
+            return self.unavailable
+        return self._decide_fetched(lookup, record)
+
+    def authenticate(self, token: bytes) -> Verdict | Denial:
+        """Decide on a presented token, waiting on the blocking store if the cache misses."""
+        result = self.check(token)
+        return self.resolve(result) if isinstance(result, Lookup) else result
+
+    async def aauthenticate(self, token: bytes) -> Verdict | Denial:
+        """The async twin of :meth:`authenticate`."""
+        result = self.check(token)
+        return await self.aresolve(result) if isinstance(result, Lookup) else result
+
+    def _decide_fetched(self, lookup: Lookup, record: KeyRecord | None) -> Verdict | Denial:
+        cache_key = lookup.key_id or lookup.digest
+        if record is None:
+            self.cache.put_negative(cache_key)
+            return judge(None, lookup.digest, self._clock)
+        verdict = Verdict.of(record, self.default_policies)
+        self.cache.put(cache_key, verdict)
+        return judge(verdict, lookup.digest, self._clock)
 
     def limit(self, verdict: Verdict, cost: int = 1) -> list[tuple[str, str]] | Denial:
         """Charge one request to the key's rate limits: headers to send, or the refusal."""
@@ -268,14 +283,6 @@ class Keysentry:
             self.limiter_failures += 1
             return []
         return self.unavailable
-
-    def _remember(self, lookup: bytes, record: KeyRecord | None) -> Verdict | None:
-        if record is None:
-            self.cache.put_negative(lookup)
-            return None
-        verdict = Verdict.of(record, self.default_policies)
-        self.cache.put(lookup, verdict)
-        return verdict
 
     def invalidate(self, record: KeyRecord) -> None:
         """Forget what this process cached about a key, so its next request asks the store."""

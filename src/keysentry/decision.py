@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import Denial
@@ -20,7 +21,7 @@ from .ratelimit.gcra import Policy
 from .ratelimit.headers import policy_field
 from .records import KeyIdentity, KeyRecord
 
-__all__ = ["UNKNOWN_KEY", "Verdict", "judge"]
+__all__ = ["UNKNOWN_KEY", "Lookup", "Verdict", "judge"]
 
 UNKNOWN_KEY = Denial.of("INVALID_API_KEY", "The API key is not valid.")
 DISABLED = Denial.of("API_KEY_DISABLED", "The API key is disabled.")
@@ -57,16 +58,25 @@ class Verdict:
         return cls(record, record.identity(), expires, expired, policies, policy_field(policies))
 
 
-def judge(verdict: Verdict | None, digest: bytes, now: float) -> Verdict | Denial:
-    """Allow (the verdict) or deny, for a key whose digest is ``digest`` at POSIX time ``now``."""
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A well-formed key the cache knows nothing about: what to ask the store for."""
+
+    key_id: bytes | None  # a native key's id; None for an imported key (found by digest)
+    digest: bytes
+
+
+def judge(verdict: Verdict | None, digest: bytes, clock: Callable[[], float]) -> Verdict | Denial:
+    """Allow (the verdict) or deny a key whose digest is ``digest``; ``clock`` gives POSIX time
+    (read only for keys that expire)."""
     if verdict is None:
         hmac.compare_digest(digest, _DUMMY_DIGEST)
         return UNKNOWN_KEY
     record = verdict.record
     if not hmac.compare_digest(digest, record.digest) or record.revoked_at is not None:
         return UNKNOWN_KEY
-    if now >= verdict.expires:
-        return verdict.expired or UNKNOWN_KEY
+    if verdict.expired is not None and clock() >= verdict.expires:
+        return verdict.expired
     if record.disabled:
         return DISABLED
     return verdict

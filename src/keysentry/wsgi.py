@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .core import Keysentry
+from .decision import Lookup
 from .errors import Denial
 
 __all__ = ["WSGIMiddleware"]
@@ -69,7 +70,9 @@ class WSGIMiddleware:
                 None if key is None else key.encode("latin-1", "replace"),
                 query[0] if query else None,
             )
-        result = token if isinstance(token, Denial) else ks.authenticate(token)
+        result = token if isinstance(token, Denial) else ks.check(token)
+        if isinstance(result, Lookup):
+            result = ks.resolve(result)
         if isinstance(result, Denial):
             rendered = ks.render(result)
             start_response(rendered.wsgi_status, rendered.wsgi_headers)
