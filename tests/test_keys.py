@@ -216,3 +216,12 @@ def test_import_refuses_keys_outside_the_configured_formats(store: MemoryStore) 
         with pytest.raises(InvalidKeyFormat):
             ks.import_key(bad)
     assert len(store) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(secret=st.binary(min_size=16, max_size=200), key=st.binary(max_size=300))
+def test_digester_is_exactly_rfc2104_hmac_sha256(secret: bytes, key: bytes) -> None:
+    """The precomputed-pad HMAC equals the standard library's for short and long secrets."""
+    from keysentry.keys import Digester
+
+    assert Digester(secret)(key) == hmac.digest(secret, key, "sha256")
