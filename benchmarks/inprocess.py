@@ -22,6 +22,7 @@ import pstats
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
@@ -112,9 +113,21 @@ def fastapi_bare() -> FastAPI:
     return app
 
 
-def fastapi_protected(digests: dict[str, str], limit: str) -> tuple[FastAPI, SlowLimiter]:
-    """APIKeyHeader dependency plus slowapi's route decorator, as the slowapi docs show."""
-    limiter = SlowLimiter(key_func=get_remote_address, storage_uri="memory://")
+def fastapi_protected(
+    digests: dict[str, str],
+    limit: str,
+    storage_uri: str = "memory://",
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[FastAPI, SlowLimiter]:
+    """APIKeyHeader dependency plus slowapi's route decorator, as the slowapi docs show.
+
+    ``storage_options`` go to the ``limits`` storage, e.g. ``{"key_prefix": ...}`` for Redis.
+    """
+    limiter = SlowLimiter(
+        key_func=get_remote_address,
+        storage_uri=storage_uri,
+        storage_options=storage_options or {},
+    )
     app = FastAPI()
     app.state.limiter = limiter
     app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
@@ -144,7 +157,12 @@ def flask_bare() -> Flask:
     return app
 
 
-def flask_protected(digests: dict[str, str], limit: str) -> tuple[Flask, FlaskLimiter]:
+def flask_protected(
+    digests: dict[str, str],
+    limit: str,
+    storage_uri: str = "memory://",
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[Flask, FlaskLimiter]:
     """A ``before_request`` key check (registered first, so it runs first) plus Flask-Limiter."""
     app = Flask(__name__)
 
@@ -155,7 +173,12 @@ def flask_protected(digests: dict[str, str], limit: str) -> tuple[Flask, FlaskLi
             return {"error": "invalid API key"}, 401
         return None
 
-    limiter = FlaskLimiter(flask_remote_address, app=app, storage_uri="memory://")
+    limiter = FlaskLimiter(
+        flask_remote_address,
+        app=app,
+        storage_uri=storage_uri,
+        storage_options=storage_options or {},
+    )
 
     @app.get("/")
     @limiter.limit(limit)
@@ -370,6 +393,21 @@ def run_batch(loop: asyncio.AbstractEventLoop, v: Variant, n: int, gc_off: bool)
     return elapsed / n / 1000
 
 
+def measure(
+    loop: asyncio.AbstractEventLoop,
+    variants: list[Variant],
+    rounds: int,
+    batch: Callable[[Variant], int],
+    gc_off: bool,
+) -> None:
+    """A warm-up batch each, then ``rounds`` rounds of one batch each, the order rotating."""
+    for v in variants:  # warm-up: imports, caches, the keysentry cache entry
+        run_batch(loop, v, batch(v) // 4, gc_off=gc_off)
+    for r in range(rounds):
+        for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
+            v.samples.append(run_batch(loop, v, batch(v), gc_off=gc_off))
+
+
 # -- reporting -----------------------------------------------------------------------------------
 
 
@@ -406,12 +444,18 @@ def report(variants: list[Variant], args: argparse.Namespace) -> dict[str, Any]:
     return {"settings": vars(args), "variants": rows, "ratios": found}
 
 
-def header(args: argparse.Namespace) -> dict[str, str]:
+def environment(packages: list[str]) -> dict[str, str]:
+    """Print the interpreter, the machine and the packages' versions; return the versions."""
     versions = {"python": platform.python_version(), "keysentry": version("keysentry")}
-    versions.update({p: version(p) for p in PACKAGES})
+    versions.update({p: version(p) for p in packages})
     impl, machine = platform.python_implementation(), platform.machine()
     print(f"Python {sys.version.split()[0]} ({impl}, {machine}, {os.cpu_count()} CPUs)")
     print(", ".join(f"{p} {v}" for p, v in versions.items() if p != "python"))
+    return versions
+
+
+def header(args: argparse.Namespace) -> dict[str, str]:
+    versions = environment(PACKAGES)
     gc_note = "enabled" if args.gc else "disabled"
     print(
         f"{args.rounds} rounds x {args.batch} requests per variant, round-robin; "
@@ -451,11 +495,7 @@ def main() -> None:
         return
 
     versions = header(args)
-    for v in variants:  # warm-up: imports, caches, the keysentry cache entry
-        run_batch(loop, v, args.batch // 4, gc_off=not args.gc)
-    for r in range(args.rounds):
-        for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
-            v.samples.append(run_batch(loop, v, args.batch, gc_off=not args.gc))
+    measure(loop, variants, args.rounds, lambda v: args.batch, gc_off=not args.gc)
     results = report(variants, args)
     loop.close()
     if args.json:
