@@ -156,3 +156,39 @@ def test_websocket_accept_carries_ratelimit_fields(ks: Keysentry) -> None:
         headers = {k.decode().lower(): v.decode() for k, v in ws.extra_headers or []}
     assert headers["ratelimit-policy"] == '"per-minute";q=5;w=60'
     assert headers["ratelimit"].startswith('"per-minute";r=4;')
+
+
+def _set_limit(ks: Keysentry, key_id: str, limit: str) -> None:
+    ks.invalidate(ks.store.update(key_id, {"rate_limit": limit}))  # type: ignore[union-attr]
+
+
+def test_adding_a_policy_keeps_the_others_state(client: Client, ks: Keysentry) -> None:
+    issued = ks.issue(name="grows", rate_limit="4/day")
+    key = issued.key.reveal()
+    assert [client.get("/", {"X-API-Key": key}).status for _ in range(2)] == [200, 200]
+    _set_limit(ks, issued.record.id, "10/second, 4/day")
+    # The new per-second policy starts fresh; the daily one still has 2 of 4 spent.
+    r = client.get("/", {"X-API-Key": key})
+    assert r.status == 200
+    assert '"per-day";r=1;' in r.headers["RateLimit"]
+    assert client.get("/", {"X-API-Key": key}).status == 200
+    assert client.get("/", {"X-API-Key": key}).status == 429
+
+
+def test_removing_a_policy_keeps_the_others_debt(client: Client, ks: Keysentry) -> None:
+    issued = ks.issue(name="shrinks", rate_limit="100/second, 3/day")
+    key = issued.key.reveal()
+    assert [client.get("/", {"X-API-Key": key}).status for _ in range(4)] == [200] * 3 + [429]
+    _set_limit(ks, issued.record.id, "3/day")
+    r = client.get("/", {"X-API-Key": key})
+    assert r.status == 429
+    assert '"per-day";r=0;' in r.headers["RateLimit"]
+
+
+def test_two_policies_with_one_window_are_told_apart(ks: Keysentry) -> None:
+    client = Client("starlette", ks)
+    key = ks.issue(name="twin", rate_limit="5/minute, 2/minute").key.reveal()
+    r = client.get("/", {"X-API-Key": key})
+    assert r.headers["RateLimit-Policy"] == '"per-minute";q=5;w=60, "per-minute-2";q=2;w=60'
+    assert client.get("/", {"X-API-Key": key}).status == 200
+    assert client.get("/", {"X-API-Key": key}).status == 429

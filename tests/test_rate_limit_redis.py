@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from keysentry import Keysentry, MemoryStore, Rate
+from keysentry import Keysentry, MemoryStore, Rate, StoreUnavailable
 from keysentry.ratelimit.gcra import Policy
 from keysentry.ratelimit.redis import RedisLimiter
 
@@ -96,7 +96,7 @@ def test_state_lives_under_one_hash_tag_without_the_key(ns: str) -> None:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     names = list(client.scan_iter(match=f"{ns}:*"))
     assert names == [f"{ns}:rl:{{{issued.record.id}}}"]
-    assert set(client.hkeys(names[0])) == {"1", "2"}
+    assert set(client.hkeys(names[0])) == {"per-second", "per-day"}
     assert 0 < client.pttl(names[0]) <= 86_400_000 // 100 + 1000
     secret_part = key[len("sk_live_") + 12 :]
     assert all(secret_part not in n for n in names)
@@ -145,7 +145,7 @@ def test_one_redis_command_per_request_asgi(ns: str) -> None:
     key = ks.issue(name="rt").key.reveal()
     with TestClient(starlette_app(ks)) as client:  # one event loop for the whole session
         assert client.get("/", headers={"X-API-Key": key}).status_code == 200
-        counter = Counting(limiter._async)
+        counter = Counting(next(iter(limiter._async.values())))
         for _ in range(5):
             assert client.get("/", headers={"X-API-Key": key}).status_code == 200
     assert counter.commands == ["EVALSHA"] * 5
@@ -232,3 +232,34 @@ def test_stalled_redis_costs_at_most_the_timeout(redis_server: RedisServer, fram
     finally:
         redis_server.thaw()
     limiter.close()
+
+
+def test_cancelled_trial_call_does_not_wedge_the_breaker(redis_server: RedisServer) -> None:
+    import asyncio
+    import contextlib
+
+    limiter = RedisLimiter(redis_server.url, timeout=0.3, failures=1, cooldown=0.2)
+    policies = (Policy.of(Rate(100, 60.0)),)
+
+    async def scenario() -> bool:
+        assert (await limiter.ahit("k", policies)).allowed
+        redis_server.freeze()
+        try:
+            with contextlib.suppress(StoreUnavailable):
+                await limiter.ahit("k", policies)  # times out: the breaker opens
+            assert limiter.breaker.state == "open"
+            await asyncio.sleep(0.3)
+            trial = asyncio.ensure_future(limiter.ahit("k", policies))
+            await asyncio.sleep(0.1)
+            trial.cancel()  # the trial's caller gives up (client gone, timeout middleware)
+            with contextlib.suppress(asyncio.CancelledError):
+                await trial
+        finally:
+            redis_server.thaw()
+        await asyncio.sleep(0.5)
+        decision = await limiter.ahit("k", policies)
+        await limiter.aclose()
+        return decision.allowed
+
+    assert asyncio.run(scenario())
+    assert limiter.breaker.state == "closed"

@@ -16,6 +16,7 @@ from .core import Keysentry
 from .decision import Lookup
 from .errors import Denial
 from .paths import app_path
+from .ratelimit.headers import encoded_rate_headers
 
 __all__ = ["ASGIMiddleware"]
 
@@ -40,6 +41,7 @@ class ASGIMiddleware:
         self._reader = keysentry.reader
         self._query = keysentry.reader.query_param is not None
         self._check = keysentry.check
+        self._legacy = keysentry.legacy_rate_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -91,8 +93,11 @@ class ASGIMiddleware:
             if isinstance(limited, Denial):
                 await self._deny(scope, receive, send, limited)
                 return
-            if limited:
-                send = _adding_headers(send, [(k.lower().encode(), v.encode()) for k, v in limited])
+            if limited is not None:
+                send = _adding_headers(
+                    send,
+                    encoded_rate_headers(limited, result.policy_field_bytes, self._legacy),
+                )
 
         state = scope.get("state")
         if state is None:
@@ -134,7 +139,8 @@ def _adding_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] in ("http.response.start", "websocket.accept"):
-            message["headers"] = [*message.get("headers", ()), *extra]
+            # A new message: the app may reuse its own dict and header list across responses.
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
         await send(message)
 
     return send_with_headers

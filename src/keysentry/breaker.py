@@ -2,8 +2,10 @@
 
 After ``threshold`` consecutive failures the breaker opens: calls are refused at once, with no
 I/O, for ``cooldown`` seconds. Then one call is let through as a trial; its success closes the
-breaker, its failure opens it for another cooldown. A request therefore waits on a dead server
-at most once per cooldown, not once per request, and recovery needs no restart.
+breaker, its failure opens it for another cooldown. A trial that never reports back (its
+caller cancelled or killed) is given up after another cooldown, so the breaker cannot stick.
+A request therefore waits on a dead server at most once per cooldown, not once per request,
+and recovery needs no restart.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ __all__ = ["CircuitBreaker"]
 
 class CircuitBreaker:
     __slots__ = ("_clock", "_failures", "_lock", "_opened_at", "_trial", "cooldown", "threshold")
+    # _trial: when the current trial call started (monotonic), or None
 
     def __init__(
         self,
@@ -32,7 +35,7 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._failures = 0
         self._opened_at: float | None = None
-        self._trial = False
+        self._trial: float | None = None
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.state}, failures={self._failures})"
@@ -41,7 +44,7 @@ class CircuitBreaker:
     def state(self) -> str:
         if self._opened_at is None:
             return "closed"
-        return "half-open" if self._trial else "open"
+        return "half-open" if self._trial is not None else "open"
 
     def allow(self) -> bool:
         """Whether a call may go to the server now."""
@@ -54,9 +57,12 @@ class CircuitBreaker:
         opened_at = self._opened_at
         if opened_at is None:
             return True  # closed by another thread meanwhile
-        if self._trial or self._clock() - opened_at < self.cooldown:
+        now = self._clock()
+        if now - opened_at < self.cooldown:
             return False
-        self._trial = True  # exactly one caller gets the trial
+        if self._trial is not None and now - self._trial < self.cooldown:
+            return False  # one trial at a time; a silent one expires after a cooldown
+        self._trial = now
         return True
 
     def success(self) -> None:
@@ -64,11 +70,11 @@ class CircuitBreaker:
             with self._lock:
                 self._failures = 0
                 self._opened_at = None
-                self._trial = False
+                self._trial = None
 
     def failure(self) -> None:
         with self._lock:
             self._failures += 1
-            if self._trial or self._failures >= self.threshold:
+            if self._trial is not None or self._failures >= self.threshold:
                 self._opened_at = self._clock()
-                self._trial = False
+                self._trial = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from .keys import (
 )
 from .paths import ExemptPaths
 from .ratelimit.base import Limiter
-from .ratelimit.gcra import Policy, RateDecision
+from .ratelimit.gcra import RateDecision, policies_of
 from .ratelimit.headers import rate_headers
 from .records import KeyRecord, Network, Rate, utcnow
 from .responses import ErrorBody, Renderer
@@ -156,13 +157,14 @@ class Keysentry:
         )
         self.limiter = limiter
         self.default_policies = (
-            () if rate_limit is None else tuple(Policy.of(r) for r in Rate.parse_many(rate_limit))
+            () if rate_limit is None else policies_of(Rate.parse_many(rate_limit))
         )
         self.fail_open = fail_open
         self.legacy_rate_headers = legacy_rate_headers
         #: Requests let through because the limiter could not answer (fail_open).
         self.limiter_failures = 0
         self._limiter_logged_at = -math.inf
+        self._failure_lock = threading.Lock()
         self._retry_after = retry_after
         self._clock = clock
 
@@ -234,55 +236,53 @@ class Keysentry:
         self.cache.put(cache_key, verdict)
         return judge(verdict, lookup.digest, self._clock)
 
-    def limit(self, verdict: Verdict, cost: int = 1) -> list[tuple[str, str]] | Denial:
-        """Charge one request to the key's rate limits: headers to send, or the refusal."""
+    def limit(self, verdict: Verdict, cost: int = 1) -> RateDecision | Denial | None:
+        """Charge one request to the key's rate limits: the decision if allowed, the refusal,
+        or None when nothing limits this key (or the limiter is down and ``fail_open``)."""
         limiter = self.limiter
         if limiter is None or not verdict.policies:
-            return []
+            return None
         try:
             decision = limiter.hit(verdict.record.id, verdict.policies, cost)
         except StoreUnavailable:
             return self._limiter_down()
-        return self._rate_outcome(verdict, decision)
+        return decision if decision.allowed else self._rate_limited(verdict, decision)
 
-    async def alimit(self, verdict: Verdict, cost: int = 1) -> list[tuple[str, str]] | Denial:
+    async def alimit(self, verdict: Verdict, cost: int = 1) -> RateDecision | Denial | None:
         """The async twin of :meth:`limit`."""
         limiter = self.limiter
         if limiter is None or not verdict.policies:
-            return []
+            return None
         try:
             decision = await limiter.ahit(verdict.record.id, verdict.policies, cost)
         except StoreUnavailable:
             return self._limiter_down()
-        return self._rate_outcome(verdict, decision)
+        return decision if decision.allowed else self._rate_limited(verdict, decision)
 
-    def _rate_outcome(
-        self, verdict: Verdict, decision: RateDecision
-    ) -> list[tuple[str, str]] | Denial:
-        headers = rate_headers(decision, verdict.policy_field, self.legacy_rate_headers)
-        if decision.allowed:
-            return headers
+    def _rate_limited(self, verdict: Verdict, decision: RateDecision) -> Denial:
         return Denial.of(
             "RATE_LIMITED",
             f"Too many requests for this API key: retry in {decision.retry_after} s.",
             {"retry_after": decision.retry_after},
-            headers=tuple(headers),
+            headers=tuple(rate_headers(decision, verdict.policy_field, self.legacy_rate_headers)),
         )
 
-    def _limiter_down(self) -> list[tuple[str, str]] | Denial:
-        now = time.monotonic()
-        if now - self._limiter_logged_at >= self._retry_after:
-            self._limiter_logged_at = now
+    def _limiter_down(self) -> Denial | None:
+        with self._failure_lock:
+            if self.fail_open:
+                self.limiter_failures += 1
+            now = time.monotonic()
+            report = now - self._limiter_logged_at >= self._retry_after
+            if report:
+                self._limiter_logged_at = now
+        if report:
             log.warning(
                 "rate limiter unavailable; %s (%d let through so far)",
                 "failing open" if self.fail_open else "answering 503",
                 self.limiter_failures,
                 exc_info=True,
             )
-        if self.fail_open:
-            self.limiter_failures += 1
-            return []
-        return self.unavailable
+        return None if self.fail_open else self.unavailable
 
     def invalidate(self, record: KeyRecord) -> None:
         """Forget what this process cached about a key, so its next request asks the store."""

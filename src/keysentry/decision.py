@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import Denial
-from .ratelimit.gcra import Policy
+from .ratelimit.gcra import Policy, policies_of
 from .ratelimit.headers import policy_field
 from .records import KeyIdentity, KeyRecord
 
@@ -38,6 +38,7 @@ class Verdict:
     expired: Denial | None
     policies: tuple[Policy, ...] = ()  # rate limits in force: the record's or the default
     policy_field: str = ""  # RateLimit-Policy value for those
+    policy_field_bytes: bytes = b""
 
     @classmethod
     def of(cls, record: KeyRecord, default_policies: tuple[Policy, ...] = ()) -> Verdict:
@@ -50,12 +51,9 @@ class Verdict:
                 "The API key has expired: ask its owner for a new one.",
                 {"expired_at": record.expires_at.isoformat()},
             )
-        policies = (
-            default_policies
-            if record.rate_limit is None
-            else tuple(Policy.of(rate) for rate in record.rate_limit)
-        )
-        return cls(record, record.identity(), expires, expired, policies, policy_field(policies))
+        policies = default_policies if record.rate_limit is None else policies_of(record.rate_limit)
+        field = policy_field(policies)
+        return cls(record, record.identity(), expires, expired, policies, field, field.encode())
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 from .core import Keysentry
 from .decision import Lookup
 from .errors import Denial
+from .ratelimit.headers import rate_headers
 
 __all__ = ["WSGIMiddleware"]
 
@@ -83,8 +84,11 @@ class WSGIMiddleware:
                 rendered = ks.render(limited)
                 start_response(rendered.wsgi_status, rendered.wsgi_headers)
                 return [rendered.body]
-            if limited:
-                start_response = _adding_headers(start_response, limited)
+            if limited is not None:
+                start_response = _adding_headers(
+                    start_response,
+                    rate_headers(limited, result.policy_field, ks.legacy_rate_headers),
+                )
         environ[ENVIRON_KEY] = result.identity
         if ks.strip_credentials:
             environ.pop(self._auth, None)

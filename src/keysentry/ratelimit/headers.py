@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .gcra import Policy, RateDecision
 
-__all__ = ["legacy_headers", "policy_field", "rate_headers"]
+__all__ = ["encoded_rate_headers", "legacy_headers", "policy_field", "rate_headers"]
 
 
 def policy_field(policies: tuple[Policy, ...]) -> str:
@@ -23,6 +23,8 @@ def policy_field(policies: tuple[Policy, ...]) -> str:
 
 
 def rate_field(decision: RateDecision) -> str:
+    if len(decision.policies) == 1:
+        return f'"{decision.policies[0].name}";r={decision.remaining[0]};t={decision.reset[0]}'
     return ", ".join(
         f'"{p.name}";r={r};t={t}'
         for p, r, t in zip(decision.policies, decision.remaining, decision.reset, strict=True)
@@ -45,4 +47,14 @@ def rate_headers(decision: RateDecision, policy: str, legacy: bool) -> list[tupl
         headers += legacy_headers(decision)
     if not decision.allowed:
         headers.append(("Retry-After", str(decision.retry_after)))
+    return headers
+
+
+def encoded_rate_headers(
+    decision: RateDecision, policy: bytes, legacy: bool
+) -> list[tuple[bytes, bytes]]:
+    """:func:`rate_headers` for an allowed request, as ASGI wants them (lowercase bytes)."""
+    headers = [(b"ratelimit-policy", policy), (b"ratelimit", rate_field(decision).encode())]
+    if legacy:
+        headers += [(k.lower().encode(), v.encode()) for k, v in legacy_headers(decision)]
     return headers

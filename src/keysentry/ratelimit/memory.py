@@ -1,8 +1,9 @@
 """The in-process limiter: GCRA state in a dict, for one process (threads included).
 
 Monotonic clock, one lock. Memory is bounded two ways: a key whose every TAT is in the past is
-back to full burst, so forgetting it loses nothing (idle keys are swept as they age), and
-``max_keys`` caps the table outright, dropping the least recently used key first.
+back to full burst, so forgetting it loses nothing (the least recently used keys are checked
+and dropped as others are charged), and ``max_keys`` caps the table outright, dropping the
+least recently used key first.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class MemoryLimiter:
         self.max_keys = max_keys
         self._clock = clock
         self._lock = threading.Lock()
-        # key -> TATs by policy position; ordered by last use, oldest first.
-        self._tats: OrderedDict[str, list[int]] = OrderedDict()
+        # key -> {policy name: TAT}; ordered by last use, oldest first.
+        self._tats: OrderedDict[str, dict[str, int]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"MemoryLimiter({len(self._tats)}/{self.max_keys} keys)"
@@ -39,11 +40,10 @@ class MemoryLimiter:
         now = int(self._clock() * US)
         with self._lock:
             stored = self._tats.get(key)
-            tats: list[int | None] = list(stored) if stored else []
-            tats.extend([None] * (len(policies) - len(tats)))
-            allowed, new = decide(policies, tats[: len(policies)], now, cost)
+            tats = [None if stored is None else stored.get(p.name) for p in policies]
+            allowed, new = decide(policies, tats, now, cost)
             if allowed:
-                self._tats[key] = new
+                self._tats[key] = {p.name: tat for p, tat in zip(policies, new, strict=True)}
                 self._tats.move_to_end(key)
                 self._sweep(now)
         return describe(policies, new, now, allowed, cost)
@@ -61,12 +61,12 @@ class MemoryLimiter:
             data.popitem(last=False)
         # The oldest entries are the likeliest to be idle; stop at the first busy one.
         for _ in range(2):
-            if not data:
-                return
             oldest = next(iter(data))
-            if max(data[oldest]) > now:
+            if max(data[oldest].values()) > now:
                 return
             del data[oldest]
+            if not data:
+                return
 
     def close(self) -> None:
         pass

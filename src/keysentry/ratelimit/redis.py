@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
+import weakref
 from importlib.resources import files
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,10 +27,23 @@ from ..breaker import CircuitBreaker
 from ..errors import StoreUnavailable
 from .gcra import Policy, RateDecision, describe
 
-__all__ = ["RedisLimiter"]
+__all__ = ["RedisLimiter", "safe_url"]
 
 SCRIPT = (files(__package__) / "lua" / "gcra.lua").read_text()
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password, for logs, ``repr()`` and the demo's banner."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rpartition("@")[2]
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        return parts._replace(netloc=user + netloc).geturl()
+    except ValueError:
+        return "<unparsable URL>"
 
 
 def _client_options(timeout: float) -> dict[str, Any]:
@@ -61,94 +76,105 @@ class RedisLimiter:
         cooldown: float = 2.0,
     ) -> None:
         try:
-            import redis  # noqa: F401
+            from redis.exceptions import NoScriptError, RedisError
         except ImportError:
             raise ImportError(
                 "RedisLimiter needs redis-py: pip install 'keysentry[redis]'"
             ) from None
+        self._no_script = NoScriptError
+        self._errors = (RedisError, OSError, TimeoutError)
         self.url = url
         self.namespace = namespace
         self.timeout = timeout
         self.breaker = CircuitBreaker(failures, cooldown)
+        self._lock = threading.Lock()
         self._sync: Any = None
-        self._async: Any = None
-        self._async_loop: asyncio.AbstractEventLoop | None = None
+        # An asyncio client belongs to the loop it first ran on: one per loop, dropped (and
+        # its connections with it) when the loop is.
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
-        where = urlsplit(self.url)  # host and port only: a URL may carry a password
         return (
-            f"RedisLimiter({where.hostname}:{where.port or 6379}, "
-            f"namespace={self.namespace!r}, {self.breaker.state})"
+            f"RedisLimiter({safe_url(self.url)!r}, namespace={self.namespace!r}, "
+            f"{self.breaker.state})"
         )
 
     def state_key(self, key: str) -> str:
         return f"{self.namespace}:rl:{{{key}}}"
 
     @staticmethod
-    def _args(policies: tuple[Policy, ...], cost: int) -> list[int]:
-        args = [cost]
+    def _args(policies: tuple[Policy, ...], cost: int) -> list[int | str]:
+        args: list[int | str] = [cost]
         for p in policies:
-            args += (p.interval, p.burst)
+            args += (p.name, p.interval, p.burst)
         return args
 
-    def hit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
-        if not self.breaker.allow():
-            raise StoreUnavailable("Redis limiter circuit is open")
-        from redis.exceptions import NoScriptError, RedisError
-
+    def _client(self) -> Any:
         client = self._sync
         if client is None:
             import redis
 
-            client = self._sync = redis.Redis.from_url(self.url, **_client_options(self.timeout))
+            with self._lock:
+                if self._sync is None:
+                    self._sync = redis.Redis.from_url(self.url, **_client_options(self.timeout))
+                client = self._sync
+        return client
+
+    def _aclient(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
+            import redis.asyncio
+
+            client = self._async[loop] = redis.asyncio.Redis.from_url(
+                self.url, **_client_options(self.timeout)
+            )
+        return client
+
+    def hit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
+        if not self.breaker.allow():
+            raise StoreUnavailable("Redis limiter circuit is open")
+        client = self._client()
         name = self.state_key(key)
         args = self._args(policies, cost)
         try:
             try:
                 reply = client.evalsha(SCRIPT_SHA, 1, name, *args)
-            except NoScriptError:
+            except self._no_script:
                 reply = client.eval(SCRIPT, 1, name, *args)
-        except (RedisError, OSError) as exc:
+        except self._errors as exc:
             self.breaker.failure()
             raise StoreUnavailable(f"Redis limiter failed: {type(exc).__name__}") from exc
+        except BaseException:
+            self.breaker.failure()  # never leave a trial call unaccounted for
+            raise
         self.breaker.success()
         return describe(policies, reply[2:], reply[1], reply[0] == 1, cost)
 
     async def ahit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
         if not self.breaker.allow():
             raise StoreUnavailable("Redis limiter circuit is open")
-        from redis.exceptions import NoScriptError, RedisError
-
-        client = self._async
-        loop = asyncio.get_running_loop()
-        if client is None or self._async_loop is not loop:
-            # An asyncio client belongs to the loop it first ran on; a server (or a test
-            # client) that runs another loop gets its own.
-            import redis.asyncio
-
-            client = self._async = redis.asyncio.Redis.from_url(
-                self.url, **_client_options(self.timeout)
-            )
-            self._async_loop = loop
+        client = self._aclient()
         name = self.state_key(key)
         args = self._args(policies, cost)
         try:
             try:
                 reply = await client.evalsha(SCRIPT_SHA, 1, name, *args)
-            except NoScriptError:
+            except self._no_script:
                 reply = await client.eval(SCRIPT, 1, name, *args)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except self._errors as exc:
             self.breaker.failure()
             raise StoreUnavailable(f"Redis limiter failed: {type(exc).__name__}") from exc
+        except BaseException:
+            self.breaker.failure()  # cancelled mid-call: count it, so a trial is not lost
+            raise
         self.breaker.success()
         return describe(policies, reply[2:], reply[1], reply[0] == 1, cost)
 
     def reset(self, key: str) -> None:
-        import redis
-
-        client = self._sync or redis.Redis.from_url(self.url, **_client_options(self.timeout))
-        self._sync = client
-        client.delete(self.state_key(key))
+        self._client().delete(self.state_key(key))
 
     def close(self) -> None:
         if self._sync is not None:
@@ -156,6 +182,7 @@ class RedisLimiter:
             self._sync = None
 
     async def aclose(self) -> None:
-        if self._async is not None and self._async_loop is asyncio.get_running_loop():
-            await self._async.aclose()
-        self._async = None
+        """Close the asyncio client of the running loop."""
+        client = self._async.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
