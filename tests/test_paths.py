@@ -24,7 +24,7 @@ from .raw import get_path
 PREFLIGHT = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
 
 
-@pytest.mark.parametrize("path", ["/health", "/health/", "/public/page", "/public"])
+@pytest.mark.parametrize("path", ["/health", "/public/page", "/public"])
 def test_exempt_paths_pass_without_a_key(client: Client, path: str) -> None:
     r = get_path(client, path)
     assert r.status == 200
@@ -109,15 +109,24 @@ def test_wsgi_app_under_a_script_name(ks: Keysentry, key: str) -> None:
     assert r.status_code == 200
 
 
-def test_cors_preflight_passes_without_a_key(client: Client) -> None:
-    r = client.request("OPTIONS", "/admin", PREFLIGHT)
+def test_cors_preflight_passes_without_a_key_when_allowed(
+    client: Client, store: MemoryStore
+) -> None:
+    ks = Keysentry(store, secret=SECRET, allow_preflight=True)
+    r = Client(client.framework, ks).request("OPTIONS", "/admin", PREFLIGHT)
     assert r.status != 401
     assert r.code is None
 
 
-def test_cors_preflight_needs_a_key_when_not_allowed(client: Client, store: MemoryStore) -> None:
-    ks = Keysentry(store, secret=SECRET, allow_preflight=False)
-    r = Client(client.framework, ks).request("OPTIONS", "/admin", PREFLIGHT)
+def test_cors_preflight_needs_a_key_by_default(client: Client) -> None:
+    """Off by default: an app's OPTIONS handler must not run unauthenticated unasked."""
+    r = client.request("OPTIONS", "/admin", PREFLIGHT)
+    assert (r.status, r.code) == (401, "MISSING_API_KEY")
+
+
+def test_trailing_slash_is_its_own_path(client: Client) -> None:
+    """``/x`` exempt does not exempt ``/x/``: apps may route them to different handlers."""
+    r = get_path(client, "/health/")
     assert (r.status, r.code) == (401, "MISSING_API_KEY")
 
 
@@ -146,3 +155,9 @@ def test_exempt_entries_must_be_canonical(store: MemoryStore) -> None:
     for bad in ("health", "/health/../x", "//health", "/./x", "/x\\y"):
         with pytest.raises(ValueError, match="canonical"):
             Keysentry(store, exempt=[bad])
+
+
+def test_listed_trailing_slash_is_exempt(store: MemoryStore) -> None:
+    ks = Keysentry(store, secret=SECRET, exempt=["/health/"])
+    assert get_path(Client("starlette", ks), "/health/").status != 401
+    assert get_path(Client("starlette", ks), "/health").status == 401

@@ -31,11 +31,18 @@ class ASGIMiddleware:
     """``app.add_middleware(ASGIMiddleware, keysentry=ks)``, or ``ASGIMiddleware(app, ks)``."""
 
     def __init__(self, app: ASGIApp, keysentry: Keysentry) -> None:
+        keysentry.require_async()
         self.app = app
         self.keysentry = keysentry
         self._auth = keysentry.header.lower().encode()
-        self._key = (keysentry.api_key_header or keysentry.header).lower().encode()
-        self._strip = frozenset((self._auth, self._key)) if keysentry.strip_credentials else None
+        self._key = (
+            None if keysentry.api_key_header is None else keysentry.api_key_header.lower().encode()
+        )
+        self._strip = (
+            frozenset(n for n in (self._auth, self._key) if n is not None)
+            if keysentry.strip_credentials
+            else None
+        )
         # Settings read on every request, resolved once.
         self._exempt = keysentry.exempt or None
         self._reader = keysentry.reader

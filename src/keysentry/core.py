@@ -77,7 +77,9 @@ class Keysentry:
     :param exempt: paths that need no key, e.g. ``["/health", "/docs/*"]`` (see ``paths.py``).
     :param allow_preflight: let CORS preflight requests (``OPTIONS`` with ``Origin`` and
         ``Access-Control-Request-Method``) through without a key, as browsers never send
-        credentials on them.
+        credentials on them. Off by default: the app's own ``OPTIONS`` handlers would run
+        unauthenticated. The usual setup is CORS middleware outside keysentry, which answers
+        preflights before they reach it.
     :param strip_credentials: remove the credential headers before the app sees the request.
     :param realm: realm of the ``WWW-Authenticate`` challenge.
     :param cache_size: most records kept in memory.
@@ -109,7 +111,7 @@ class Keysentry:
         api_key_header: str | None = "X-API-Key",
         query_param: str | None = None,
         exempt: Iterable[str] = (),
-        allow_preflight: bool = True,
+        allow_preflight: bool = False,
         strip_credentials: bool = False,
         realm: str = "api",
         cache_size: int = 10_000,
@@ -141,6 +143,8 @@ class Keysentry:
         for name in (header, api_key_header):
             if name is not None and (not name.isascii() or not name.replace("-", "").isalnum()):
                 raise ValueError(f"header name {name!r} must be letters, digits and dashes")
+        if rate_limit is not None and limiter is None:
+            raise ValueError("rate_limit needs a limiter (MemoryLimiter() or RedisLimiter(url))")
         if api_key_header is not None and api_key_header.lower() == header.lower():
             raise ValueError("the Bearer header and the API-key header must differ")
         self.header = header
@@ -305,6 +309,10 @@ class Keysentry:
         metadata: Mapping[str, Any] | None = None,
     ) -> IssuedKey:
         """Mint a key and build its record, without storing it (see :meth:`issue`)."""
+        if credits is not None:
+            raise NotImplementedError(
+                "credits are not enforced by this version of keysentry: leave them unset"
+            )
         key_id, key = mint(self.prefix if prefix is None else prefix)
         record = KeyRecord(
             id=key_id,
@@ -367,6 +375,14 @@ class Keysentry:
         record = await self._need_async().aupdate(key_id, {"revoked_at": utcnow()})
         self.invalidate(record)
         return record
+
+    def require_sync(self) -> None:
+        """Raise now, not on the first cache miss, if the store has no blocking face."""
+        self._need_sync()
+
+    def require_async(self) -> None:
+        """Raise now, not on the first cache miss, if the store has no async face."""
+        self._need_async()
 
     def _need_sync(self) -> KeyStore:
         if self._sync_store is None:

@@ -15,7 +15,7 @@ from .asgi import ASGIMiddleware
 from .core import Keysentry
 from .ratelimit import Limiter, MemoryLimiter
 from .records import Rate
-from .stores.url import from_url
+from .stores.url import from_url, safe_url
 
 __all__ = ["build_app", "run"]
 
@@ -115,8 +115,9 @@ def run(
     port = sock.getsockname()[1]
     base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     print(
-        f"""keysentry demo: a protected API on {base} (store: {store_url})
-Rate limit of the key: {", ".join(map(str, rates)) if rates else "none"} (limiter: {limiter_url})
+        f"""keysentry demo: a protected API on {base} (store: {safe_url(store_url)})
+Rate limit of the key: {", ".join(map(str, rates)) if rates else "none"} \
+(limiter: {safe_url(limiter_url)})
 
 Your API key, shown once (only its digest is stored):
 

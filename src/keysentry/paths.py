@@ -5,7 +5,8 @@ it, at a segment boundary, so ``/public-admin`` stays protected). Matching is ca
 and a path counts only in its canonical spelling: one with ``.`` or ``..`` segments, empty
 segments, backslashes or control characters is never exempt, whatever it would normalise to.
 Refusing to exempt is always safe (the request merely needs a key), so we never normalise a
-path into an exemption. One trailing slash is ignored, as routers redirect it.
+path into an exemption. A trailing slash is part of the path: ``/health/`` is exempt only if
+listed, since an app may route ``/x`` and ``/x/`` to different handlers.
 
 Paths are relative to the app: an ASGI ``root_path`` prefix is removed first, as Starlette's
 router does, and WSGI's ``PATH_INFO`` already excludes ``SCRIPT_NAME``.
@@ -47,7 +48,7 @@ class ExemptPaths:
 
     def __init__(self, paths: Iterable[str]) -> None:
         entries = [_entry(p) for p in paths]
-        self._exact = frozenset(p.rstrip("/") or "/" for p in entries if not p.endswith("/*"))
+        self._exact = frozenset(p for p in entries if not p.endswith("/*"))
         self._trees = tuple(p[:-2].rstrip("/") for p in entries if p.endswith("/*"))
 
     def __bool__(self) -> bool:
@@ -57,8 +58,6 @@ class ExemptPaths:
         return f"ExemptPaths({sorted(self._exact) + [t + '/*' for t in self._trees]})"
 
     def match(self, path: str) -> bool:
-        if len(path) > 1 and path[-1] == "/":
-            path = path[:-1]
         if path in self._exact:
             return _canonical(path)
         for tree in self._trees:

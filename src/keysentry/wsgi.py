@@ -40,17 +40,20 @@ class WSGIMiddleware:
     """``app.wsgi_app = WSGIMiddleware(app.wsgi_app, ks)`` for Flask; any PEP 3333 app alike."""
 
     def __init__(self, app: WSGIApp, keysentry: Keysentry) -> None:
+        keysentry.require_sync()
         self.app = app
         self.keysentry = keysentry
         self._auth = _environ_name(keysentry.header)
-        self._key = _environ_name(keysentry.api_key_header or keysentry.header)
+        self._key = (
+            None if keysentry.api_key_header is None else _environ_name(keysentry.api_key_header)
+        )
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         ks = self.keysentry
         if ks.exempt and ks.exempt.match(environ.get("PATH_INFO") or "/"):
             return self.app(environ, start_response)
         auth = environ.get(self._auth)
-        key = environ.get(self._key)
+        key = None if self._key is None else environ.get(self._key)
         if (
             auth is None
             and key is None
@@ -62,7 +65,9 @@ class WSGIMiddleware:
             return self.app(environ, start_response)
         query: list[bytes] = []
         if ks.reader.query_param is not None:
-            query = ks.reader.query_values(environ.get("QUERY_STRING", "").encode("latin-1"))
+            query = ks.reader.query_values(
+                environ.get("QUERY_STRING", "").encode("latin-1", "replace")
+            )
         if (auth and "," in auth) or (key and "," in key) or len(query) > 1:
             token = ks.reader.read_all(_values(auth), _values(key), query)
         else:
@@ -92,7 +97,8 @@ class WSGIMiddleware:
         environ[ENVIRON_KEY] = result.identity
         if ks.strip_credentials:
             environ.pop(self._auth, None)
-            environ.pop(self._key, None)
+            if self._key is not None:
+                environ.pop(self._key, None)
         return self.app(environ, start_response)
 
 

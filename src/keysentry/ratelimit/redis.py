@@ -21,29 +21,16 @@ import threading
 import weakref
 from importlib.resources import files
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..breaker import CircuitBreaker
 from ..errors import StoreUnavailable
+from ..stores.url import safe_url
 from .gcra import Policy, RateDecision, describe
 
-__all__ = ["RedisLimiter", "safe_url"]
+__all__ = ["RedisLimiter"]
 
 SCRIPT = (files(__package__) / "lua" / "gcra.lua").read_text()
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
-
-
-def safe_url(url: str) -> str:
-    """``url`` without its password, for logs, ``repr()`` and the demo's banner."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rpartition("@")[2]
-        user = f"{parts.username}:***@" if parts.username else ":***@"
-        return parts._replace(netloc=user + netloc).geturl()
-    except ValueError:
-        return "<unparsable URL>"
 
 
 def _client_options(timeout: float) -> dict[str, Any]:
