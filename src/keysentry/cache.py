@@ -37,7 +37,26 @@ NEGATIVE = _Marker("NEGATIVE")
 
 
 class TTLCache(Generic[V]):
-    __slots__ = ("_clock", "_data", "_lock", "maxsize", "negative_ttl", "ttl")
+    """Positive entries and negative ones in two separately bounded LRU tables.
+
+    Unknown ids cost an attacker nothing to mint (the checksum is public), so a flood of them
+    must not push known keys out: negative entries live in their own table of
+    ``negative_size`` entries. A generation counter, bumped by every :meth:`discard` and
+    :meth:`clear`, lets a store answer that was in flight during an invalidation be dropped
+    instead of cached (see :meth:`put`), so a revocation is never undone by a slow lookup.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_data",
+        "_generation",
+        "_lock",
+        "_negative",
+        "maxsize",
+        "negative_size",
+        "negative_ttl",
+        "ttl",
+    )
 
     def __init__(
         self,
@@ -45,21 +64,33 @@ class TTLCache(Generic[V]):
         ttl: float = 30.0,
         negative_ttl: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        negative_size: int | None = None,
     ) -> None:
         if maxsize < 1 or ttl <= 0 or negative_ttl < 0:
             raise ValueError("cache size must be >= 1, ttl > 0 and negative_ttl >= 0")
         self.maxsize = maxsize
+        self.negative_size = maxsize if negative_size is None else max(1, negative_size)
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self._clock = clock
         self._lock = threading.Lock()
-        self._data: OrderedDict[Hashable, tuple[float, V | _Marker]] = OrderedDict()
+        self._data: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        self._negative: OrderedDict[Hashable, float] = OrderedDict()
+        self._generation = 0
 
     def __len__(self) -> int:
         return len(self._data)
 
     def __repr__(self) -> str:
-        return f"TTLCache({len(self._data)}/{self.maxsize}, ttl={self.ttl:g}s)"
+        return (
+            f"TTLCache({len(self._data)}/{self.maxsize}, "
+            f"{len(self._negative)}/{self.negative_size} negative, ttl={self.ttl:g}s)"
+        )
+
+    @property
+    def generation(self) -> int:
+        """Read before asking the store; hand it back to :meth:`put`."""
+        return self._generation
 
     def get(self, key: Hashable) -> V | _Marker:
         """The cached value, :data:`NEGATIVE`, or :data:`MISS`.
@@ -69,7 +100,12 @@ class TTLCache(Generic[V]):
         the next :meth:`put` to replace or the LRU end to drop.
         """
         item = self._data.get(key)
-        if item is None or item[0] <= self._clock():
+        if item is None:
+            expires = self._negative.get(key)
+            if expires is not None and expires > self._clock():
+                return NEGATIVE
+            return MISS
+        if item[0] <= self._clock():
             return MISS
         try:  # noqa: SIM105  (contextlib.suppress costs a context manager per hit)
             self._data.move_to_end(key)
@@ -77,25 +113,39 @@ class TTLCache(Generic[V]):
             pass
         return item[1]
 
-    def put(self, key: Hashable, value: V) -> None:
-        self._store(key, value, self.ttl)
-
-    def put_negative(self, key: Hashable) -> None:
-        if self.negative_ttl > 0:
-            self._store(key, NEGATIVE, self.negative_ttl)
-
-    def discard(self, key: Hashable) -> None:
+    def put(self, key: Hashable, value: V, generation: int | None = None) -> None:
+        """Cache ``value``; skipped if anything was invalidated since ``generation``."""
+        expires = self._clock() + self.ttl
         with self._lock:
-            self._data.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-    def _store(self, key: Hashable, value: V | _Marker, ttl: float) -> None:
-        expires = self._clock() + ttl
-        with self._lock:
+            if generation is not None and generation != self._generation:
+                return
+            self._negative.pop(key, None)
             self._data[key] = (expires, value)
             self._data.move_to_end(key)
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
+
+    def put_negative(self, key: Hashable, generation: int | None = None) -> None:
+        if self.negative_ttl <= 0:
+            return
+        expires = self._clock() + self.negative_ttl
+        with self._lock:
+            if generation is not None and generation != self._generation:
+                return
+            self._data.pop(key, None)
+            self._negative[key] = expires
+            self._negative.move_to_end(key)
+            while len(self._negative) > self.negative_size:
+                self._negative.popitem(last=False)
+
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            self._generation += 1
+            self._data.pop(key, None)
+            self._negative.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._data.clear()
+            self._negative.clear()

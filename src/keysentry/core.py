@@ -188,7 +188,7 @@ class Keysentry:
         digest = self.digest(token)
         cached = self.cache.get(key_id or digest)
         if cached is MISS:
-            return Lookup(key_id, digest)
+            return Lookup(key_id, digest, self.cache.generation)
         return judge(cached if isinstance(cached, Verdict) else None, digest, self._clock)
 
     def resolve(self, lookup: Lookup) -> Verdict | Denial:
@@ -234,10 +234,10 @@ class Keysentry:
     def _decide_fetched(self, lookup: Lookup, record: KeyRecord | None) -> Verdict | Denial:
         cache_key = lookup.key_id or lookup.digest
         if record is None:
-            self.cache.put_negative(cache_key)
+            self.cache.put_negative(cache_key, lookup.generation)
             return judge(None, lookup.digest, self._clock)
         verdict = Verdict.of(record, self.default_policies)
-        self.cache.put(cache_key, verdict)
+        self.cache.put(cache_key, verdict, lookup.generation)
         return judge(verdict, lookup.digest, self._clock)
 
     def limit(self, verdict: Verdict, cost: int = 1) -> RateDecision | Denial | None:

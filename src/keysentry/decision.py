@@ -62,6 +62,7 @@ class Lookup:
 
     key_id: bytes | None  # a native key's id; None for an imported key (found by digest)
     digest: bytes
+    generation: int  # the cache's, when the lookup began
 
 
 def judge(verdict: Verdict | None, digest: bytes, clock: Callable[[], float]) -> Verdict | Denial:

@@ -1,0 +1,97 @@
+"""The hot-path cache: bounded, unknown keys cannot evict known ones, revocation sticks."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from keysentry import Keysentry, MemoryStore
+from keysentry.cache import MISS, NEGATIVE, TTLCache
+from keysentry.decision import Verdict
+
+from .conftest import SECRET
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+
+    def get(self, key_id: str) -> Any:
+        self.gets += 1
+        return super().get(key_id)
+
+
+def test_a_flood_of_unknown_keys_does_not_evict_known_ones() -> None:
+    store = CountingStore()
+    ks = Keysentry(store, secret=SECRET, cache_size=100)
+    key = ks.issue(name="known").key.reveal().encode()
+    assert isinstance(ks.authenticate(key), Verdict)
+    strangers = [ks.new_key().key.reveal().encode() for _ in range(1000)]
+    for s in strangers:
+        ks.authenticate(s)
+    before = store.gets
+    assert isinstance(ks.authenticate(key), Verdict)
+    assert store.gets == before  # still cached
+    assert len(ks.cache) == 1
+
+
+def test_cache_is_bounded_both_ways() -> None:
+    cache: TTLCache[int] = TTLCache(maxsize=10, negative_size=5)
+    for i in range(100):
+        cache.put(f"p{i}", i)
+        cache.put_negative(f"n{i}")
+    assert len(cache) == 10
+    assert cache.get("p99") == 99
+    assert cache.get("p0") is MISS
+    assert cache.get("n99") is NEGATIVE
+    assert cache.get("n0") is MISS
+
+
+def test_ttl_expiry() -> None:
+    now = [0.0]
+    cache: TTLCache[str] = TTLCache(ttl=10, negative_ttl=2, clock=lambda: now[0])
+    cache.put("a", "x")
+    cache.put_negative("b")
+    now[0] = 5
+    assert cache.get("a") == "x"
+    assert cache.get("b") is MISS
+    now[0] = 10
+    assert cache.get("a") is MISS
+
+
+class SlowStore(MemoryStore):
+    """A store whose lookups can be held mid-flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.hold = False
+
+    def get(self, key_id: str) -> Any:
+        record = super().get(key_id)
+        if self.hold:
+            self.entered.set()
+            self.release.wait(5)
+        return record
+
+
+def test_a_lookup_in_flight_cannot_undo_a_revocation() -> None:
+    store = SlowStore()
+    ks = Keysentry(store, secret=SECRET)
+    issued = ks.issue(name="doomed")
+    key = issued.key.reveal().encode()
+    store.hold = True
+    results: list[object] = []
+    t = threading.Thread(target=lambda: results.append(ks.authenticate(key)))
+    t.start()
+    assert store.entered.wait(5)  # the lookup has read the live record...
+    store.hold = False
+    ks.revoke(issued.record.id)  # ...and the key is revoked before it returns
+    store.release.set()
+    t.join(5)
+    assert isinstance(results[0], Verdict)  # that request raced the revocation
+    after = ks.authenticate(key)
+    assert not isinstance(after, Verdict)
+    assert after.code == "INVALID_API_KEY"  # type: ignore[union-attr]
