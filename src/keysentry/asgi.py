@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .core import Keysentry
-from .decision import Lookup
+from .decision import Lookup, client_allowed
 from .errors import Denial
 from .paths import app_path
 from .ratelimit.headers import encoded_rate_headers
@@ -95,6 +95,12 @@ class ASGIMiddleware:
         if isinstance(result, Denial):
             await self._deny(scope, receive, send, result)
             return
+        if result.record.allowed_networks:
+            peer = scope.get("client")
+            refused = client_allowed(result, peer[0] if peer else None)
+            if refused is not None:
+                await self._deny(scope, receive, send, refused)
+                return
         if ks.limiter is not None and result.policies:
             limited = await ks.alimit(result)
             if isinstance(limited, Denial):

@@ -12,6 +12,7 @@ and the denials that depend only on the record are not rebuilt per request.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +22,13 @@ from .ratelimit.gcra import Policy, policies_of
 from .ratelimit.headers import policy_field
 from .records import KeyIdentity, KeyRecord
 
-__all__ = ["UNKNOWN_KEY", "Lookup", "Verdict", "judge"]
+__all__ = ["UNKNOWN_KEY", "Lookup", "Verdict", "client_allowed", "judge"]
 
 UNKNOWN_KEY = Denial.of("INVALID_API_KEY", "The API key is not valid.")
 DISABLED = Denial.of("API_KEY_DISABLED", "The API key is disabled.")
+IP_NOT_ALLOWED = Denial.of(
+    "IP_NOT_ALLOWED", "This API key may not be used from this client address."
+)
 _DUMMY_DIGEST = bytes(32)
 
 
@@ -79,3 +83,23 @@ def judge(verdict: Verdict | None, digest: bytes, clock: Callable[[], float]) ->
     if record.disabled:
         return DISABLED
     return verdict
+
+
+def client_allowed(verdict: Verdict, client: str | None) -> Denial | None:
+    """None if the key may be used from ``client`` (the peer address), else the refusal.
+
+    Called only for keys with an allowlist. An address that is missing or not an IP (a Unix
+    socket, a test client's placeholder) is refused: an allowlist fails closed.
+    """
+    if client is None:
+        return IP_NOT_ALLOWED
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return IP_NOT_ALLOWED
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    for network in verdict.record.allowed_networks:
+        if address in network:
+            return None
+    return IP_NOT_ALLOWED

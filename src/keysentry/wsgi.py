@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .core import Keysentry
-from .decision import Lookup
+from .decision import Lookup, client_allowed
 from .errors import Denial
 from .ratelimit.headers import rate_headers
 
@@ -80,15 +80,15 @@ class WSGIMiddleware:
         if isinstance(result, Lookup):
             result = ks.resolve(result)
         if isinstance(result, Denial):
-            rendered = ks.render(result)
-            start_response(rendered.wsgi_status, rendered.wsgi_headers)
-            return [rendered.body]
+            return self._deny(result, start_response)
+        if result.record.allowed_networks:
+            refused = client_allowed(result, environ.get("REMOTE_ADDR"))
+            if refused is not None:
+                return self._deny(refused, start_response)
         if ks.limiter is not None and result.policies:
             limited = ks.limit(result)
             if isinstance(limited, Denial):
-                rendered = ks.render(limited)
-                start_response(rendered.wsgi_status, rendered.wsgi_headers)
-                return [rendered.body]
+                return self._deny(limited, start_response)
             if limited is not None:
                 start_response = _adding_headers(
                     start_response,
@@ -100,6 +100,11 @@ class WSGIMiddleware:
             if self._key is not None:
                 environ.pop(self._key, None)
         return self.app(environ, start_response)
+
+    def _deny(self, denial: Denial, start_response: StartResponse) -> list[bytes]:
+        rendered = self.keysentry.render(denial)
+        start_response(rendered.wsgi_status, rendered.wsgi_headers)
+        return [rendered.body]
 
 
 def _adding_headers(start_response: StartResponse, extra: list[tuple[str, str]]) -> StartResponse:
