@@ -208,14 +208,22 @@ def test_cache_hits_compare_digests(setup: Setup, compares: list[tuple[bytes, by
     compares.clear()
     assert setup.get(setup.key) == 200
     assert setup.store.lookups == 1
-    assert compares == [(setup.ks.digest(setup.key.encode()), setup.record.digest)]
-    # A wrong secret for the cached id is found out by that same comparison.
+    # A warm hit is one constant-time comparison: of the key's process-local tag, recorded
+    # when the key first matched the stored digest.
+    assert len(compares) == 1
+    presented, cached = compares[0]
+    assert presented == cached
+    assert len(presented) == 16
+    # A wrong secret for the cached id fails the tag, then the digest comparison too.
     forged = Keysentry(setup.store, secret="another-secret-0123456789abcdef")
     spliced = _same_id_other_secret(setup.key, forged)
     compares.clear()
     assert setup.get(spliced) == 401
-    assert len(compares) == 1
+    assert len(compares) == 2
+    assert compares[1] == (setup.ks.digest(spliced.encode()), setup.record.digest)
     assert setup.store.lookups == 1
+    # ...and the real key still passes afterwards.
+    assert setup.get(setup.key) == 200
 
 
 def test_garbage_runs_no_comparison(setup: Setup, compares: list[tuple[bytes, bytes]]) -> None:

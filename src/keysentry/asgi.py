@@ -48,6 +48,8 @@ class ASGIMiddleware:
         self._reader = keysentry.reader
         self._query = keysentry.reader.query_param is not None
         self._check = keysentry.check
+        self._bearer = keysentry.reader.bearer
+        self._preflight = keysentry.allow_preflight
         self._legacy = keysentry.legacy_rate_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -71,30 +73,22 @@ class ASGIMiddleware:
             elif name == key_name:
                 repeated |= key is not None and value != key
                 key = value
-        ks = self.keysentry
-        reader = self._reader
-        if auth is None and key is None and ks.allow_preflight and _is_preflight(scope):
+        if auth is None and key is None and self._preflight and _is_preflight(scope):
             await self.app(scope, receive, send)
             return
-        query: list[bytes] = []
-        if self._query:
-            query = reader.query_values(scope.get("query_string", b""))
-            repeated |= len(query) > 1
-        if repeated:
-            headers = scope["headers"]
-            token = reader.read_all(
-                [v for n, v in headers if n == auth_name],
-                [v for n, v in headers if n == key_name],
-                query,
-            )
+        if repeated or self._query:
+            token = self._read_all(scope, repeated)
+        elif auth is not None and key is None:
+            token = self._bearer(auth)  # the common case, one call shorter
         else:
-            token = reader.read(auth, key, query[0] if query else None)
+            token = self._reader.read(auth, key)
         result = token if isinstance(token, Denial) else self._check(token)
         if isinstance(result, Lookup):
-            result = await ks.aresolve(result)
+            result = await self.keysentry.aresolve(result)
         if isinstance(result, Denial):
             await self._deny(scope, receive, send, result)
             return
+        ks = self.keysentry
         if result.record.allowed_networks:
             peer = scope.get("client")
             refused = client_allowed(result, peer[0] if peer else None)
@@ -121,6 +115,19 @@ class ASGIMiddleware:
             scope = dict(scope)
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in strip]
         await self.app(scope, receive, send)
+
+    def _read_all(self, scope: Scope, repeated: bool) -> bytes | Denial:
+        """The slow path: repeated headers, or a query parameter to consider."""
+        reader = self._reader
+        auth_name = self._auth
+        key_name = self._key
+        query = reader.query_values(scope.get("query_string", b"")) if self._query else []
+        headers = scope["headers"]
+        return reader.read_all(
+            [v for n, v in headers if n == auth_name],
+            [v for n, v in headers if n == key_name],
+            query,
+        )
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send, denial: Denial) -> None:
         rendered = self.keysentry.render(denial)

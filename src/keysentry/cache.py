@@ -49,9 +49,9 @@ class TTLCache(Generic[V]):
     __slots__ = (
         "_clock",
         "_data",
-        "_generation",
         "_lock",
         "_negative",
+        "generation",
         "maxsize",
         "negative_size",
         "negative_ttl",
@@ -76,7 +76,8 @@ class TTLCache(Generic[V]):
         self._lock = threading.Lock()
         self._data: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
         self._negative: OrderedDict[Hashable, float] = OrderedDict()
-        self._generation = 0
+        #: Bumped by every invalidation; read it before asking the store, hand it to put().
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._data)
@@ -86,11 +87,6 @@ class TTLCache(Generic[V]):
             f"TTLCache({len(self._data)}/{self.maxsize}, "
             f"{len(self._negative)}/{self.negative_size} negative, ttl={self.ttl:g}s)"
         )
-
-    @property
-    def generation(self) -> int:
-        """Read before asking the store; hand it back to :meth:`put`."""
-        return self._generation
 
     def get(self, key: Hashable) -> V | _Marker:
         """The cached value, :data:`NEGATIVE`, or :data:`MISS`.
@@ -117,7 +113,7 @@ class TTLCache(Generic[V]):
         """Cache ``value``; skipped if anything was invalidated since ``generation``."""
         expires = self._clock() + self.ttl
         with self._lock:
-            if generation is not None and generation != self._generation:
+            if generation is not None and generation != self.generation:
                 return
             self._negative.pop(key, None)
             self._data[key] = (expires, value)
@@ -130,7 +126,7 @@ class TTLCache(Generic[V]):
             return
         expires = self._clock() + self.negative_ttl
         with self._lock:
-            if generation is not None and generation != self._generation:
+            if generation is not None and generation != self.generation:
                 return
             self._data.pop(key, None)
             self._negative[key] = expires
@@ -140,12 +136,12 @@ class TTLCache(Generic[V]):
 
     def discard(self, key: Hashable) -> None:
         with self._lock:
-            self._generation += 1
+            self.generation += 1
             self._data.pop(key, None)
             self._negative.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
-            self._generation += 1
+            self.generation += 1
             self._data.clear()
             self._negative.clear()

@@ -22,7 +22,7 @@ from .ratelimit.gcra import Policy, policies_of
 from .ratelimit.headers import policy_field
 from .records import KeyIdentity, KeyRecord
 
-__all__ = ["UNKNOWN_KEY", "Lookup", "Verdict", "client_allowed", "judge"]
+__all__ = ["UNKNOWN_KEY", "Lookup", "Verdict", "client_allowed", "judge", "standing"]
 
 UNKNOWN_KEY = Denial.of("INVALID_API_KEY", "The API key is not valid.")
 DISABLED = Denial.of("API_KEY_DISABLED", "The API key is disabled.")
@@ -43,9 +43,16 @@ class Verdict:
     policies: tuple[Policy, ...] = ()  # rate limits in force: the record's or the default
     policy_field: str = ""  # RateLimit-Policy value for those
     policy_field_bytes: bytes = b""
+    #: Process-local MAC of the key once it has matched the record's digest (see core.check).
+    tag: bytes | None = None
 
     @classmethod
-    def of(cls, record: KeyRecord, default_policies: tuple[Policy, ...] = ()) -> Verdict:
+    def of(
+        cls,
+        record: KeyRecord,
+        default_policies: tuple[Policy, ...] = (),
+        tag: bytes | None = None,
+    ) -> Verdict:
         expired = None
         expires = math.inf
         if record.expires_at is not None:
@@ -57,7 +64,9 @@ class Verdict:
             )
         policies = default_policies if record.rate_limit is None else policies_of(record.rate_limit)
         field = policy_field(policies)
-        return cls(record, record.identity(), expires, expired, policies, field, field.encode())
+        return cls(
+            record, record.identity(), expires, expired, policies, field, field.encode(), tag
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,7 @@ class Lookup:
 
     key_id: bytes | None  # a native key's id; None for an imported key (found by digest)
     digest: bytes
+    tag: bytes  # the presented key's process-local MAC
     generation: int  # the cache's, when the lookup began
 
 
@@ -75,8 +85,15 @@ def judge(verdict: Verdict | None, digest: bytes, clock: Callable[[], float]) ->
     if verdict is None:
         hmac.compare_digest(digest, _DUMMY_DIGEST)
         return UNKNOWN_KEY
+    if not hmac.compare_digest(digest, verdict.record.digest):
+        return UNKNOWN_KEY
+    return standing(verdict, clock)
+
+
+def standing(verdict: Verdict, clock: Callable[[], float]) -> Verdict | Denial:
+    """The key's state, once possession of it is proven: revoked, expired, disabled or good."""
     record = verdict.record
-    if not hmac.compare_digest(digest, record.digest) or record.revoked_at is not None:
+    if record.revoked_at is not None:
         return UNKNOWN_KEY
     if verdict.expired is not None and clock() >= verdict.expires:
         return verdict.expired
