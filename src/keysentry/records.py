@@ -118,8 +118,11 @@ class KeyRecord:
             object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
         for name in ("created_at", "expires_at", "last_used_at", "revoked_at"):
             value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                raise ValueError(f"{name} must be timezone-aware (UTC)")
+            if value is not None:
+                if value.tzinfo is None:
+                    raise ValueError(f"{name} must be timezone-aware (UTC)")
+                if value.utcoffset():
+                    object.__setattr__(self, name, value.astimezone(timezone.utc))
         if len(self.digest) != 32:
             raise ValueError("a key record's digest is 32 bytes (SHA-256)")
         if self.credits is not None and self.credits < 0:

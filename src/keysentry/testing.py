@@ -1,0 +1,251 @@
+"""The store contract as a reusable pytest suite: prove your own KeyStore in a few lines.
+
+    import pytest
+    from keysentry.testing import AsyncKeyStoreContract, KeyStoreContract
+
+    class TestMyStore(KeyStoreContract):
+        @pytest.fixture
+        def store(self):
+            store = MyStore(...)          # empty, or in a namespace of its own
+            yield store
+            store.close()
+
+    class TestMyStoreAsync(AsyncKeyStoreContract):
+        @pytest.fixture
+        def store(self):
+            ...
+
+Every test uses only the public protocol (``stores/base.py``). The async suite drives each
+test with :func:`asyncio.run` (one event loop per test, as an ASGI server would keep one), so
+it needs no pytest plugin. keysentry runs this suite against each built-in store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import pytest
+
+from .errors import DuplicateKey, KeyNotFound
+from .keys import Digester, mint
+from .records import KeyRecord, Rate
+from .stores.base import AsyncKeyStore, KeyStore
+
+__all__ = ["AsyncKeyStoreContract", "KeyStoreContract", "make_record"]
+
+T = TypeVar("T")
+_DIGEST = Digester(b"conformance-kit-secret-0123456789")
+
+
+def make_record(**fields: Any) -> KeyRecord:
+    """A fresh, valid record with a unique id and digest; ``fields`` override the defaults."""
+    key_id, key = mint("sk_test")
+    values: dict[str, Any] = {
+        "id": key_id,
+        "digest": _DIGEST(key.reveal().encode()),
+        "prefix": key.public,
+        "name": "conformance",
+        "created_at": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc),
+    }
+    values.update(fields)
+    return KeyRecord(**values)
+
+
+def _full_record() -> KeyRecord:
+    return make_record(
+        name="every field",
+        owner="acct_42",
+        scopes={"read", "write"},
+        expires_at=datetime(2030, 5, 6, 7, 8, 9, tzinfo=timezone.utc),
+        last_used_at=datetime(2026, 2, 3, 4, 5, 6, tzinfo=timezone.utc),
+        disabled=True,
+        rate_limit=(Rate(10, 1.0, burst=20), Rate(1000, 86400.0)),
+        allowed_networks=("10.0.0.0/8", "2001:db8::/32"),
+        credits=7,
+        metadata={"plan": "pro", "tags": ["a", "b"], "nested": {"n": 1}},
+    )
+
+
+class KeyStoreContract:
+    """The blocking face. Subclass it and provide a ``store`` fixture (a fresh, empty store)."""
+
+    @pytest.fixture
+    def store(self) -> KeyStore:
+        raise NotImplementedError("define a `store` fixture returning your store")
+
+    def test_is_a_key_store(self, store: KeyStore) -> None:
+        assert isinstance(store, KeyStore)
+
+    def test_get_unknown_is_none(self, store: KeyStore) -> None:
+        assert store.get("nosuchkeyid0") is None
+        assert store.find_by_digest(bytes(32)) is None
+
+    def test_create_then_get_round_trips_every_field(self, store: KeyStore) -> None:
+        record = _full_record()
+        store.create(record)
+        assert store.get(record.id) == record
+        assert store.find_by_digest(record.digest) == record
+
+    def test_minimal_record_round_trips(self, store: KeyStore) -> None:
+        record = make_record()
+        store.create(record)
+        assert store.get(record.id) == record
+
+    def test_duplicate_id_or_digest_is_refused(self, store: KeyStore) -> None:
+        record = make_record()
+        store.create(record)
+        with pytest.raises(DuplicateKey):
+            store.create(make_record(id=record.id))
+        with pytest.raises(DuplicateKey):
+            store.create(make_record(digest=record.digest))
+        assert store.get(record.id) == record
+
+    def test_update_changes_only_what_it_names(self, store: KeyStore) -> None:
+        record = make_record(owner="a", scopes={"read"})
+        store.create(record)
+        updated = store.update(record.id, {"disabled": True, "scopes": {"read", "admin"}})
+        assert updated.disabled
+        assert updated.scopes == {"read", "admin"}
+        assert updated.owner == "a"
+        assert updated.digest == record.digest
+        assert store.get(record.id) == updated
+
+    def test_update_clears_optional_fields(self, store: KeyStore) -> None:
+        record = _full_record()
+        store.create(record)
+        cleared = store.update(
+            record.id, {"expires_at": None, "rate_limit": None, "credits": None, "owner": None}
+        )
+        assert store.get(record.id) == cleared
+        assert cleared.expires_at is None
+        assert cleared.rate_limit is None
+        assert cleared.credits is None
+
+    def test_update_unknown_raises_key_not_found(self, store: KeyStore) -> None:
+        with pytest.raises(KeyNotFound):
+            store.update("nosuchkeyid0", {"disabled": True})
+
+    def test_update_refuses_fixed_fields(self, store: KeyStore) -> None:
+        record = make_record()
+        store.create(record)
+        with pytest.raises(ValueError, match="cannot be changed"):
+            store.update(record.id, {"digest": bytes(32)})  # type: ignore[typeddict-unknown-key]
+        assert store.get(record.id) == record
+
+    def test_revocation_is_an_update(self, store: KeyStore) -> None:
+        record = make_record()
+        store.create(record)
+        when = datetime(2026, 3, 4, tzinfo=timezone.utc)
+        store.update(record.id, {"revoked_at": when})
+        got = store.get(record.id)
+        assert got is not None
+        assert got.revoked_at == when
+        assert got.revoked
+
+    def test_list_is_ordered_paginated_and_filtered(self, store: KeyStore) -> None:
+        mine = [make_record(owner="me") for _ in range(5)]
+        others = [make_record(owner="them") for _ in range(3)]
+        for r in mine + others:
+            store.create(r)
+        every = store.list_keys(limit=100)
+        assert [r.id for r in every] == sorted(r.id for r in mine + others)
+        page1 = list(store.list_keys(owner="me", limit=2))
+        page2 = list(store.list_keys(owner="me", after=page1[-1].id, limit=2))
+        page3 = list(store.list_keys(owner="me", after=page2[-1].id, limit=2))
+        assert [r.id for r in page1 + page2 + page3] == sorted(r.id for r in mine)
+        assert all(r.owner == "me" for r in page1 + page2 + page3)
+        assert store.list_keys(owner="nobody") == []
+
+    def test_concurrent_creates_and_updates_lose_nothing(self, store: KeyStore) -> None:
+        records = [make_record(owner="race", credits=0) for _ in range(40)]
+        errors: list[BaseException] = []
+
+        def work(chunk: list[KeyRecord]) -> None:
+            try:
+                for r in chunk:
+                    store.create(r)
+                    store.update(r.id, {"name": f"renamed {r.id}"})
+                    store.update(r.id, {"disabled": True})
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(records[i::4],)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        for r in records:
+            got = store.get(r.id)
+            assert got is not None
+            assert got.name == f"renamed {r.id}"
+            assert got.disabled
+
+    def test_timestamps_are_utc_and_exact_to_the_millisecond(self, store: KeyStore) -> None:
+        odd = datetime(2026, 7, 8, 9, 10, 11, 123000, tzinfo=timezone(timedelta(hours=5)))
+        record = make_record(expires_at=odd)
+        store.create(record)
+        got = store.get(record.id)
+        assert got is not None
+        assert got.expires_at == odd
+        assert got.expires_at is not None
+        assert got.expires_at.utcoffset() == timedelta(0)
+
+
+class AsyncKeyStoreContract:
+    """The async face. Subclass it and provide a ``store`` fixture (a fresh, empty store)."""
+
+    @pytest.fixture
+    def store(self) -> AsyncKeyStore:
+        raise NotImplementedError("define a `store` fixture returning your store")
+
+    @staticmethod
+    def run(test: Callable[[], Awaitable[T]]) -> T:
+        return asyncio.run(test())  # type: ignore[arg-type]
+
+    def test_is_an_async_key_store(self, store: AsyncKeyStore) -> None:
+        assert isinstance(store, AsyncKeyStore)
+
+    def test_round_trip(self, store: AsyncKeyStore) -> None:
+        async def test() -> None:
+            record = _full_record()
+            assert await store.aget(record.id) is None
+            await store.acreate(record)
+            assert await store.aget(record.id) == record
+            assert await store.afind_by_digest(record.digest) == record
+            with pytest.raises(DuplicateKey):
+                await store.acreate(make_record(id=record.id))
+            await store.aclose()
+
+        self.run(test)
+
+    def test_update_and_list(self, store: AsyncKeyStore) -> None:
+        async def test() -> None:
+            records = [make_record(owner="async") for _ in range(4)]
+            for r in records:
+                await store.acreate(r)
+            updated = await store.aupdate(records[0].id, {"disabled": True, "name": "x"})
+            assert updated.disabled
+            assert await store.aget(records[0].id) == updated
+            with pytest.raises(KeyNotFound):
+                await store.aupdate("nosuchkeyid0", {"disabled": True})
+            listed = await store.alist_keys(owner="async", limit=3)
+            assert [r.id for r in listed] == sorted(r.id for r in records)[:3]
+            await store.aclose()
+
+        self.run(test)
+
+    def test_concurrent_updates_lose_nothing(self, store: AsyncKeyStore) -> None:
+        async def test() -> None:
+            records = [make_record(owner="arace") for _ in range(20)]
+            await asyncio.gather(*(store.acreate(r) for r in records))
+            await asyncio.gather(*(store.aupdate(r.id, {"name": "n" + r.id}) for r in records))
+            got = await asyncio.gather(*(store.aget(r.id) for r in records))
+            assert [g.name if g else None for g in got] == ["n" + r.id for r in records]
+            await store.aclose()
+
+        self.run(test)
