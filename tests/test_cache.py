@@ -95,3 +95,35 @@ def test_a_lookup_in_flight_cannot_undo_a_revocation() -> None:
     after = ks.authenticate(key)
     assert not isinstance(after, Verdict)
     assert after.code == "INVALID_API_KEY"  # type: ignore[union-attr]
+
+
+class FlakyStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def get(self, key_id: str) -> Any:
+        if self.down:
+            from keysentry import StoreUnavailable
+
+            raise StoreUnavailable("test store is down")
+        return super().get(key_id)
+
+
+def test_cached_keys_outlive_a_store_outage_for_the_stale_window() -> None:
+    now = [0.0]
+    store = FlakyStore()
+    ks = Keysentry(store, secret=SECRET, cache_ttl=10, stale_for=60)
+    ks.cache = TTLCache(ttl=10, clock=lambda: now[0])
+    known = ks.issue(name="known").key.reveal().encode()
+    unknown = ks.issue(name="never cached").key.reveal().encode()
+    assert isinstance(ks.authenticate(known), Verdict)
+    store.down = True
+    now[0] = 30  # past the TTL, inside the stale window
+    assert isinstance(ks.authenticate(known), Verdict)
+    refused = ks.authenticate(unknown)
+    assert refused.code == "AUTH_UNAVAILABLE"  # type: ignore[union-attr]
+    now[0] = 100  # past the stale window too
+    assert ks.authenticate(known).code == "AUTH_UNAVAILABLE"  # type: ignore[union-attr]
+    store.down = False
+    assert isinstance(ks.authenticate(known), Verdict)  # recovery needs nothing

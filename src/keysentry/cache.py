@@ -109,6 +109,16 @@ class TTLCache(Generic[V]):
             pass
         return item[1]
 
+    def get_stale(self, key: Hashable, grace: float) -> V | None:
+        """A positive entry expired less than ``grace`` seconds ago (or still fresh), else None.
+
+        For when the store cannot be reached: a key known a moment ago keeps working.
+        """
+        item = self._data.get(key)
+        if item is None or item[0] + grace <= self._clock():
+            return None
+        return item[1]
+
     def put(self, key: Hashable, value: V, generation: int | None = None) -> None:
         """Cache ``value``; skipped if anything was invalidated since ``generation``."""
         expires = self._clock() + self.ttl

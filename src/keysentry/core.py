@@ -93,6 +93,8 @@ class Keysentry:
     :param max_key_length: longer credentials are refused before they are hashed.
     :param error_body: builds the JSON error body from a :class:`Denial`.
     :param retry_after: seconds a 503 tells clients to wait when the store is down.
+    :param stale_for: seconds past ``cache_ttl`` that a cached key keeps working while the
+        store cannot be reached (0: none); uncached keys get 503 meanwhile.
     :param limiter: rate-limit backend (:class:`MemoryLimiter`, :class:`RedisLimiter`); None
         turns rate limiting off.
     :param rate_limit: policies for keys whose record has none, e.g. ``"60/minute"`` or
@@ -124,6 +126,7 @@ class Keysentry:
         max_key_length: int = DEFAULT_MAX_LENGTH,
         error_body: ErrorBody | None = None,
         retry_after: int = 5,
+        stale_for: float = 300.0,
         limiter: Limiter | None = None,
         rate_limit: str | Rate | Iterable[str | Rate] | None = None,
         fail_open: bool = True,
@@ -171,9 +174,10 @@ class Keysentry:
         self.legacy_rate_headers = legacy_rate_headers
         #: Requests let through because the limiter could not answer (fail_open).
         self.limiter_failures = 0
-        self._limiter_logged_at = -math.inf
+        self._logged_at: dict[str, float] = {}
         self._failure_lock = threading.Lock()
         self._retry_after = retry_after
+        self.stale_for = stale_for
         self._clock = clock
         # Keys a process has verified once are recognised on cache hits by a BLAKE2s MAC
         # under this per-process random key (never stored, never shared) instead of a second
@@ -231,8 +235,7 @@ class Keysentry:
             else:
                 record = store.find_by_digest(lookup.digest)
         except StoreUnavailable:
-            log.warning("key store unavailable; answering 503", exc_info=True)
-            return self.unavailable
+            return self._store_down(lookup)
         return self._decide_fetched(lookup, record)
 
     async def aresolve(self, lookup: Lookup) -> Verdict | Denial:
@@ -246,8 +249,7 @@ class Keysentry:
             else:
                 record = await store.afind_by_digest(lookup.digest)
         except StoreUnavailable:
-            log.warning("key store unavailable; answering 503", exc_info=True)
-            return self.unavailable
+            return self._store_down(lookup)
         return self._decide_fetched(lookup, record)
 
     def authenticate(self, token: bytes) -> Verdict | Denial:
@@ -259,6 +261,14 @@ class Keysentry:
         """The async twin of :meth:`authenticate`."""
         result = self.check(token)
         return await self.aresolve(result) if isinstance(result, Lookup) else result
+
+    def _store_down(self, lookup: Lookup) -> Verdict | Denial:
+        """The store cannot answer: a key cached recently still works, for ``stale_for``."""
+        stale = self.cache.get_stale(lookup.key_id or lookup.digest, self.stale_for)
+        self._warn("store", "key store unavailable; stale cache entries serve, others get 503")
+        if stale is not None:
+            return judge(stale, lookup.digest, self._clock)
+        return self.unavailable
 
     def _decide_fetched(self, lookup: Lookup, record: KeyRecord | None) -> Verdict | Denial:
         cache_key = lookup.key_id or lookup.digest
@@ -302,21 +312,24 @@ class Keysentry:
         )
 
     def _limiter_down(self) -> Denial | None:
-        with self._failure_lock:
-            if self.fail_open:
+        if self.fail_open:
+            with self._failure_lock:
                 self.limiter_failures += 1
-            now = time.monotonic()
-            report = now - self._limiter_logged_at >= self._retry_after
-            if report:
-                self._limiter_logged_at = now
-        if report:
-            log.warning(
-                "rate limiter unavailable; %s (%d let through so far)",
-                "failing open" if self.fail_open else "answering 503",
-                self.limiter_failures,
-                exc_info=True,
-            )
+        self._warn(
+            "limiter",
+            f"rate limiter unavailable; {'failing open' if self.fail_open else 'answering 503'} "
+            f"({self.limiter_failures} let through so far)",
+        )
         return None if self.fail_open else self.unavailable
+
+    def _warn(self, topic: str, message: str) -> None:
+        """Log an outage at most once per ``retry_after`` seconds per topic, with its cause."""
+        now = time.monotonic()
+        with self._failure_lock:
+            if now - self._logged_at.get(topic, -math.inf) < self._retry_after:
+                return
+            self._logged_at[topic] = now
+        log.warning(message, exc_info=True)
 
     def invalidate(self, record: KeyRecord) -> None:
         """Forget what this process cached about a key, so its next request asks the store."""
