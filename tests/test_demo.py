@@ -14,15 +14,22 @@ from pathlib import Path
 
 import pytest
 
+from .services import REDIS_URL, redis_or_skip
+
 SCRIPT = Path(sys.executable).with_name("keysentry")
 
 
 @pytest.fixture
-def demo() -> Iterator[tuple[str, int]]:
+def demo_args() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def demo(demo_args: list[str]) -> Iterator[tuple[str, int]]:
     """The demo on a free port; yields (key, port)."""
     env = {k: v for k, v in os.environ.items() if k != "KEYSENTRY_SECRET"}
     proc = subprocess.Popen(
-        [str(SCRIPT), "demo", "--port", "0"],
+        [str(SCRIPT), "demo", "--port", "0", *demo_args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -103,3 +110,34 @@ def test_demo_refuses_a_bad_store_url() -> None:
     assert r.returncode == 2
     assert "unsupported store URL" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "demo_args",
+    [
+        ["--rate-limit", "5/minute"],
+        ["--rate-limit", "5/minute", "--limiter", "redis://127.0.0.1:6379/0"],
+    ],
+    ids=["memory", "redis"],
+)
+def test_demo_rate_limit_answers_the_sixth_request_with_429(
+    demo: tuple[str, int], demo_args: list[str]
+) -> None:
+    if "--limiter" in demo_args:
+        redis_or_skip()
+    key, port = demo
+    for i in range(5):
+        status, headers, _ = _get(port, "/v1/me", {"Authorization": f"Bearer {key}"})
+        assert status == 200
+        assert headers["ratelimit-policy"] == '"per-minute";q=5;w=60'
+        assert headers["ratelimit"].startswith(f'"per-minute";r={4 - i};t=')
+    status, headers, body = _get(port, "/v1/me", {"Authorization": f"Bearer {key}"})
+    assert (status, body["error"]["code"]) == (429, "RATE_LIMITED")
+    assert int(headers["retry-after"]) >= 1
+    assert headers["ratelimit"].startswith('"per-minute";r=0;t=')
+    if "--limiter" in demo_args:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        client.delete(f"keysentry:rl:{{{key[len('sk_live_') : len('sk_live_') + 12]}}}")
+        client.close()
