@@ -10,12 +10,31 @@ from .memory import MemoryStore
 __all__ = ["from_url", "safe_url"]
 
 
+#: Schemes of the SQL store (``stores/sql.py``, which imports SQLAlchemy only when used),
+#: with or without a ``+driver``; the store refuses drivers it does not speak.
+SQL_SCHEMES = frozenset({"sqlite", "postgresql", "postgres"})
+
+
 def from_url(url: str, **options: Any) -> Any:
-    """A store for ``url``: ``memory://`` for now; Redis and SQL backends register here too."""
+    """A store for ``url``; ``options`` go to the store's constructor.
+
+    * ``memory://``: :class:`MemoryStore`, in this process only;
+    * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``: :class:`SQLStore` in
+      a SQLite file (an in-memory ``sqlite://`` is refused: ``memory://`` is that store);
+    * ``postgresql://user:password@host:5432/db`` (also ``postgres://`` and
+      ``postgresql+psycopg://``): :class:`SQLStore` on PostgreSQL.
+    """
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":
         return MemoryStore(**options)
-    raise ValueError(f"unsupported store URL scheme {scheme!r}: this version supports 'memory://'")
+    if scheme.partition("+")[0] in SQL_SCHEMES:
+        from .sql import SQLStore
+
+        return SQLStore(url, **options)
+    raise ValueError(
+        f"unsupported store URL scheme {scheme!r}: this version supports 'memory://', "
+        "'sqlite:///path/to/keys.db' and 'postgresql://user:password@host/db'"
+    )
 
 
 def safe_url(url: str) -> str:

@@ -1,0 +1,689 @@
+"""The SQL store: SQLite as the embedded default, PostgreSQL for production (SQLAlchemy Core).
+
+``SQLStore("sqlite:///keys.db")`` or ``SQLStore("postgresql://user:pass@host/db")``. One store
+offers both faces: a blocking engine for WSGI, the CLI and scripts (``sqlite3``, ``psycopg``)
+and an asyncio engine for ASGI (``aiosqlite``, ``psycopg``'s async connection), each made on
+first use from the same URL. SQLAlchemy is imported when a store is made, never by
+``import keysentry``.
+
+Tables (created on first use, if missing):
+
+* ``<prefix>keys``: one row per key, one column per :data:`keysentry.stores.codec.FIELDS`,
+  in the codec's encoding: lists and mappings as JSON text, timestamps as UTC ISO 8601 text on
+  SQLite and ``timestamptz`` on PostgreSQL. Primary key ``id`` (``COLLATE "C"`` on
+  PostgreSQL, so listing is in code-point order everywhere); a unique index on ``digest``; an
+  index on ``(owner, id)`` for listing one owner's keys.
+* ``<prefix>schema``: the version of that layout (:data:`SCHEMA_VERSION`), so a later release
+  can migrate; a store refuses tables written by a newer release (:class:`SchemaVersionError`).
+
+``update`` reads the row under a write lock (``SELECT ... FOR UPDATE`` on PostgreSQL,
+``BEGIN IMMEDIATE`` on SQLite), applies the changes and writes it back in one transaction, so
+concurrent updates from threads and processes lose nothing.
+
+Every failure to reach the database (refused or dropped connections, timeouts, a locked SQLite
+file, an exhausted pool) raises :class:`~keysentry.errors.StoreUnavailable`, which the
+middleware answers with 503 (or with a cached record). Timeouts are short: ``timeout``
+bounds connecting, each PostgreSQL statement (``statement_timeout``), waiting for a pooled
+connection and waiting for SQLite's write lock. Pooled connections are checked before use, so
+a restarted server or a terminated backend is replaced without a restart; a read that loses
+its connection mid-query is retried once on a fresh one. A circuit breaker stops calls for
+``cooldown`` seconds after ``failures`` consecutive failures, so a dead server costs one
+timeout per cooldown instead of one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from ..breaker import CircuitBreaker
+from ..errors import DuplicateKey, KeyNotFound, StoreUnavailable
+from ..keys import KEY_ID_LENGTH
+from ..records import KeyRecord
+from .base import KeyChanges, apply_changes
+from .codec import FIELDS, decode, encode
+from .url import safe_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine, Table
+    from sqlalchemy.engine import URL
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["SCHEMA_VERSION", "SQLStore", "SchemaVersionError"]
+
+#: Version of the table layout this release writes and reads.
+SCHEMA_VERSION = 1
+
+T = TypeVar("T")
+
+_SYNC_DRIVER = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg"}
+_ASYNC_DRIVER = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
+_DRIVERS = {
+    "sqlite": {"pysqlite", "aiosqlite"},
+    "postgresql": {"psycopg", "psycopg_async"},
+}
+_TIMESTAMPS = frozenset({"created_at", "expires_at", "last_used_at", "revoked_at"})
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+
+
+class SchemaVersionError(StoreUnavailable):
+    """The tables were written by a newer keysentry (or are not keysentry's): upgrade first.
+
+    A :class:`StoreUnavailable`, so requests get 503 rather than 500 while an old process
+    meets a migrated database.
+    """
+
+
+def _shown(key_id: str) -> str:
+    # No more than an id's length: a full key passed where its id belongs must not reach a
+    # log through an error message.
+    return key_id[:KEY_ID_LENGTH] + ("..." if len(key_id) > KEY_ID_LENGTH else "")
+
+
+@cache
+def _types() -> tuple[Any, Any]:
+    """Column types that differ by dialect: the id (collation) and timestamps."""
+    from sqlalchemy import String
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.types import TypeDecorator, TypeEngine
+
+    class Timestamp(TypeDecorator[str]):
+        """The codec's UTC ISO text; ``timestamptz`` on PostgreSQL, text elsewhere."""
+
+        impl = String
+        cache_ok = True
+
+        def load_dialect_impl(self, dialect: Any) -> TypeEngine[Any]:
+            impl: TypeEngine[Any] = (
+                postgresql.TIMESTAMP(timezone=True) if dialect.name == "postgresql" else String()
+            )
+            return cast("TypeEngine[Any]", dialect.type_descriptor(impl))
+
+        def process_bind_param(self, value: str | None, dialect: Any) -> Any:
+            if value is None or dialect.name != "postgresql":
+                return value
+            return datetime.fromisoformat(value)
+
+        def process_result_value(self, value: Any, dialect: Any) -> str | None:
+            if isinstance(value, datetime):
+                stamp: datetime = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+                return stamp.astimezone(timezone.utc).isoformat()
+            return None if value is None else str(value)  # the codec's text (SQLite)
+
+    key_id = String().with_variant(postgresql.VARCHAR(collation="C"), "postgresql")
+    return key_id, Timestamp
+
+
+def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table]:
+    from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table
+    from sqlalchemy import Text as TextType
+
+    key_id, timestamp = _types()
+    metadata = MetaData(schema=schema)
+    text: dict[str, Any] = {
+        "digest": String(),
+        "prefix": String(),
+        "name": TextType(),
+        "owner": String(),
+        "scopes": TextType(),
+        "rate_limit": TextType(),
+        "allowed_networks": TextType(),
+        "metadata": TextType(),
+    }
+    nullable = {"owner", "expires_at", "last_used_at", "revoked_at", "rate_limit", "credits"}
+    columns = []
+    for name in FIELDS:
+        if name == "id":
+            columns.append(Column("id", key_id, primary_key=True))
+        elif name in _TIMESTAMPS:
+            columns.append(Column(name, timestamp(), nullable=name in nullable))
+        elif name == "disabled":
+            columns.append(Column(name, Boolean(create_constraint=False), nullable=False))
+        elif name == "credits":
+            columns.append(Column(name, BigInteger(), nullable=True))
+        else:
+            columns.append(Column(name, text[name], nullable=name in nullable))
+    keys = Table(f"{prefix}keys", metadata, *columns)
+    Index(f"{prefix}keys_digest", keys.c.digest, unique=True)
+    Index(f"{prefix}keys_owner_id", keys.c.owner, keys.c.id)
+    version = Table(
+        f"{prefix}schema",
+        metadata,
+        Column("component", String(), primary_key=True),
+        Column("version", Integer(), nullable=False),
+    )
+    return metadata, keys, version
+
+
+def _decode(row: Any) -> KeyRecord:
+    return decode(row)  # a RowMapping: its keys are the column names, FIELDS
+
+
+def _row(record: KeyRecord) -> dict[str, Any]:
+    row: dict[str, Any] = encode(record)
+    row["disabled"] = bool(row["disabled"])
+    return row
+
+
+class _Queries:
+    """The store's statements, each a function of a blocking Connection.
+
+    The async face runs the same functions through ``AsyncConnection.run_sync``, so there is
+    one implementation of every query.
+    """
+
+    def __init__(self, prefix: str, schema: str | None, postgres: bool) -> None:
+        from sqlalchemy import bindparam, insert, select, update
+
+        self.metadata, self.keys, self.version = _tables(prefix, schema)
+        keys = self.keys
+        self.postgres = postgres
+        # An advisory lock serialises table creation between processes on PostgreSQL
+        # (concurrent CREATE TABLE IF NOT EXISTS can collide in the catalog).
+        name = f"{schema or ''}.{prefix}".encode()
+        self.lock_id = int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True)
+        self._by_id = select(keys).where(keys.c.id == bindparam("id"))
+        self._by_digest = select(keys).where(keys.c.digest == bindparam("digest"))
+        self._locked = self._by_id.with_for_update()  # SQLite: BEGIN IMMEDIATE instead
+        self._insert = insert(keys)
+        self._update = update(keys).where(keys.c.id == bindparam("key_id"))
+
+    def setup(self, conn: Connection) -> None:
+        from sqlalchemy import func, insert, select
+
+        if self.postgres:
+            conn.execute(select(func.pg_advisory_xact_lock(self.lock_id)))
+        self.metadata.create_all(conn, checkfirst=True)
+        table = self.version
+        found = conn.execute(
+            select(table.c.version).where(table.c.component == "keys")
+        ).scalar_one_or_none()
+        if found is None:
+            conn.execute(insert(table).values(component="keys", version=SCHEMA_VERSION))
+        elif found != SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"the key tables have schema version {found}, this keysentry knows "
+                f"{SCHEMA_VERSION}: "
+                + (
+                    "upgrade keysentry"
+                    if found > SCHEMA_VERSION
+                    else "they were not written by a released keysentry"
+                )
+            )
+
+    def get(self, conn: Connection, key_id: str) -> KeyRecord | None:
+        row = conn.execute(self._by_id, {"id": key_id}).mappings().first()
+        return None if row is None else _decode(row)
+
+    def find(self, conn: Connection, digest: str) -> KeyRecord | None:
+        row = conn.execute(self._by_digest, {"digest": digest}).mappings().first()
+        return None if row is None else _decode(row)
+
+    def create(self, conn: Connection, row: dict[str, Any]) -> None:
+        conn.execute(self._insert, row)
+
+    def update(self, conn: Connection, key_id: str, changes: KeyChanges) -> KeyRecord:
+        row = conn.execute(self._locked, {"id": key_id}).mappings().first()
+        if row is None:
+            raise KeyNotFound(f"no key with id {_shown(key_id)!r}")
+        values = _row(apply_changes(_decode(row), changes))
+        del values["id"]
+        conn.execute(self._update.values(values), {"key_id": key_id})
+        # What get() will return: the record as stored, not as the caller phrased it.
+        return decode({**values, "id": key_id})
+
+    def list(
+        self, conn: Connection, owner: str | None, after: str | None, limit: int
+    ) -> list[KeyRecord]:
+        from sqlalchemy import select
+
+        keys = self.keys
+        query = select(keys).order_by(keys.c.id).limit(max(limit, 0))
+        if owner is not None:
+            query = query.where(keys.c.owner == owner)
+        if after is not None:
+            query = query.where(keys.c.id > after)
+        return [_decode(row) for row in conn.execute(query).mappings()]
+
+
+def _sqlite_events(engine: Engine) -> None:
+    """Take transaction control from the driver: ``BEGIN`` for reads, ``BEGIN IMMEDIATE``
+    (the write lock up front, so two updates cannot both read the old row) for writes."""
+    from sqlalchemy import event
+
+    def connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            mode = cursor.fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                # Readers never wait for the writer. Not everywhere possible (some network
+                # file systems): the store works in the default journal mode too.
+                cursor.execute("PRAGMA journal_mode=WAL")
+        except Exception:  # noqa: S110 - WAL is an optimisation
+            pass
+        finally:
+            cursor.close()
+
+    def begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("keysentry_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    event.listen(engine, "connect", connect)
+    event.listen(engine, "begin", begin)
+
+
+class SQLStore:
+    """A key store in a SQL database, with both faces.
+
+    :param url: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, or
+        ``postgresql://user:password@host:5432/dbname`` (also ``postgres://`` and
+        ``postgresql+psycopg://``). Query parameters go to the driver.
+    :param schema: PostgreSQL schema holding the tables (it must exist); None uses the
+        connection's ``search_path``.
+    :param table_prefix: prefix of the table and index names.
+    :param timeout: seconds for connecting, for each statement (PostgreSQL), for a pooled
+        connection and for SQLite's write lock.
+    :param application_name: PostgreSQL ``application_name`` of the store's connections.
+    :param failures: consecutive failures that open the circuit breaker.
+    :param cooldown: seconds the breaker stays open before one trial call.
+    :param pool_size: connections each engine keeps open.
+    :param max_overflow: connections each engine may open beyond ``pool_size``.
+    :param engine_options: more keyword arguments for both ``create_engine`` calls
+        (``connect_args`` are added to the store's own).
+
+    Share one store per process. :meth:`close` and :meth:`aclose` release the connections.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        table_prefix: str = "keysentry_",
+        timeout: float = 2.0,
+        application_name: str = "keysentry",
+        failures: int = 3,
+        cooldown: float = 2.0,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        **engine_options: Any,
+    ) -> None:
+        try:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+        except ImportError:
+            raise ImportError(
+                "SQLStore needs SQLAlchemy: pip install 'keysentry[sql]' (SQLite) "
+                "or 'keysentry[postgres]' (PostgreSQL)"
+            ) from None
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        if not _IDENTIFIER.fullmatch(table_prefix):
+            raise ValueError(f"table_prefix {table_prefix!r} must be letters, digits and '_'")
+        if schema is not None and not _IDENTIFIER.fullmatch(schema):
+            raise ValueError(f"schema {schema!r} must be letters, digits and '_'")
+        self.url = url
+        self.schema = schema
+        self.table_prefix = table_prefix
+        self.timeout = timeout
+        # SQLAlchemy no longer reads the short scheme that Heroku and others hand out.
+        short = url.startswith(("postgres://", "postgres+"))
+        text = "postgresql" + url[len("postgres") :] if short else url
+        try:
+            parsed = make_url(text)
+        except ArgumentError:
+            raise ValueError(f"not a database URL: {safe_url(url)!r}") from None
+        backend = parsed.get_backend_name()
+        if backend not in _DRIVERS or (
+            "+" in parsed.drivername and parsed.get_driver_name() not in _DRIVERS[backend]
+        ):
+            raise ValueError(
+                f"SQLStore speaks SQLite (sqlite:///path) and PostgreSQL through psycopg "
+                f"(postgresql://...), not {parsed.drivername!r}"
+            )
+        self.dialect = backend
+        if backend == "sqlite":
+            if parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory":
+                raise ValueError(
+                    "an in-memory SQLite database belongs to one connection, and the store's "
+                    "two faces use several: name a file (sqlite:///keys.db), or use "
+                    "memory:// for a store that lives in this process"
+                )
+            if schema is not None:
+                raise ValueError("schema= is for PostgreSQL; a SQLite store is one file")
+        else:
+            try:
+                import psycopg
+            except ImportError:
+                raise ImportError(
+                    "SQLStore on PostgreSQL needs psycopg: pip install 'keysentry[postgres]'"
+                ) from None
+        self._queries = _Queries(table_prefix, schema, postgres=backend == "postgresql")
+        self._options = self._engine_options(
+            parsed, timeout, application_name, pool_size, max_overflow, engine_options
+        )
+        from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+        self._integrity_error: type[Exception] = IntegrityError
+        self._dbapi_error: type[DBAPIError] = DBAPIError
+        errors: list[type[BaseException]] = [SQLAlchemyError, OSError, asyncio.TimeoutError]
+        if backend == "postgresql":
+            errors.append(psycopg.Error)
+        else:
+            import sqlite3
+
+            errors.append(sqlite3.Error)
+        self._errors = tuple(errors)
+        self.breaker = CircuitBreaker(failures, cooldown)
+        self._lock = threading.Lock()
+        self._sync: Engine | None = None
+        self._sync_faces: tuple[Engine, Engine] | None = None
+        # An asyncio engine's pool belongs to the loop it ran on: one engine per loop, and the
+        # engines of finished loops closed (from the next loop) when a new loop shows up.
+        self._async: dict[
+            asyncio.AbstractEventLoop, tuple[AsyncEngine, AsyncEngine, AsyncEngine]
+        ] = {}
+        self._ready = False
+
+    @staticmethod
+    def _engine_options(
+        url: URL,
+        timeout: float,
+        application_name: str,
+        pool_size: int,
+        max_overflow: int,
+        extra: Mapping[str, Any],
+    ) -> tuple[URL, dict[str, Any]]:
+        connect_args: dict[str, Any] = {}
+        if url.get_backend_name() == "sqlite":
+            connect_args["timeout"] = timeout  # how long to wait for SQLite's write lock
+        else:
+            ms = max(1, round(timeout * 1000))
+            options = (
+                f"-c statement_timeout={ms} "
+                f"-c idle_in_transaction_session_timeout={max(10_000, 5 * ms)}"
+            )
+            given = url.query.get("options")
+            if isinstance(given, str) and given:
+                options = f"{given} {options}"
+            url = url.difference_update_query(["options"])
+            connect_args["options"] = options
+            # libpq counts whole seconds (and at least 2).
+            connect_args["connect_timeout"] = max(2, math.ceil(timeout))
+            if "application_name" not in url.query:
+                connect_args["application_name"] = application_name
+        engine: dict[str, Any] = {
+            "pool_pre_ping": True,
+            "pool_timeout": timeout,
+            "pool_size": pool_size,
+            "max_overflow": max_overflow,
+            # Errors must not carry key digests or names into logs.
+            "hide_parameters": True,
+            "connect_args": connect_args,
+        }
+        extra = dict(extra)
+        connect_args.update(extra.pop("connect_args", {}))
+        engine.update(extra)
+        return url, engine
+
+    def __repr__(self) -> str:
+        schema = "" if self.schema is None else f", schema={self.schema!r}"
+        return f"SQLStore({safe_url(self.url)!r}{schema}, circuit={self.breaker.state!r})"
+
+    # -- engines ---------------------------------------------------------------------------------
+
+    def _faces(self) -> tuple[Engine, Engine]:
+        """(reader, writer) over the blocking engine, made on first use."""
+        faces = self._sync_faces
+        if faces is not None:
+            return faces
+        from sqlalchemy import create_engine
+
+        with self._lock:
+            if self._sync_faces is None:
+                url, options = self._options
+                engine = create_engine(url.set(drivername=_SYNC_DRIVER[self.dialect]), **options)
+                if self.dialect == "sqlite":
+                    _sqlite_events(engine)
+                self._sync = engine
+                self._sync_faces = self._split(engine)
+            return self._sync_faces
+
+    def _split(self, engine: Any) -> Any:
+        # Reads on PostgreSQL run in autocommit: one round trip, no BEGIN/ROLLBACK around it.
+        # Writes on SQLite ask for the write lock when they begin.
+        if self.dialect == "postgresql":
+            return engine.execution_options(isolation_level="AUTOCOMMIT"), engine
+        return engine, engine.execution_options(keysentry_write=True)
+
+    async def _afaces(self) -> tuple[AsyncEngine, AsyncEngine]:
+        loop = asyncio.get_running_loop()
+        faces = self._async.get(loop)
+        if faces is not None:
+            return faces[1], faces[2]
+        try:
+            from sqlalchemy.ext.asyncio import create_async_engine
+        except ImportError:  # pragma: no cover - greenlet comes with the extras
+            raise ImportError("SQLStore's async face needs 'sqlalchemy[asyncio]'") from None
+        if self.dialect == "sqlite":
+            try:
+                import aiosqlite  # noqa: F401
+            except ImportError:
+                raise ImportError(
+                    "SQLStore's async face on SQLite needs aiosqlite: pip install 'keysentry[sql]'"
+                ) from None
+        url, options = self._options
+        with self._lock:
+            faces = self._async.get(loop)
+            stale = []
+            if faces is None:
+                stale = [self._async.pop(done)[0] for done in list(self._async) if done.is_closed()]
+                engine = create_async_engine(
+                    url.set(drivername=_ASYNC_DRIVER[self.dialect]), **options
+                )
+                if self.dialect == "sqlite":
+                    _sqlite_events(engine.sync_engine)
+                reader, writer = self._split(engine)
+                faces = self._async[loop] = (engine, reader, writer)
+        for engine in stale:
+            await self._adispose(engine)
+        return faces[1], faces[2]
+
+    @staticmethod
+    async def _adispose(engine: AsyncEngine) -> None:
+        # Connections of a dead server or of a finished loop may fail to close politely.
+        with contextlib.suppress(Exception):
+            await engine.dispose()
+
+    def _ensure_tables(self, writer: Engine) -> None:
+        if not self._ready:
+            with writer.begin() as conn:
+                self._queries.setup(conn)
+            self._ready = True
+
+    async def _aensure_tables(self, writer: AsyncEngine) -> None:
+        if not self._ready:
+            async with writer.begin() as conn:
+                await conn.run_sync(self._queries.setup)
+            self._ready = True
+
+    # -- error handling --------------------------------------------------------------------------
+
+    def _allow(self) -> None:
+        if not self.breaker.allow():
+            raise StoreUnavailable("SQL store circuit is open (recent calls failed)")
+
+    def _translate(self, exc: BaseException, duplicate: bool) -> StoreUnavailable | DuplicateKey:
+        """The contract error for a driver error: DuplicateKey or StoreUnavailable."""
+        if duplicate and isinstance(exc, self._integrity_error):
+            self.breaker.success()
+            return DuplicateKey("a key with this id or the same digest exists")
+        self.breaker.failure()
+        cause = getattr(exc, "orig", None) or exc
+        detail = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
+        name = type(cause).__name__
+        return StoreUnavailable(f"SQL store failed: {name}" + (f": {detail}" if detail else ""))
+
+    def _retry_read(self, exc: BaseException, attempt: int) -> bool:
+        """A read whose connection died under it (a restarted server, a terminated backend)
+        is worth one more try: the pool has dropped the dead connections by now."""
+        return attempt == 0 and isinstance(exc, self._dbapi_error) and exc.connection_invalidated
+
+    def _read(self, query: Callable[..., T], *args: Any) -> T:
+        self._allow()
+        try:
+            reader, writer = self._faces()
+            self._ensure_tables(writer)
+            for attempt in range(2):
+                try:
+                    with reader.connect() as conn:
+                        result = query(conn, *args)
+                    break
+                except self._errors as exc:
+                    if not self._retry_read(exc, attempt):
+                        raise
+        except self._errors as exc:
+            raise self._translate(exc, False) from exc
+        except StoreUnavailable:
+            self.breaker.failure()
+            raise
+        self.breaker.success()
+        return result
+
+    def _write(self, query: Callable[..., T], *args: Any, duplicate: bool = False) -> T:
+        self._allow()
+        try:
+            _, writer = self._faces()
+            self._ensure_tables(writer)
+            with writer.begin() as conn:
+                result = query(conn, *args)
+        except self._errors as exc:
+            raise self._translate(exc, duplicate) from exc
+        except StoreUnavailable:
+            self.breaker.failure()
+            raise
+        except (KeyNotFound, ValueError):
+            self.breaker.success()  # a contract error: the database answered
+            raise
+        self.breaker.success()
+        return result
+
+    async def _aread(self, query: Callable[..., T], *args: Any) -> T:
+        self._allow()
+        try:
+            reader, writer = await self._afaces()
+            await self._aensure_tables(writer)
+            for attempt in range(2):
+                try:
+                    async with reader.connect() as conn:
+                        result = await conn.run_sync(query, *args)
+                    break
+                except self._errors as exc:
+                    if not self._retry_read(exc, attempt):
+                        raise
+        except self._errors as exc:
+            raise self._translate(exc, False) from exc
+        except StoreUnavailable:
+            self.breaker.failure()
+            raise
+        self.breaker.success()
+        return result
+
+    async def _awrite(self, query: Callable[..., T], *args: Any, duplicate: bool = False) -> T:
+        self._allow()
+        try:
+            _, writer = await self._afaces()
+            await self._aensure_tables(writer)
+            async with writer.begin() as conn:
+                result = await conn.run_sync(query, *args)
+        except self._errors as exc:
+            raise self._translate(exc, duplicate) from exc
+        except StoreUnavailable:
+            self.breaker.failure()
+            raise
+        except (KeyNotFound, ValueError):
+            self.breaker.success()  # a contract error: the database answered
+            raise
+        self.breaker.success()
+        return result
+
+    # -- the blocking face -----------------------------------------------------------------------
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        return self._read(self._queries.get, key_id)
+
+    def find_by_digest(self, digest: bytes) -> KeyRecord | None:
+        return self._read(self._queries.find, digest.hex())
+
+    def create(self, record: KeyRecord) -> None:
+        self._write(self._queries.create, _row(record), duplicate=True)
+
+    def update(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        return self._write(self._queries.update, key_id, changes)
+
+    def list_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        return self._read(self._queries.list, owner, after, limit)
+
+    def close(self) -> None:
+        """Close the blocking engine's connections, and the async engines' when no event loop
+        runs in this thread (from inside a loop, use :meth:`aclose`)."""
+        with self._lock:
+            engine, self._sync, self._sync_faces = self._sync, None, None
+            leftovers: list[AsyncEngine] = []
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                leftovers = [faces[0] for faces in self._async.values()]
+                self._async.clear()
+        if engine is not None:
+            engine.dispose()
+        if leftovers:
+
+            async def dispose() -> None:
+                for engine in leftovers:
+                    await self._adispose(engine)
+
+            asyncio.run(dispose())
+
+    # -- the async face --------------------------------------------------------------------------
+
+    async def aget(self, key_id: str) -> KeyRecord | None:
+        return await self._aread(self._queries.get, key_id)
+
+    async def afind_by_digest(self, digest: bytes) -> KeyRecord | None:
+        return await self._aread(self._queries.find, digest.hex())
+
+    async def acreate(self, record: KeyRecord) -> None:
+        await self._awrite(self._queries.create, _row(record), duplicate=True)
+
+    async def aupdate(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        return await self._awrite(self._queries.update, key_id, changes)
+
+    async def alist_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        return await self._aread(self._queries.list, owner, after, limit)
+
+    async def aclose(self) -> None:
+        """Close the connections of this loop's engine (and of engines of finished loops)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            done = [
+                self._async.pop(other)[0]
+                for other in list(self._async)
+                if other is loop or other.is_closed()
+            ]
+        for engine in done:
+            await self._adispose(engine)

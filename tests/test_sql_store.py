@@ -1,0 +1,516 @@
+"""SQLStore on SQLite and PostgreSQL: the conformance kit on both faces, both middlewares end to
+end, writers racing on one row, and a PostgreSQL whose backends are killed mid-run (SPEC §7).
+
+PostgreSQL tests work in a schema of their own (``kstest_<random>``), dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from keysentry import Keysentry, StoreUnavailable
+from keysentry.stores.sql import SCHEMA_VERSION, SchemaVersionError, SQLStore
+from keysentry.stores.url import from_url
+from keysentry.testing import AsyncKeyStoreContract, KeyStoreContract, make_record
+
+from .apps import Client, starlette_app
+from .conftest import SECRET
+from .services import free_port, unavailable
+
+PG_URL = os.environ.get("KEYSENTRY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_connect(autocommit: bool = True) -> Any:
+    import psycopg
+
+    return psycopg.connect(PG_URL, autocommit=autocommit, connect_timeout=2)
+
+
+@pytest.fixture(scope="session")
+def pg_schema() -> Iterator[str]:
+    """A schema of this test session's own, dropped (with everything in it) at the end."""
+    import psycopg
+
+    try:
+        _pg_connect().close()
+    except psycopg.Error:
+        unavailable(f"PostgreSQL at {PG_URL}")
+    schema = f"kstest_{uuid.uuid4().hex[:12]}"
+    with _pg_connect() as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema
+    finally:
+        with _pg_connect() as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _prefix() -> str:
+    """Fresh tables per test: an empty store without dropping anything."""
+    return f"t{uuid.uuid4().hex[:10]}_"
+
+
+@pytest.fixture
+def pg_store(pg_schema: str) -> Iterator[SQLStore]:
+    store = SQLStore(PG_URL, schema=pg_schema, table_prefix=_prefix())
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SQLStore]:
+    store = SQLStore(f"sqlite:///{tmp_path / 'keys.db'}")
+    yield store
+    store.close()
+
+
+# -- the conformance kit -----------------------------------------------------------------------
+
+
+class TestSQLiteStore(KeyStoreContract):
+    @pytest.fixture
+    def store(self, sqlite_store: SQLStore) -> SQLStore:
+        return sqlite_store
+
+
+class TestSQLiteStoreAsync(AsyncKeyStoreContract):
+    @pytest.fixture
+    def store(self, sqlite_store: SQLStore) -> SQLStore:
+        return sqlite_store
+
+
+@pytest.mark.postgres
+class TestPostgresStore(KeyStoreContract):
+    @pytest.fixture
+    def store(self, pg_store: SQLStore) -> SQLStore:
+        return pg_store
+
+
+@pytest.mark.postgres
+class TestPostgresStoreAsync(AsyncKeyStoreContract):
+    @pytest.fixture
+    def store(self, pg_store: SQLStore) -> SQLStore:
+        return pg_store
+
+
+# -- both backends, beyond the kit -------------------------------------------------------------
+
+
+class Backend:
+    """A way to make stores on one database, and to write to it behind the store's back."""
+
+    def __init__(self, name: str, url: str, schema: str | None, path: Path | None) -> None:
+        self.name = name
+        self.url = url
+        self.schema = schema
+        self.path = path
+        self.prefix = _prefix()
+
+    def store(self, **options: Any) -> SQLStore:
+        options.setdefault("table_prefix", self.prefix)
+        if self.schema is not None:
+            options.setdefault("schema", self.schema)
+        return SQLStore(self.url, **options)
+
+    def table(self, name: str) -> str:
+        qualified = f'"{self.prefix}{name}"'
+        return qualified if self.schema is None else f'"{self.schema}".{qualified}'
+
+    @contextlib.contextmanager
+    def outside_transaction(self) -> Iterator[Callable[[str, tuple[Any, ...]], None]]:
+        """A transaction on a connection of its own, committed when the block ends."""
+        if self.name == "sqlite":
+            assert self.path is not None
+            lite = sqlite3.connect(self.path, isolation_level=None)
+            lite.execute("BEGIN IMMEDIATE")
+            try:
+                yield lambda sql, args: lite.execute(sql.replace("%s", "?"), args) and None
+                lite.execute("COMMIT")
+            finally:
+                lite.close()
+        else:
+            with _pg_connect(autocommit=False) as conn:
+                yield lambda sql, args: conn.execute(sql, args) and None
+                conn.commit()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        path = tmp_path / "keys.db"
+        return Backend("sqlite", f"sqlite:///{path}", None, path)
+    schema = request.getfixturevalue("pg_schema")
+    return Backend("postgres", PG_URL, schema, None)
+
+
+def test_an_update_waits_for_a_concurrent_writer_and_keeps_its_change(backend: Backend) -> None:
+    """The read of update's read-modify-write happens under the write lock: a transaction
+    that changed the row first is waited for, and its change survives."""
+    store = backend.store()
+    try:
+        record = make_record(owner="before")
+        store.create(record)
+        results: list[Any] = []
+        with backend.outside_transaction() as execute:
+            execute(
+                f"UPDATE {backend.table('keys')} SET name = %s WHERE id = %s",  # noqa: S608
+                ("outside", record.id),
+            )
+            worker = threading.Thread(
+                target=lambda: results.append(store.update(record.id, {"owner": "after"}))
+            )
+            worker.start()
+            time.sleep(0.3)
+            assert worker.is_alive(), "update did not wait for the row's write lock"
+        worker.join(5)
+        assert not worker.is_alive()
+        (updated,) = results
+        assert (updated.name, updated.owner) == ("outside", "after")
+        assert store.get(record.id) == updated
+    finally:
+        store.close()
+
+
+def test_a_writer_holding_the_row_too_long_means_store_unavailable_not_a_hang(
+    backend: Backend,
+) -> None:
+    """``timeout`` bounds each statement (PostgreSQL) and the wait for the write lock
+    (SQLite)."""
+    store = backend.store(timeout=0.3)
+    try:
+        record = make_record()
+        store.create(record)
+        with backend.outside_transaction() as execute:
+            execute(f"UPDATE {backend.table('keys')} SET name = %s WHERE id = %s", ("x", record.id))  # noqa: S608
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                store.update(record.id, {"disabled": True})
+            assert time.monotonic() - started < 2.0
+        assert store.update(record.id, {"disabled": True}).name == "x"
+    finally:
+        store.close()
+
+
+def test_the_two_faces_and_two_stores_see_each_others_writes(backend: Backend) -> None:
+    one, other = backend.store(), backend.store()
+    try:
+        written_sync = make_record(owner="faces")
+        one.create(written_sync)
+
+        async def main() -> Any:
+            assert await one.aget(written_sync.id) == written_sync
+            assert await other.aget(written_sync.id) == written_sync
+            written_async = make_record(owner="faces")
+            await one.acreate(written_async)
+            await other.aupdate(written_sync.id, {"name": "changed by the other store"})
+            await one.aclose()
+            await other.aclose()
+            return written_async
+
+        written_async = asyncio.run(main())
+        assert other.get(written_async.id) == written_async
+        got = one.get(written_sync.id)
+        assert got is not None
+        assert got.name == "changed by the other store"
+        assert [r.id for r in other.list_keys(owner="faces")] == sorted(
+            [written_sync.id, written_async.id]
+        )
+        if backend.path is not None:
+            with contextlib.closing(sqlite3.connect(backend.path)) as lite:
+                assert lite.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        one.close()
+        other.close()
+
+
+def test_the_schema_version_is_recorded_and_a_newer_one_refused(backend: Backend) -> None:
+    store = backend.store()
+    try:
+        store.create(make_record())
+        version_table = backend.table("schema")
+        if backend.name == "sqlite":
+            assert backend.path is not None
+            with contextlib.closing(sqlite3.connect(backend.path)) as lite:
+                rows = lite.execute(f"SELECT component, version FROM {version_table}").fetchall()  # noqa: S608
+        else:
+            with _pg_connect() as conn:
+                rows = conn.execute(f"SELECT component, version FROM {version_table}").fetchall()  # noqa: S608
+        assert rows == [("keys", SCHEMA_VERSION)]
+        with backend.outside_transaction() as execute:
+            execute(f"UPDATE {version_table} SET version = %s", (SCHEMA_VERSION + 1,))  # noqa: S608
+    finally:
+        store.close()
+    newer = backend.store()
+    try:
+        with pytest.raises(SchemaVersionError, match="upgrade keysentry"):
+            newer.get("nosuchkeyid0")
+        with pytest.raises(StoreUnavailable):  # and so a 503, never a 500, for requests
+            asyncio.run(newer.aget("nosuchkeyid0"))
+    finally:
+        newer.close()
+
+
+@pytest.mark.parametrize("framework", ["starlette", "flask"])
+def test_end_to_end(backend: Backend, framework: str) -> None:
+    """Keysentry(SQLStore) guards a Starlette app (async face) and a Flask app (sync face)."""
+    store = backend.store()
+    try:
+        ks = Keysentry(store, secret=SECRET, exempt=["/health"])
+        issued = ks.issue(name="e2e", owner="acct_sql", scopes=["read"], metadata={"plan": "pro"})
+        key = issued.key.reveal()
+        client = Client(framework, ks)
+        r = client.get("/", {"Authorization": f"Bearer {key}"})
+        assert r.status == 200, r.body
+        assert r.body == {
+            "id": issued.record.id,
+            "name": "e2e",
+            "owner": "acct_sql",
+            "scopes": ["read"],
+            "metadata": {"plan": "pro"},
+        }
+        assert client.get("/health").status == 200
+        other = ks.new_key(name="never stored").key.reveal()
+        assert client.get("/", {"X-API-Key": other}).code == "INVALID_API_KEY"
+        ks.revoke(issued.record.id)
+        assert client.get("/", {"X-API-Key": key}).status == 401
+        assert store.get(issued.record.id).revoked  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+def test_from_url_picks_the_sql_store(tmp_path: Path) -> None:
+    store = from_url(f"sqlite:///{tmp_path / 'k.db'}")
+    assert isinstance(store, SQLStore)
+    store.close()
+    for url in (
+        "postgresql://app:s3cret@db.example/keys",
+        "postgres://app:s3cret@db.example/keys",
+        "postgresql+psycopg://app:s3cret@db.example/keys",
+        "postgres+psycopg://app:s3cret@db.example/keys",
+    ):
+        store = from_url(url, schema="keys")
+        assert isinstance(store, SQLStore)
+        assert "s3cret" not in repr(store)
+        assert "app:***@db.example" in repr(store)
+    with pytest.raises(ValueError, match="memory://"):
+        from_url("sqlite://")
+    with pytest.raises(ValueError, match="memory://"):
+        from_url("sqlite:///:memory:")
+    with pytest.raises(ValueError, match="psycopg"):
+        from_url("postgresql+asyncpg://db/keys")
+    with pytest.raises(ValueError, match="unsupported store URL scheme 'mysql'"):
+        from_url("mysql://db/keys")
+    with pytest.raises(ValueError, match="schema= is for PostgreSQL"):
+        SQLStore(f"sqlite:///{tmp_path / 'k.db'}", schema="x")
+
+
+def test_importing_keysentry_does_not_import_sqlalchemy() -> None:
+    code = (
+        "import sys, keysentry, keysentry.stores.sql\n"
+        "assert 'sqlalchemy' not in sys.modules, 'sqlalchemy imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def test_an_unreachable_database_is_store_unavailable_and_trips_the_breaker(
+    tmp_path: Path,
+) -> None:
+    store = SQLStore(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}", failures=2)
+    try:
+        with pytest.raises(StoreUnavailable, match="OperationalError"):
+            store.get("nosuchkeyid0")
+
+        async def acreate() -> None:
+            with pytest.raises(StoreUnavailable):
+                await store.acreate(make_record())
+            # aiosqlite stops the thread of a connection that failed to open by a message
+            # that needs the loop: keep the loop open for it.
+            await asyncio.sleep(0.1)
+
+        asyncio.run(acreate())
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="circuit is open"):
+            store.get("nosuchkeyid0")
+        assert time.monotonic() - started < 0.1
+    finally:
+        store.close()
+
+    store = SQLStore(f"postgresql://postgres@127.0.0.1:{free_port()}/test", timeout=1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            store.get("nosuchkeyid0")
+        with pytest.raises(StoreUnavailable):
+            asyncio.run(store.aget("nosuchkeyid0"))
+        assert time.monotonic() - started < 5
+    finally:
+        store.close()
+
+
+# -- PostgreSQL under fire ---------------------------------------------------------------------
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from keysentry.stores.sql import SQLStore
+
+    url, schema, prefix, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    ids = sys.argv[5:]
+    store = SQLStore(url, schema=schema, table_prefix=prefix, timeout=10.0)
+    for i in range(n):
+        for key_id in ids:
+            store.update(key_id, {"owner": f"p{i:04d}"})
+    store.close()
+    """
+)
+
+
+@pytest.mark.postgres
+def test_racing_writers_in_two_threads_and_a_process_lose_nothing(pg_schema: str) -> None:
+    """Three writers each own one field of the same rows. A lost update (a stale row written
+    back) would show as another writer's field going backwards, or missing at the end."""
+    prefix = _prefix()
+    store = SQLStore(PG_URL, schema=pg_schema, table_prefix=prefix, timeout=10.0)
+    try:
+        records = [make_record(name="a0000", owner="p0000", metadata={"b": 0}) for _ in range(3)]
+        for r in records:
+            store.create(r)
+        ids = [r.id for r in records]
+        n = 60
+        process = subprocess.Popen(
+            [sys.executable, "-c", WRITER, PG_URL, pg_schema, prefix, str(n), *ids]
+        )
+        confirmed = {"a": 0, "b": 0}
+        errors: list[str] = []
+
+        def value(record: Any, writer: str) -> int:
+            return int(record.name[1:]) if writer == "a" else int(record.metadata["b"])
+
+        def write(writer: str) -> None:
+            other = "b" if writer == "a" else "a"
+            try:
+                for i in range(1, n + 1):
+                    for key_id in ids:
+                        seen = confirmed[other]
+                        changes: Any = (
+                            {"name": f"a{i:04d}"} if writer == "a" else {"metadata": {"b": i}}
+                        )
+                        updated = store.update(key_id, changes)
+                        if value(updated, writer) != i or value(updated, other) < seen:
+                            errors.append(f"{writer}{i}: {updated.name} {updated.metadata}")
+                    confirmed[writer] = i
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in "ab"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert process.wait(30) == 0
+        assert errors == []
+        for r in records:
+            got = store.get(r.id)
+            assert got is not None
+            assert (got.name, got.metadata["b"], got.owner) == ("a0060", 60, f"p{n - 1:04d}")
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_terminated_backends_mean_503_at_worst_and_the_store_recovers(pg_schema: str) -> None:
+    """Every backend of the store is killed again and again while requests run through both
+    middlewares; every request is answered (200, or 503 for a key not in the cache) without
+    hanging, and once the killing stops requests succeed again with no restart."""
+    app_name = f"kstest-{uuid.uuid4().hex[:10]}"
+    store = SQLStore(
+        PG_URL,
+        schema=pg_schema,
+        table_prefix=_prefix(),
+        timeout=1.0,
+        application_name=app_name,
+        cooldown=0.5,
+    )
+    ks = Keysentry(store, secret=SECRET)
+    issued = [ks.issue(name=f"k{i}") for i in range(4)]
+    flask = Client("flask", ks)
+    statuses: list[int] = []
+    slowest = 0.0
+    killed = 0
+    stop = threading.Event()
+
+    def killer() -> None:
+        nonlocal killed
+        with _pg_connect() as conn:
+            while not stop.is_set():
+                rows = conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %s",
+                    (app_name,),
+                ).fetchall()
+                killed += sum(1 for (ok,) in rows if ok)
+                time.sleep(0.02)
+
+    def request(client: Any, asgi: bool) -> int:
+        nonlocal slowest
+        item = issued[len(statuses) % len(issued)]
+        ks.invalidate(item.record)  # a cache miss every time: each request asks the store
+        started = time.monotonic()
+        headers = {"Authorization": f"Bearer {item.key.reveal()}"}
+        status = (
+            client.get("/", headers=headers).status_code
+            if asgi
+            else client.get("/", headers).status
+        )
+        slowest = max(slowest, time.monotonic() - started)
+        statuses.append(status)
+        return int(status)
+
+    try:
+        with TestClient(starlette_app(ks)) as starlette:  # one event loop, as in a server
+            assert request(starlette, True) == 200
+            assert request(flask, False) == 200
+            thread = threading.Thread(target=killer)
+            thread.start()
+            try:
+                deadline = time.monotonic() + 1.5
+                while time.monotonic() < deadline:
+                    request(starlette, True)
+                    request(flask, False)
+            finally:
+                stop.set()
+                thread.join(10)
+            assert killed > 0
+            assert set(statuses) <= {200, 503}, statuses
+            assert slowest < 5.0
+            # Recovery: within a breaker cooldown or two, then for good.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (
+                request(starlette, True) != 200 or request(flask, False) != 200
+            ):
+                time.sleep(0.1)
+            assert [request(starlette, True) for _ in range(5)] == [200] * 5
+            assert [request(flask, False) for _ in range(5)] == [200] * 5
+        print(json.dumps({"killed": killed, "requests": len(statuses), "503": statuses.count(503)}))
+    finally:
+        store.close()
