@@ -25,11 +25,12 @@ def demo_args() -> list[str]:
 
 
 @pytest.fixture
-def demo(demo_args: list[str]) -> Iterator[tuple[str, int]]:
-    """The demo on a free port; yields (key, port)."""
-    env = {k: v for k, v in os.environ.items() if k != "KEYSENTRY_SECRET"}
+def demo(demo_args: list[str], tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """The demo on a free port, in an empty directory (its SQLite file lands there)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KEYSENTRY_SECRET", "KEYSENTRY_STORE")}
     proc = subprocess.Popen(
         [str(SCRIPT), "demo", "--port", "0", *demo_args],
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -52,6 +53,7 @@ def demo(demo_args: list[str]) -> Iterator[tuple[str, int]]:
         assert key, text
         assert port, text
         _wait_for(int(port.group(1)))
+        assert ("--store" in demo_args) or (tmp_path / "keysentry.db").exists()
         yield key.group(1), int(port.group(1))
     finally:
         proc.terminate()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .demo import DEFAULT_STORE
+from .errors import KeysentryError
 
 __all__ = ["main"]
 
@@ -23,7 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     demo.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any (8000)")
     demo.add_argument(
-        "--store", default="memory://", metavar="URL", help="key store URL (memory://)"
+        "--store",
+        default=os.environ.get("KEYSENTRY_STORE", DEFAULT_STORE),
+        metavar="URL",
+        help=f"key store URL: sqlite:///path, postgresql://..., redis://..., memory:// "
+        f"(default: $KEYSENTRY_STORE or {DEFAULT_STORE})",
     )
     demo.add_argument(
         "--rate-limit",
@@ -55,9 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rate_limit=args.rate_limit,
                 limiter_url=args.limiter,
             )
-        except ValueError as exc:
+        except (ValueError, ImportError) as exc:
             print(f"keysentry demo: {exc}", file=sys.stderr)
             return 2
+        except KeysentryError as exc:
+            print(f"keysentry demo: {exc}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             pass
         return 0

@@ -17,7 +17,10 @@ from .ratelimit import Limiter, MemoryLimiter
 from .records import Rate
 from .stores.url import from_url, safe_url
 
-__all__ = ["build_app", "run"]
+__all__ = ["DEFAULT_STORE", "build_app", "run"]
+
+#: The embedded default: a SQLite file in the working directory, shared with the CLI.
+DEFAULT_STORE = "sqlite:///keysentry.db"
 
 
 def build_app(ks: Keysentry) -> Any:
@@ -89,7 +92,7 @@ def run(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    store_url: str = "memory://",
+    store_url: str = DEFAULT_STORE,
     rate_limit: str | None = None,
     limiter_url: str = "memory://",
     out: TextIO | None = None,

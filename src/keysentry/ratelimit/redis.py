@@ -15,14 +15,10 @@ waits on a socket.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import threading
-import weakref
 from importlib.resources import files
-from typing import Any
 
-from ..breaker import CircuitBreaker
+from .._redis import RedisBackend
 from ..errors import StoreUnavailable
 from ..stores.url import safe_url
 from .gcra import Policy, RateDecision, describe
@@ -33,25 +29,15 @@ SCRIPT = (files(__package__) / "lua" / "gcra.lua").read_text()
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
-def _client_options(timeout: float) -> dict[str, Any]:
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    return {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),
-        "health_check_interval": 0,
-    }
-
-
-class RedisLimiter:
+class RedisLimiter(RedisBackend):
     """``RedisLimiter("redis://127.0.0.1:6379/0")``; share one per process.
 
     :param timeout: seconds a Redis call may take before it counts as a failure.
     :param failures: consecutive failures that open the circuit breaker.
     :param cooldown: seconds the breaker stays open before one trial call.
     """
+
+    kind = "RedisLimiter"
 
     def __init__(
         self,
@@ -62,25 +48,11 @@ class RedisLimiter:
         failures: int = 3,
         cooldown: float = 2.0,
     ) -> None:
-        try:
-            from redis.exceptions import NoScriptError, RedisError
-        except ImportError:
-            raise ImportError(
-                "RedisLimiter needs redis-py: pip install 'keysentry[redis]'"
-            ) from None
+        super().__init__(url, timeout=timeout, failures=failures, cooldown=cooldown)
+        from redis.exceptions import NoScriptError
+
         self._no_script = NoScriptError
-        self._errors = (RedisError, OSError, TimeoutError)
-        self.url = url
         self.namespace = namespace
-        self.timeout = timeout
-        self.breaker = CircuitBreaker(failures, cooldown)
-        self._lock = threading.Lock()
-        self._sync: Any = None
-        # An asyncio client belongs to the loop it first ran on: one per loop, dropped (and
-        # its connections with it) when the loop is.
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
 
     def __repr__(self) -> str:
         return (
@@ -97,28 +69,6 @@ class RedisLimiter:
         for p in policies:
             args += (p.name, p.interval, p.burst)
         return args
-
-    def _client(self) -> Any:
-        client = self._sync
-        if client is None:
-            import redis
-
-            with self._lock:
-                if self._sync is None:
-                    self._sync = redis.Redis.from_url(self.url, **_client_options(self.timeout))
-                client = self._sync
-        return client
-
-    def _aclient(self) -> Any:
-        loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            import redis.asyncio
-
-            client = self._async[loop] = redis.asyncio.Redis.from_url(
-                self.url, **_client_options(self.timeout)
-            )
-        return client
 
     def hit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
         if not self.breaker.allow():
@@ -162,14 +112,3 @@ class RedisLimiter:
 
     def reset(self, key: str) -> None:
         self._client().delete(self.state_key(key))
-
-    def close(self) -> None:
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
-
-    async def aclose(self) -> None:
-        """Close the asyncio client of the running loop."""
-        client = self._async.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()

@@ -22,18 +22,25 @@ def from_url(url: str, **options: Any) -> Any:
     * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``: :class:`SQLStore` in
       a SQLite file (an in-memory ``sqlite://`` is refused: ``memory://`` is that store);
     * ``postgresql://user:password@host:5432/db`` (also ``postgres://`` and
-      ``postgresql+psycopg://``): :class:`SQLStore` on PostgreSQL.
+      ``postgresql+psycopg://``): :class:`SQLStore` on PostgreSQL;
+    * ``redis://[:password@]host:6379/0``, ``rediss://`` (TLS), ``unix:///path/redis.sock``:
+      :class:`RedisStore`.
     """
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":
         return MemoryStore(**options)
+    if scheme in ("redis", "rediss", "unix"):
+        from .redis import RedisStore
+
+        return RedisStore(url, **options)
     if scheme.partition("+")[0] in SQL_SCHEMES:
         from .sql import SQLStore
 
         return SQLStore(url, **options)
     raise ValueError(
         f"unsupported store URL scheme {scheme!r}: this version supports 'memory://', "
-        "'sqlite:///path/to/keys.db' and 'postgresql://user:password@host/db'"
+        "'sqlite:///path/to/keys.db', 'postgresql://user:password@host/db' and "
+        "'redis://host:6379/0'"
     )
 
 

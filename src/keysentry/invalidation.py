@@ -1,0 +1,295 @@
+"""Cross-process cache invalidation over Redis pub/sub: a change made anywhere reaches every
+process's cache at once, instead of when the cached entry's TTL runs out (SPEC §7).
+
+The process that changes a key publishes its id (and digest, for keys found by digest) on one
+channel; every process runs a listener, a daemon thread with its own blocking connection, that
+drops the key from its cache. A thread serves WSGI and ASGI apps alike and never touches an
+event loop.
+
+Pub/sub does not queue messages for absent listeners, so the listener assumes it missed some
+whenever its connection dropped: after each reconnection it resets the whole cache (each key is
+then fetched once more). While Redis is down the cache keeps serving what it holds, for at most
+its TTL. Reconnection backs off exponentially with jitter; a silent connection (a stalled server
+or a dead link without a reset) is detected by pings and replaced.
+
+    invalidator = RedisInvalidator("redis://127.0.0.1:6379/0")
+    store = RedisStore(url, invalidator=invalidator)         # announces creates and updates
+    ks = Keysentry(store, ...)
+    invalidator.start(cache=ks.cache)                        # in every process
+
+A process forked after :meth:`RedisInvalidator.start` (``gunicorn --preload``) gets a listener
+of its own, started in the child.
+
+Redis Cluster delivers ``PUBLISH`` to every node's subscribers, so this works there unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import threading
+import time
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol
+
+from ._redis import RedisBackend, client_options
+from .breaker import CircuitBreaker
+from .stores.url import safe_url
+
+__all__ = ["RedisInvalidator"]
+
+log = logging.getLogger("keysentry")
+
+# "<id>" or "<id> <digest hex>": public values only, and a shape a stray publisher cannot bend.
+_MESSAGE = re.compile(rb"([A-Za-z0-9_-]{1,32})(?: ([0-9a-f]{64}))?\Z")
+
+
+class Discards(Protocol):
+    """What the listener needs of a cache (:class:`keysentry.cache.TTLCache` has both)."""
+
+    def discard(self, key: Hashable) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+def message(key_id: str, digest: bytes | None = None) -> bytes:
+    """The announcement of a change to one key."""
+    text = key_id if digest is None else f"{key_id} {digest.hex()}"
+    if _MESSAGE.match(text.encode()) is None:
+        raise ValueError("not a key id (1-32 letters, digits, '_' or '-') and 32-byte digest")
+    return text.encode()
+
+
+def parse(data: bytes) -> tuple[str, bytes | None] | None:
+    """Inverse of :func:`message`; None for anything else on the channel."""
+    match = _MESSAGE.match(data)
+    if match is None:
+        return None
+    digest = match.group(2)
+    return match.group(1).decode(), None if digest is None else bytes.fromhex(digest.decode())
+
+
+class RedisInvalidator(RedisBackend):
+    """Publishes key changes and, once :meth:`start`-ed, listens for them.
+
+    :param channel: the pub/sub channel; processes sharing a store share one channel.
+    :param timeout: seconds a publish (or a connection attempt) may take.
+    :param ping_interval: seconds of silence after which the listener pings the server; no
+        answer within another interval (plus ``timeout``) and it reconnects.
+    :param backoff: first and longest pause between reconnection attempts, in seconds.
+    """
+
+    kind = "RedisInvalidator"
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        channel: str = "keysentry:invalidate",
+        timeout: float = 0.25,
+        failures: int = 3,
+        cooldown: float = 2.0,
+        ping_interval: float = 5.0,
+        backoff: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
+        super().__init__(url, timeout=timeout, failures=failures, cooldown=cooldown)
+        if ping_interval <= 0 or not 0 < backoff[0] <= backoff[1]:
+            raise ValueError("ping_interval must be > 0 and backoff (first, longest) positive")
+        self.channel = channel
+        self.ping_interval = ping_interval
+        self.backoff = backoff
+        self._on_message: Callable[[str], object] | None = None
+        self._cache: Discards | None = None
+        self._on_reset: Callable[[], object] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        #: Announcements received (and handed to the callbacks) by this process's listener.
+        self.received = 0
+        #: Times the listener reset the cache after a lost connection.
+        self.resets = 0
+
+    def __repr__(self) -> str:
+        state = "listening" if self.listening else "started" if self._thread else "idle"
+        return f"RedisInvalidator({safe_url(self.url)!r}, channel={self.channel!r}, {state})"
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    def publish(self, key_id: str, digest: bytes | None = None) -> int:
+        """Announce a change to this key; returns how many listeners heard it.
+
+        Raises :class:`~keysentry.errors.StoreUnavailable` if Redis cannot be reached.
+        """
+        data = message(key_id, digest)
+        with self._guard("publish"):
+            return int(self._client().publish(self.channel, data))
+
+    async def apublish(self, key_id: str, digest: bytes | None = None) -> int:
+        """The async twin of :meth:`publish`."""
+        data = message(key_id, digest)
+        with self._guard("publish"):
+            return int(await self._aclient().publish(self.channel, data))
+
+    # -- listening -------------------------------------------------------------------------------
+
+    @property
+    def listening(self) -> bool:
+        """Whether the listener is subscribed right now."""
+        return self._listening.is_set()
+
+    def wait_listening(self, timeout: float | None = None) -> bool:
+        """Block until the listener is subscribed (or ``timeout`` passes); whether it is."""
+        return self._listening.wait(timeout)
+
+    def start(
+        self,
+        on_message: Callable[[str], object] | None = None,
+        *,
+        cache: Discards | None = None,
+        on_reset: Callable[[], object] | None = None,
+    ) -> None:
+        """Listen in a daemon thread of this process.
+
+        :param cache: drop each announced key from it (by id and by digest, as the core caches
+            both), and clear it after a reconnection.
+        :param on_message: called with each announced key id.
+        :param on_reset: called after a reconnection, when announcements may have been missed.
+
+        Callbacks run on the listener thread; an exception in one is logged and ignored.
+        """
+        if on_message is None and cache is None:
+            raise ValueError("give a cache, an on_message callback, or both")
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("this invalidator is already listening")
+        self._on_message, self._cache, self._on_reset = on_message, cache, on_reset
+        self._spawn()
+        _started.add(self)
+
+    def _spawn(self) -> None:
+        self._stop = threading.Event()
+        self._listening.clear()
+        self._thread = threading.Thread(
+            target=self._listen,
+            args=(self._stop,),
+            name=f"keysentry-invalidation-{self.channel}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop listening and wait (up to ``timeout``) for the thread to end."""
+        _started.discard(self)
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._listening.clear()
+
+    def close(self) -> None:
+        """Stop listening and close the publishing client."""
+        self.stop()
+        super().close()
+
+    def _listen(self, stop: threading.Event) -> None:
+        import redis
+
+        delay = self.backoff[0]
+        lost = False  # a connection was lost: announcements may have been missed
+        while not stop.is_set():
+            client: Any = redis.Redis.from_url(self.url, **client_options(self.timeout))
+            pubsub = client.pubsub()
+            try:
+                pubsub.subscribe(self.channel)
+                heard = pinged = time.monotonic()
+                while not stop.is_set():
+                    reply = pubsub.get_message(timeout=min(0.25, self.ping_interval))
+                    now = time.monotonic()
+                    if reply is not None:
+                        heard = now
+                        if reply["type"] == "message":
+                            self._deliver(reply["data"])
+                        elif reply["type"] == "subscribe":
+                            self._listening.set()
+                            delay = self.backoff[0]
+                            if lost:
+                                lost = False
+                                self._reset()
+                    elif now - heard > 2 * self.ping_interval + self.timeout:
+                        raise TimeoutError("the server stopped answering pings")
+                    if now - max(heard, pinged) >= self.ping_interval:
+                        pubsub.ping()
+                        pinged = now
+            except Exception as exc:
+                expected = isinstance(exc, self._errors)
+                if self._listening.is_set() or not expected:
+                    log.warning(
+                        "invalidation listener lost Redis (%s); reconnecting",
+                        type(exc).__name__,
+                        exc_info=not expected,
+                    )
+                self._listening.clear()
+                lost = True
+            finally:
+                for closing in (pubsub.close, client.close):
+                    try:
+                        closing()
+                    except Exception:  # noqa: PERF203  (two calls; the next must still run)
+                        log.debug("closing the listener's connection failed", exc_info=True)
+            if lost:
+                # Jitter keeps a fleet of workers from reconnecting in step.
+                stop.wait(random.uniform(delay / 2, delay))  # noqa: S311  (jitter, not a secret)
+                delay = min(delay * 2, self.backoff[1])
+        self._listening.clear()
+
+    def _deliver(self, data: Any) -> None:
+        parsed = parse(data) if isinstance(data, bytes) else None
+        if parsed is None:
+            log.debug("ignoring a malformed invalidation message")
+            return
+        key_id, digest = parsed
+        self.received += 1
+        try:
+            if self._cache is not None:
+                self._cache.discard(key_id.encode())
+                if digest is not None:
+                    self._cache.discard(digest)
+            if self._on_message is not None:
+                self._on_message(key_id)
+        except Exception:
+            log.exception("cache invalidation callback failed for key %s", key_id)
+
+    def _reset(self) -> None:
+        self.resets += 1
+        try:
+            if self._cache is not None:
+                self._cache.clear()
+            if self._on_reset is not None:
+                self._on_reset()
+        except Exception:
+            log.exception("cache reset after reconnection failed")
+
+    def _after_fork(self) -> None:
+        # The parent's thread does not exist here, and its locks may have been held at fork.
+        self._lock = threading.Lock()
+        self._listening = threading.Event()
+        self.breaker = CircuitBreaker(self.breaker.threshold, self.breaker.cooldown)
+        self._sync = None
+        self._async = weakref.WeakKeyDictionary()
+        self._thread = None
+        self._spawn()
+
+
+#: Invalidators whose listener should run in every process, forked children included.
+_started: weakref.WeakSet[RedisInvalidator] = weakref.WeakSet()
+
+
+def _restart_in_child() -> None:
+    for invalidator in list(_started):
+        invalidator._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restart_in_child)

@@ -1,0 +1,347 @@
+"""The Redis store: key records shared by every process, with a blocking and an asyncio face.
+
+Layout, under a namespace (``keysentry`` unless told otherwise); key names hold public ids,
+digests and hashed owners only, never a key::
+
+    <ns>:key:{<id>}       hash: the record, one field per codec field ("" for None)
+    <ns>:digest:<hex>     string: the id owning that digest (how imported keys are found)
+    <ns>:ids              sorted set of every id, all scored 0: ZRANGEBYLEX pages in id order
+    <ns>:owner:<hash>     the same for one owner's ids; <hash> is BLAKE2b-128 of the owner,
+                          so an owner string of any shape makes a safe, fixed-length name
+
+``create`` is one Lua script (``lua/create.lua``): the id and digest checks and every write
+happen atomically, so two racing creates cannot both win. ``update`` must run
+:func:`~keysentry.stores.base.apply_changes` in Python, so it is optimistic: WATCH the record,
+read it, apply the changes, write it back in MULTI/EXEC (moving the id between owner sets if
+the owner changed), and start again if another writer got there first. Reads are single
+commands; ``find_by_digest`` is two (the index, then the record) and checks the record's digest.
+
+Redis Cluster: ``get``, ``update`` without an owner change, and the two steps of
+``find_by_digest`` each touch one key. ``create`` (record, digest entry and indexes) and an
+``update`` that changes the owner touch several keys, which Cluster allows only within one hash
+slot. The braces around the id tag a record's hash with its id; to keep a whole store on one
+slot, give the namespace its own hash tag, e.g. ``namespace="{keysentry}"`` (Redis hashes the
+first ``{...}`` of a name). A key store is small and read through a cache, so one slot is rarely
+a constraint. This class speaks to one server (or a proxy) through ``redis.Redis``.
+
+Every failure to reach the server raises :class:`~keysentry.errors.StoreUnavailable`, within
+``timeout`` and without retries; a circuit breaker then answers at once until a trial call
+succeeds. Given a :class:`~keysentry.invalidation.RedisInvalidator`, the store announces each
+create and update so other processes drop their cached copy at once (all but updates of
+``last_used_at`` alone, which no cached decision depends on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+from .._redis import RedisBackend
+from ..errors import DuplicateKey, KeyNotFound, StoreUnavailable
+from ..keys import KEY_ID_LENGTH
+from ..records import KeyRecord
+from .base import KeyChanges, apply_changes
+from .codec import decode, encode
+from .url import safe_url
+
+if TYPE_CHECKING:
+    from ..invalidation import RedisInvalidator
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger("keysentry")
+
+CREATE = (files(__package__) / "lua" / "create.lua").read_text()
+CREATE_SHA = hashlib.sha1(CREATE.encode(), usedforsecurity=False).hexdigest()
+
+#: Ids this store accepts: public key ids are 12 of these characters. Anything longer or
+#: stranger is refused before it can become part of a Redis key name (a full key passed where
+#: its id belongs must never reach the server, its logs or MONITOR).
+_ID = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
+#: Optimistic update attempts before giving up on a key under constant concurrent writes.
+_ATTEMPTS = 100
+#: Changes no cached decision depends on: not announced, so recording usage in batches does
+#: not flush every process's cache of the keys in use.
+_UNANNOUNCED = frozenset({"last_used_at"})
+
+
+def _shown(key_id: str) -> str:
+    return key_id[:KEY_ID_LENGTH] + ("..." if len(key_id) > KEY_ID_LENGTH else "")
+
+
+def _fields(record: KeyRecord) -> dict[str, str | int]:
+    return {k: "" if v is None else v for k, v in encode(record).items()}
+
+
+def _decode(raw: dict[bytes, bytes] | None) -> KeyRecord | None:
+    if not raw:
+        return None
+    try:
+        return decode({k.decode(): v for k, v in raw.items()})
+    except (KeyError, ValueError, TypeError) as exc:
+        raise StoreUnavailable(f"unreadable key record in Redis ({type(exc).__name__})") from exc
+
+
+class RedisStore(RedisBackend):
+    """``RedisStore("redis://127.0.0.1:6379/0")``; share one per process.
+
+    :param namespace: prefix of every Redis key this store writes.
+    :param timeout: seconds a Redis call may take before it counts as a failure.
+    :param failures: consecutive failures that open the circuit breaker.
+    :param cooldown: seconds the breaker stays open before one trial call.
+    :param invalidator: announces every create and update to other processes.
+    """
+
+    kind = "RedisStore"
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        namespace: str = "keysentry",
+        timeout: float = 0.25,
+        failures: int = 3,
+        cooldown: float = 2.0,
+        invalidator: RedisInvalidator | None = None,
+    ) -> None:
+        super().__init__(url, timeout=timeout, failures=failures, cooldown=cooldown)
+        from redis.exceptions import NoScriptError, WatchError
+
+        self._no_script = NoScriptError
+        self._conflict = WatchError
+        self.namespace = namespace
+        self.invalidator = invalidator
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisStore({safe_url(self.url)!r}, namespace={self.namespace!r}, "
+            f"{self.breaker.state})"
+        )
+
+    # -- key names -------------------------------------------------------------------------------
+
+    def record_key(self, key_id: str) -> str:
+        return f"{self.namespace}:key:{{{key_id}}}"
+
+    def digest_key(self, digest: bytes) -> str:
+        return f"{self.namespace}:digest:{digest.hex()}"
+
+    def index_key(self, owner: str | None) -> str:
+        """The sorted set of all ids, or of one owner's."""
+        if owner is None:
+            return f"{self.namespace}:ids"
+        hashed = hashlib.blake2b(owner.encode(), digest_size=16).hexdigest()
+        return f"{self.namespace}:owner:{hashed}"
+
+    # -- shared steps ----------------------------------------------------------------------------
+
+    def _create_call(self, record: KeyRecord) -> tuple[list[str], list[str | int]]:
+        if not _ID.match(record.id):
+            raise ValueError(
+                f"key id {_shown(record.id)!r} cannot be stored in Redis: use 1-32 letters, "
+                "digits, '_' or '-'"
+            )
+        keys = [self.record_key(record.id), self.digest_key(record.digest), self.index_key(None)]
+        if record.owner is not None:
+            keys.append(self.index_key(record.owner))
+        args: list[str | int] = [record.id]
+        for field, value in _fields(record).items():
+            args += (field, value)
+        return keys, args
+
+    @staticmethod
+    def _created(code: int, record: KeyRecord) -> None:
+        if code == 1:
+            raise DuplicateKey(f"a key with id {record.id!r} exists")
+        if code == 2:
+            raise DuplicateKey(f"a key with the digest of {record.id!r} exists")
+
+    def _write(self, pipe: Any, current: KeyRecord, record: KeyRecord) -> None:
+        """Queue, inside MULTI, the writes that turn ``current`` into ``record``."""
+        pipe.hset(self.record_key(record.id), mapping=_fields(record))
+        if record.owner != current.owner:
+            if current.owner is not None:
+                pipe.zrem(self.index_key(current.owner), record.id)
+            if record.owner is not None:
+                pipe.zadd(self.index_key(record.owner), {record.id: 0})
+
+    @staticmethod
+    def _not_found(key_id: str) -> KeyNotFound:
+        return KeyNotFound(f"no key with id {_shown(key_id)!r}")
+
+    @staticmethod
+    def _page_start(after: str | None) -> str:
+        return "-" if after is None else "(" + after
+
+    @staticmethod
+    def _matching(raws: list[Any], owner: str | None) -> list[KeyRecord]:
+        # Records deleted behind the index's back, or an index entry left stale by a hand
+        # edit, are skipped rather than returned under the wrong owner.
+        records = (_decode(raw) for raw in raws)
+        return [r for r in records if r is not None and (owner is None or r.owner == owner)]
+
+    def _announce(self, record: KeyRecord) -> None:
+        if self.invalidator is not None:
+            try:
+                self.invalidator.publish(record.id, record.digest)
+            except StoreUnavailable:
+                log.warning("key %s changed but could not be announced", record.id, exc_info=True)
+
+    async def _aannounce(self, record: KeyRecord) -> None:
+        if self.invalidator is not None:
+            try:
+                await self.invalidator.apublish(record.id, record.digest)
+            except StoreUnavailable:
+                log.warning("key %s changed but could not be announced", record.id, exc_info=True)
+
+    # -- the blocking face -----------------------------------------------------------------------
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        if not _ID.match(key_id):
+            return None
+        with self._guard("get"):
+            raw = self._client().hgetall(self.record_key(key_id))
+        return _decode(raw)
+
+    def find_by_digest(self, digest: bytes) -> KeyRecord | None:
+        with self._guard("find_by_digest"):
+            client = self._client()
+            key_id = client.get(self.digest_key(digest))
+            if key_id is None or not _ID.match(key_id.decode()):
+                return None
+            raw = client.hgetall(self.record_key(key_id.decode()))
+        record = _decode(raw)
+        return record if record is not None and record.digest == digest else None
+
+    def create(self, record: KeyRecord) -> None:
+        keys, args = self._create_call(record)
+        with self._guard("create"):
+            client = self._client()
+            try:
+                code = client.evalsha(CREATE_SHA, len(keys), *keys, *args)
+            except self._no_script:
+                code = client.eval(CREATE, len(keys), *keys, *args)
+            self._created(code, record)
+        self._announce(record)
+
+    def update(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        if not _ID.match(key_id):
+            raise self._not_found(key_id)
+        name = self.record_key(key_id)
+        with self._guard("update"):
+            client = self._client()
+            for _ in range(_ATTEMPTS):
+                with client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(name)
+                        current = _decode(pipe.hgetall(name))
+                        if current is None:
+                            raise self._not_found(key_id)
+                        record = apply_changes(current, changes)
+                        pipe.multi()
+                        self._write(pipe, current, record)
+                        pipe.execute()
+                    except self._conflict:
+                        continue
+                break
+            else:
+                raise StoreUnavailable(f"key {key_id!r} changed under every update attempt")
+        if not changes.keys() <= _UNANNOUNCED:
+            self._announce(record)
+        return record
+
+    def list_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        found: list[KeyRecord] = []
+        index, start = self.index_key(owner), self._page_start(after)
+        with self._guard("list_keys"):
+            client = self._client()
+            while len(found) < limit:
+                ids = client.zrangebylex(index, start, "+", start=0, num=limit - len(found))
+                if not ids:
+                    break
+                with client.pipeline(transaction=False) as pipe:
+                    for key_id in ids:
+                        pipe.hgetall(self.record_key(key_id.decode()))
+                    found += self._matching(pipe.execute(), owner)
+                start = "(" + ids[-1].decode()
+        return found
+
+    # -- the asyncio face ------------------------------------------------------------------------
+
+    async def aget(self, key_id: str) -> KeyRecord | None:
+        if not _ID.match(key_id):
+            return None
+        with self._guard("get"):
+            raw = await self._aclient().hgetall(self.record_key(key_id))
+        return _decode(raw)
+
+    async def afind_by_digest(self, digest: bytes) -> KeyRecord | None:
+        with self._guard("find_by_digest"):
+            client = self._aclient()
+            key_id = await client.get(self.digest_key(digest))
+            if key_id is None or not _ID.match(key_id.decode()):
+                return None
+            raw = await client.hgetall(self.record_key(key_id.decode()))
+        record = _decode(raw)
+        return record if record is not None and record.digest == digest else None
+
+    async def acreate(self, record: KeyRecord) -> None:
+        keys, args = self._create_call(record)
+        with self._guard("create"):
+            client = self._aclient()
+            try:
+                code = await client.evalsha(CREATE_SHA, len(keys), *keys, *args)
+            except self._no_script:
+                code = await client.eval(CREATE, len(keys), *keys, *args)
+            self._created(code, record)
+        await self._aannounce(record)
+
+    async def aupdate(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        if not _ID.match(key_id):
+            raise self._not_found(key_id)
+        name = self.record_key(key_id)
+        with self._guard("update"):
+            client = self._aclient()
+            for _ in range(_ATTEMPTS):
+                async with client.pipeline(transaction=True) as pipe:
+                    try:
+                        await pipe.watch(name)
+                        current = _decode(await pipe.hgetall(name))
+                        if current is None:
+                            raise self._not_found(key_id)
+                        record = apply_changes(current, changes)
+                        pipe.multi()
+                        self._write(pipe, current, record)
+                        await pipe.execute()
+                    except self._conflict:
+                        continue
+                break
+            else:
+                raise StoreUnavailable(f"key {key_id!r} changed under every update attempt")
+        if not changes.keys() <= _UNANNOUNCED:
+            await self._aannounce(record)
+        return record
+
+    async def alist_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        found: list[KeyRecord] = []
+        index, start = self.index_key(owner), self._page_start(after)
+        with self._guard("list_keys"):
+            client = self._aclient()
+            while len(found) < limit:
+                ids = await client.zrangebylex(index, start, "+", start=0, num=limit - len(found))
+                if not ids:
+                    break
+                async with client.pipeline(transaction=False) as pipe:
+                    for key_id in ids:
+                        pipe.hgetall(self.record_key(key_id.decode()))
+                    found += self._matching(await pipe.execute(), owner)
+                start = "(" + ids[-1].decode()
+        return found
