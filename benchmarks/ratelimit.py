@@ -48,8 +48,9 @@ from inprocess import (
     sha256_hex,
     starlette_app,
 )
-from keysentry import ASGIMiddleware, Keysentry, MemoryStore, WSGIMiddleware
+from keysentry import ASGIMiddleware, Keysentry, MemoryStore, Rate, WSGIMiddleware
 from keysentry.ratelimit import Limiter, MemoryLimiter
+from keysentry.ratelimit.gcra import Policy
 from keysentry.ratelimit.redis import SCRIPT, SCRIPT_SHA, RedisLimiter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -106,7 +107,8 @@ def cleanup(r: redis.Redis) -> int:
 
 
 #: EVALSHA arguments for one policy of HIGH_LIMIT: cost 1, interval 6 µs, burst 10,000,000.
-EVALSHA_ARGS = (1, 6, 10_000_000)
+# The arguments keysentry itself sends for one 10 000 000/minute policy.
+EVALSHA_ARGS = tuple(RedisLimiter._args((Policy.of(Rate(10_000_000, 60.0)),), 1))
 
 
 class EvalshaASGI:
@@ -152,7 +154,12 @@ class Setup:
 
     def guard(self, limiter: Limiter | None, limit: str | None) -> tuple[Keysentry, str, str]:
         """A keysentry (fail_open, the default: failures are counted) and a key: the key, its id."""
-        ks = Keysentry(MemoryStore(), secret=SECRET, limiter=limiter, rate_limit=limit)
+        ks = Keysentry(
+            MemoryStore(),
+            secret=SECRET,
+            limiter=limiter,
+            rate_limit=limit if limiter is not None else None,  # no limiter: nothing to limit
+        )
         issued = ks.issue(name="bench")
         return ks, issued.key.reveal(), issued.record.id
 

@@ -29,6 +29,7 @@ class MemoryLimiter:
         self._lock = threading.Lock()
         # key -> {policy name: TAT}; ordered by last use, oldest first.
         self._tats: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self._hits = 0  # idle keys are swept every 64 admitted requests, not on each
 
     def __repr__(self) -> str:
         return f"MemoryLimiter({len(self._tats)}/{self.max_keys} keys)"
@@ -38,14 +39,20 @@ class MemoryLimiter:
 
     def hit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
         now = int(self._clock() * US)
+        data = self._tats
         with self._lock:
-            stored = self._tats.get(key)
-            tats = [None if stored is None else stored.get(p.name) for p in policies]
+            stored = data.get(key)
+            if stored is None:
+                tats: list[int | None] = [None] * len(policies)
+            else:
+                tats = [stored.get(p.name) for p in policies]
             allowed, new = decide(policies, tats, now, cost)
             if allowed:
-                self._tats[key] = {p.name: tat for p, tat in zip(policies, new, strict=True)}
-                self._tats.move_to_end(key)
-                self._sweep(now)
+                data[key] = dict(zip([p.name for p in policies], new, strict=True))
+                data.move_to_end(key)
+                self._hits += 1
+                if self._hits & 63 == 0 or len(data) > self.max_keys:
+                    self._sweep(now)
         return describe(policies, new, now, allowed, cost)
 
     async def ahit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
@@ -60,7 +67,7 @@ class MemoryLimiter:
         while len(data) > self.max_keys:
             data.popitem(last=False)
         # The oldest entries are the likeliest to be idle; stop at the first busy one.
-        for _ in range(2):
+        for _ in range(128):
             oldest = next(iter(data))
             if max(data[oldest].values()) > now:
                 return
