@@ -51,6 +51,7 @@ class ASGIMiddleware:
         self._bearer = keysentry.reader.bearer
         self._preflight = keysentry.allow_preflight
         self._legacy = keysentry.legacy_rate_headers
+        self._limited = keysentry.limiter is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -88,15 +89,14 @@ class ASGIMiddleware:
         if isinstance(result, Denial):
             await self._deny(scope, receive, send, result)
             return
-        ks = self.keysentry
-        if result.record.allowed_networks:
+        if result.restricted:
             peer = scope.get("client")
             refused = client_allowed(result, peer[0] if peer else None)
             if refused is not None:
                 await self._deny(scope, receive, send, refused)
                 return
-        if ks.limiter is not None and result.policies:
-            limited = await ks.alimit(result)
+        if self._limited and result.policies:
+            limited = await self.keysentry.alimit(result)
             if isinstance(limited, Denial):
                 await self._deny(scope, receive, send, limited)
                 return

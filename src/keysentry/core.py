@@ -210,7 +210,7 @@ class Keysentry:
                 and cached.tag is not None
                 and hmac.compare_digest(tag.digest(), cached.tag)
             ):
-                return standing(cached, self._clock)
+                return cached if cached.in_good_standing else standing(cached, self._clock)
             digest = self.digest(token)
         else:
             digest = self.digest(token)

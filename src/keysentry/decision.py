@@ -45,6 +45,10 @@ class Verdict:
     policy_field_bytes: bytes = b""
     #: Process-local MAC of the key once it has matched the record's digest (see core.check).
     tag: bytes | None = None
+    #: Nothing for standing() to check: not revoked, not disabled, never expires.
+    in_good_standing: bool = False
+    #: The key is bound to client networks (client_allowed() must run).
+    restricted: bool = False
 
     @classmethod
     def of(
@@ -65,7 +69,16 @@ class Verdict:
         policies = default_policies if record.rate_limit is None else policies_of(record.rate_limit)
         field = policy_field(policies)
         return cls(
-            record, record.identity(), expires, expired, policies, field, field.encode(), tag
+            record,
+            record.identity(),
+            expires,
+            expired,
+            policies,
+            field,
+            field.encode(),
+            tag,
+            record.revoked_at is None and not record.disabled and expired is None,
+            bool(record.allowed_networks),
         )
 
 

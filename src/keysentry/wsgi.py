@@ -81,7 +81,7 @@ class WSGIMiddleware:
             result = ks.resolve(result)
         if isinstance(result, Denial):
             return self._deny(result, start_response)
-        if result.record.allowed_networks:
+        if result.restricted:
             refused = client_allowed(result, environ.get("REMOTE_ADDR"))
             if refused is not None:
                 return self._deny(refused, start_response)
