@@ -16,6 +16,7 @@ import pytest
 
 from keysentry import Keysentry
 from keysentry.cache import MISS, TTLCache
+from keysentry.decision import Verdict
 from keysentry.invalidation import RedisInvalidator, message, parse
 from keysentry.stores.redis import RedisStore
 
@@ -306,3 +307,27 @@ def test_revocation_reaches_another_process_within_a_second(ns: str) -> None:
         silent.close()
         publisher.close()
     assert worker.returncode == 0
+
+
+def test_keysentry_with_an_invalidator_revokes_everywhere_for_any_store(
+    ns: str, listeners: list[RedisInvalidator], tmp_path: Path
+) -> None:
+    """Two guards over one SQLite file, each with its own cache: a revocation in one is
+    refused by the other at once, not after its cache TTL (an hour here)."""
+    from keysentry.stores.sql import SQLStore
+
+    guards = []
+    for _ in range(2):
+        invalidator = RedisInvalidator(REDIS_URL, channel=f"{ns}:inv")
+        listeners.append(invalidator)
+        store = SQLStore(f"sqlite:///{tmp_path / 'keys.db'}")
+        guards.append(Keysentry(store, secret=SECRET, cache_ttl=3600, invalidator=invalidator))
+    assert all(inv.wait_listening(5) for inv in listeners)
+    a, b = guards
+    issued = a.issue(name="shared")
+    key = issued.key.reveal().encode()
+    assert isinstance(b.authenticate(key), Verdict)  # now cached in b for an hour
+    a.revoke(issued.record.id)
+    assert eventually(lambda: not isinstance(b.authenticate(key), Verdict))
+    for g in guards:
+        g.store.close()  # type: ignore[union-attr]

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from .cache import MISS, TTLCache
 from .credentials import CredentialReader
@@ -53,6 +53,16 @@ from .stores.base import AsyncKeyStore, KeyStore
 __all__ = ["IssuedKey", "Keysentry"]
 
 log = logging.getLogger("keysentry")
+
+
+class Invalidator(Protocol):
+    """What the core needs of a cross-process invalidation channel."""
+
+    def start(self, *, cache: TTLCache[Verdict]) -> None: ...
+
+    def publish(self, key_id: str, digest: bytes | None = None) -> int: ...
+
+    async def apublish(self, key_id: str, digest: bytes | None = None) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +113,10 @@ class Keysentry:
         once per ``retry_after`` seconds and counted in :attr:`limiter_failures`) or refuse it
         with 503 ``AUTH_UNAVAILABLE`` (False).
     :param legacy_rate_headers: also send ``X-RateLimit-Limit/Remaining/Reset``.
+    :param invalidator: a :class:`~keysentry.invalidation.RedisInvalidator`, for any store:
+        this process listens for changes announced by others and drops them from its cache,
+        and announces its own revocations, so they take effect everywhere at once rather
+        than within ``cache_ttl``.
     """
 
     def __init__(
@@ -131,6 +145,7 @@ class Keysentry:
         rate_limit: str | Rate | Iterable[str | Rate] | None = None,
         fail_open: bool = True,
         legacy_rate_headers: bool = False,
+        invalidator: Invalidator | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -183,6 +198,9 @@ class Keysentry:
         # under this per-process random key (never stored, never shared) instead of a second
         # HMAC: constant-time, unforgeable without the key, and half the cost.
         self._tagger = hashlib.blake2s(key=os.urandom(32), digest_size=16)
+        self.invalidator = invalidator
+        if invalidator is not None:
+            invalidator.start(cache=self.cache)
 
     def __repr__(self) -> str:
         return f"Keysentry(store={self.store!r}, digest={self.digest!r}, cache={self.cache!r})"
@@ -409,14 +427,24 @@ class Keysentry:
         return record
 
     def revoke(self, key_id: str) -> KeyRecord:
-        """Refuse this key from now on, for good."""
+        """Refuse this key from now on, for good (in every process, with an invalidator)."""
         record = self._need_sync().update(key_id, {"revoked_at": utcnow()})
         self.invalidate(record)
+        if self.invalidator is not None:
+            try:
+                self.invalidator.publish(record.id, record.digest)
+            except StoreUnavailable:
+                self._warn("invalidator", "could not announce a change; others see it by TTL")
         return record
 
     async def arevoke(self, key_id: str) -> KeyRecord:
         record = await self._need_async().aupdate(key_id, {"revoked_at": utcnow()})
         self.invalidate(record)
+        if self.invalidator is not None:
+            try:
+                await self.invalidator.apublish(record.id, record.digest)
+            except StoreUnavailable:
+                self._warn("invalidator", "could not announce a change; others see it by TTL")
         return record
 
     def require_sync(self) -> None:
