@@ -46,14 +46,9 @@ class Rendered:
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes
-
-    @property
-    def wsgi_status(self) -> str:
-        return f"{self.status} {_REASONS.get(self.status, 'Error')}"
-
-    @property
-    def wsgi_headers(self) -> list[tuple[str, str]]:
-        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.headers]
+    # The WSGI forms, built once with the rest: a memoised denial is served without decoding.
+    wsgi_status: str
+    wsgi_headers: tuple[tuple[str, str], ...]
 
 
 class Renderer:
@@ -100,4 +95,10 @@ class Renderer:
         headers.extend(
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in denial.headers
         )
-        return Rendered(denial.status, headers, body)
+        return Rendered(
+            denial.status,
+            headers,
+            body,
+            f"{denial.status} {_REASONS.get(denial.status, 'Error')}",
+            tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers),
+        )

@@ -103,7 +103,7 @@ class WSGIMiddleware:
 
     def _deny(self, denial: Denial, start_response: StartResponse) -> list[bytes]:
         rendered = self.keysentry.render(denial)
-        start_response(rendered.wsgi_status, rendered.wsgi_headers)
+        start_response(rendered.wsgi_status, list(rendered.wsgi_headers))
         return [rendered.body]
 
 
