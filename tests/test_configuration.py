@@ -49,6 +49,12 @@ class SyncOnlyStore:
     def list_keys(self, *, owner: Any = None, after: Any = None, limit: int = 100) -> Any:
         return self._inner.list_keys(owner=owner, after=after, limit=limit)
 
+    def spend_credits(self, key_id: str, amount: int = 1) -> Any:
+        return self._inner.spend_credits(key_id, amount)
+
+    def record_usage(self, usage: Any) -> None:
+        self._inner.record_usage(usage)
+
     def close(self) -> None:
         pass
 
@@ -66,10 +72,11 @@ def test_default_rate_limit_without_a_limiter_is_refused(store: MemoryStore) -> 
     Keysentry(store, rate_limit="10/second", limiter=MemoryLimiter())
 
 
-def test_credits_are_refused_until_enforced(store: MemoryStore) -> None:
+def test_negative_credits_are_refused(store: MemoryStore) -> None:
     ks = Keysentry(store)
-    with pytest.raises(NotImplementedError, match="credits"):
-        ks.issue(name="metered", credits=10)
+    with pytest.raises(ValueError, match="credits"):
+        ks.issue(name="metered", credits=-1)
+    assert len(store) == 0
 
 
 def test_urls_shown_to_people_hide_passwords() -> None:

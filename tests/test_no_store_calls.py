@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ import pytest
 import keysentry.decision
 from keysentry import ImportedFormat, KeyChanges, KeyRecord, Keysentry, MemoryStore
 from keysentry.cache import TTLCache
+from keysentry.stores.base import Usage
 
 from .apps import FRAMEWORKS, Client
 from .conftest import SECRET
@@ -72,6 +73,20 @@ class CountingStore:
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
     ) -> Sequence[KeyRecord]:
         return self.inner.list_keys(owner=owner, after=after, limit=limit)
+
+    def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
+        self.calls["spend_credits"] += 1
+        return self.inner.spend_credits(key_id, amount)
+
+    async def aspend_credits(self, key_id: str, amount: int = 1) -> int | None:
+        self.calls["aspend_credits"] += 1
+        return self.inner.spend_credits(key_id, amount)
+
+    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+        self.inner.record_usage(usage)
+
+    async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
+        self.inner.record_usage(usage)
 
     def close(self) -> None:
         pass

@@ -25,6 +25,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from keysentry import Keysentry, StoreUnavailable
+from keysentry.stores.base import Usage
 from keysentry.stores.sql import SCHEMA_VERSION, SchemaVersionError, SQLStore
 from keysentry.stores.url import from_url
 from keysentry.testing import AsyncKeyStoreContract, KeyStoreContract, make_record
@@ -264,6 +265,39 @@ def test_the_schema_version_is_recorded_and_a_newer_one_refused(backend: Backend
             asyncio.run(newer.aget("nosuchkeyid0"))
     finally:
         newer.close()
+
+
+def test_a_version_1_table_is_migrated_in_place_and_keeps_its_keys(backend: Backend) -> None:
+    record = make_record(owner="old", credits=4)
+    store = backend.store()
+    try:
+        store.create(record)
+    finally:
+        store.close()
+    # What release 0.1 wrote: no request_count, no rotated_to, version 1.
+    with backend.outside_transaction() as execute:
+        execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN request_count", ())
+        execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN rotated_to", ())
+        execute(f"UPDATE {backend.table('schema')} SET version = %s", (1,))  # noqa: S608
+    migrated = backend.store()
+    try:
+        assert migrated.get(record.id) == record
+        assert migrated.spend_credits(record.id) == 3
+        when = record.created_at
+        migrated.record_usage({record.id: Usage(2, when)})
+        got = migrated.get(record.id)
+        assert got is not None
+        assert (got.request_count, got.last_used_at, got.credits) == (2, when, 3)
+        migrated.update(record.id, {"rotated_to": "successor000"})
+    finally:
+        migrated.close()
+    again = backend.store()  # a second start finds version 2 and changes nothing
+    try:
+        got = again.get(record.id)
+        assert got is not None
+        assert got.rotated_to == "successor000"
+    finally:
+        again.close()
 
 
 @pytest.mark.parametrize("framework", ["starlette", "flask"])

@@ -1,22 +1,24 @@
 """The ASGI driver: translates a scope into the core's values and the decision back.
 
 Pure ASGI (no ``BaseHTTPMiddleware``: it would cost a task per request and break streaming and
-context variables). ``http`` and ``websocket`` scopes are guarded; everything else (``lifespan``)
-passes through untouched. A refused websocket gets the error as an HTTP response through the
-``websocket.http.response`` extension when the server offers it, and a close with code 1008
-(policy violation) otherwise.
+context variables). ``http`` and ``websocket`` scopes are guarded; everything else passes
+through, ``lifespan`` with the usage flusher started at startup and flushed at shutdown. A
+refused websocket gets the error as an HTTP response through the ``websocket.http.response``
+extension when the server offers it, and a close with code 1008 (policy violation) otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter
 from typing import Any
 
 from .core import Keysentry
-from .decision import Lookup, client_allowed
+from .decision import Lookup, Verdict, client_allowed
 from .errors import Denial
 from .paths import app_path
 from .ratelimit.headers import encoded_rate_headers
+from .usage import UsageRecorder
 
 __all__ = ["ASGIMiddleware"]
 
@@ -25,6 +27,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
 
 
 class ASGIMiddleware:
@@ -52,16 +55,21 @@ class ASGIMiddleware:
         self._preflight = keysentry.allow_preflight
         self._legacy = keysentry.legacy_rate_headers
         self._limited = keysentry.limiter is not None
+        self._usage = keysentry.usage
+        self._events = keysentry.on_decision is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
+            if kind == "lifespan" and self._usage is not None:
+                receive = self._lifespan(receive, self._usage)
             await self.app(scope, receive, send)
             return
         exempt = self._exempt
         if exempt is not None and exempt.match(app_path(scope["path"], scope.get("root_path", ""))):
             await self.app(scope, receive, send)
             return
+        started = perf_counter() if self._events else 0.0
 
         auth_name = self._auth
         key_name = self._key
@@ -87,24 +95,19 @@ class ASGIMiddleware:
         if isinstance(result, Lookup):
             result = await self.keysentry.aresolve(result)
         if isinstance(result, Denial):
-            await self._deny(scope, receive, send, result)
+            await self._deny(scope, receive, send, result, None, started)
             return
-        if result.restricted:
-            peer = scope.get("client")
-            refused = client_allowed(result, peer[0] if peer else None)
-            if refused is not None:
-                await self._deny(scope, receive, send, refused)
+        if result.restricted or result.charged or (self._limited and result.policies):
+            admitted = await self._admit(scope, result)
+            if isinstance(admitted, Denial):
+                await self._deny(scope, receive, send, admitted, result, started)
                 return
-        if self._limited and result.policies:
-            limited = await self.keysentry.alimit(result)
-            if isinstance(limited, Denial):
-                await self._deny(scope, receive, send, limited)
-                return
-            if limited is not None:
-                send = _adding_headers(
-                    send,
-                    encoded_rate_headers(limited, result.policy_field_bytes, self._legacy),
-                )
+            if admitted is not None:
+                send = _adding_headers(send, admitted)
+        if self._usage is not None:
+            self._usage.note(result.record.id)
+        if self._events:
+            self.keysentry.emit(result, None, started, scope.get("method", "GET"), scope["path"])
 
         state = scope.get("state")
         if state is None:
@@ -115,6 +118,43 @@ class ASGIMiddleware:
             scope = dict(scope)
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in strip]
         await self.app(scope, receive, send)
+
+    async def _admit(self, scope: Scope, verdict: Verdict) -> Denial | Headers | None:
+        """The checks for keys that have more than a digest: client address, rate limit,
+        credits, in that order (a refusal by one spends nothing of the next). The refusal, or
+        the RateLimit headers to add, or None."""
+        if verdict.restricted:
+            peer = scope.get("client")
+            refused = client_allowed(verdict, peer[0] if peer else None)
+            if refused is not None:
+                return refused
+        headers = None
+        if self._limited and verdict.policies:
+            limited = await self.keysentry.alimit(verdict)
+            if isinstance(limited, Denial):
+                return limited
+            if limited is not None:
+                headers = encoded_rate_headers(limited, verdict.policy_field_bytes, self._legacy)
+        if verdict.charged:
+            unpaid = await self.keysentry.aspend(verdict)
+            if unpaid is not None:
+                return unpaid
+        return headers
+
+    @staticmethod
+    def _lifespan(receive: Receive, usage: UsageRecorder) -> Receive:
+        """``receive`` that starts the usage flusher at startup and flushes at shutdown,
+        before the app hears of it (its shutdown may close the store)."""
+
+        async def receive_lifespan() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                usage.start()
+            elif message["type"] == "lifespan.shutdown":
+                await usage.aclose()
+            return message
+
+        return receive_lifespan
 
     def _read_all(self, scope: Scope, repeated: bool) -> bytes | Denial:
         """The slow path: repeated headers, or a query parameter to consider."""
@@ -129,7 +169,17 @@ class ASGIMiddleware:
             query,
         )
 
-    async def _deny(self, scope: Scope, receive: Receive, send: Send, denial: Denial) -> None:
+    async def _deny(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        denial: Denial,
+        verdict: Verdict | None,
+        started: float,
+    ) -> None:
+        if self._events:
+            self.keysentry.emit(verdict, denial, started, scope.get("method", "GET"), scope["path"])
         rendered = self.keysentry.render(denial)
         # A copy: outer middleware (CORS, for one) may append to a message's header list.
         headers = list(rendered.headers)
@@ -154,7 +204,7 @@ class ASGIMiddleware:
             await send({"type": "websocket.close", "code": 1008, "reason": denial.code})
 
 
-def _adding_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+def _adding_headers(send: Send, extra: Headers) -> Send:
     """``send`` that appends ``extra`` to the response start (or websocket accept) headers."""
 
     async def send_with_headers(message: Message) -> None:

@@ -21,15 +21,22 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from .cache import MISS, TTLCache
 from .credentials import CredentialReader
-from .decision import UNKNOWN_KEY, Lookup, Verdict, judge, standing
-from .errors import Denial, InvalidKeyFormat, StoreUnavailable
+from .decision import NO_CREDITS, UNKNOWN_KEY, Lookup, Verdict, judge, standing
+from .errors import (
+    Denial,
+    InsufficientCredits,
+    InvalidKeyFormat,
+    KeyNotFound,
+    StoreUnavailable,
+)
+from .events import DecisionEvent
 from .keys import (
     ALPHABET,
     DEFAULT_MAX_LENGTH,
@@ -48,7 +55,8 @@ from .ratelimit.gcra import RateDecision, policies_of
 from .ratelimit.headers import rate_headers
 from .records import KeyRecord, Network, Rate, utcnow
 from .responses import ErrorBody, Renderer
-from .stores.base import AsyncKeyStore, KeyStore
+from .stores.base import AsyncKeyStore, KeyChanges, KeyStore
+from .usage import UsageRecorder
 
 __all__ = ["IssuedKey", "Keysentry"]
 
@@ -115,8 +123,14 @@ class Keysentry:
     :param legacy_rate_headers: also send ``X-RateLimit-Limit/Remaining/Reset``.
     :param invalidator: a :class:`~keysentry.invalidation.RedisInvalidator`, for any store:
         this process listens for changes announced by others and drops them from its cache,
-        and announces its own revocations, so they take effect everywhere at once rather
+        and announces every change it makes through the lifecycle methods (:meth:`update`,
+        :meth:`revoke`, :meth:`rotate`, ...), so they take effect everywhere at once rather
         than within ``cache_ttl``.
+    :param usage_interval: seconds between batched writes of ``last_used_at`` and request
+        counts (see ``keysentry.usage``); None records no usage.
+    :param on_decision: called with a :class:`~keysentry.events.DecisionEvent` for every
+        guarded request (see ``keysentry.events``; :class:`~keysentry.events.LogDecisions`
+        logs them).
     """
 
     def __init__(
@@ -146,6 +160,8 @@ class Keysentry:
         fail_open: bool = True,
         legacy_rate_headers: bool = False,
         invalidator: Invalidator | None = None,
+        usage_interval: float | None = 10.0,
+        on_decision: Callable[[DecisionEvent], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -199,6 +215,9 @@ class Keysentry:
         # HMAC: constant-time, unforgeable without the key, and half the cost.
         self._tagger = hashlib.blake2s(key=os.urandom(32), digest_size=16)
         self.invalidator = invalidator
+        #: Batches usage for the store; None when ``usage_interval`` is None.
+        self.usage = None if usage_interval is None else UsageRecorder(store, usage_interval)
+        self.on_decision = on_decision
         if invalidator is not None:
             invalidator.start(cache=self.cache)
 
@@ -321,6 +340,62 @@ class Keysentry:
             return self._limiter_down()
         return decision if decision.allowed else self._rate_limited(verdict, decision)
 
+    def spend(self, verdict: Verdict) -> Denial | None:
+        """Charge one credit for an allowed request of a key with a balance: None when paid,
+        402 ``INSUFFICIENT_CREDITS`` when none are left, 503 when the store cannot say (credits
+        are money: they fail closed)."""
+        try:
+            self._need_sync().spend_credits(verdict.credit_account)
+        except InsufficientCredits:
+            return NO_CREDITS
+        except KeyNotFound:
+            return UNKNOWN_KEY
+        except StoreUnavailable:
+            self._warn("credits", "key store unavailable; keys with credits get 503")
+            return self.unavailable
+        return None
+
+    async def aspend(self, verdict: Verdict) -> Denial | None:
+        """The async twin of :meth:`spend`."""
+        try:
+            await self._need_async().aspend_credits(verdict.credit_account)
+        except InsufficientCredits:
+            return NO_CREDITS
+        except KeyNotFound:
+            return UNKNOWN_KEY
+        except StoreUnavailable:
+            self._warn("credits", "key store unavailable; keys with credits get 503")
+            return self.unavailable
+        return None
+
+    def emit(
+        self,
+        verdict: Verdict | None,
+        denial: Denial | None,
+        started: float,
+        method: str,
+        path: str,
+    ) -> None:
+        """Report one decision to ``on_decision`` (the drivers call this only when it is set)."""
+        hook = self.on_decision
+        if hook is None:
+            return
+        record = None if verdict is None else verdict.record
+        event = DecisionEvent(
+            denial is None,
+            None if denial is None else denial.code,
+            None if denial is None else denial.status,
+            None if record is None else record.id,
+            None if record is None else record.prefix,
+            time.perf_counter() - started,
+            method,
+            path,
+        )
+        try:
+            hook(event)
+        except Exception:
+            self._warn("on_decision", "the on_decision callback failed")
+
     def _rate_limited(self, verdict: Verdict, decision: RateDecision) -> Denial:
         return Denial.of(
             "RATE_LIMITED",
@@ -370,10 +445,6 @@ class Keysentry:
         metadata: Mapping[str, Any] | None = None,
     ) -> IssuedKey:
         """Mint a key and build its record, without storing it (see :meth:`issue`)."""
-        if credits is not None:
-            raise NotImplementedError(
-                "credits are not enforced by this version of keysentry: leave them unset"
-            )
         key_id, key = mint(self.prefix if prefix is None else prefix)
         record = KeyRecord(
             id=key_id,
@@ -426,26 +497,166 @@ class Keysentry:
         await self._need_async().acreate(record)
         return record
 
+    # Every lifecycle change goes through update()/aupdate(): the store applies it atomically,
+    # this process forgets its cached copy, and the invalidator (if any) tells the others.
+
+    def get(self, key_id: str) -> KeyRecord:
+        """The record of a key, revoked or not; :class:`KeyNotFound` when there is none."""
+        record = self._need_sync().get(key_id)
+        if record is None:
+            raise KeyNotFound(f"no key with id {_shown(key_id)!r}")
+        return record
+
+    async def aget(self, key_id: str) -> KeyRecord:
+        record = await self._need_async().aget(key_id)
+        if record is None:
+            raise KeyNotFound(f"no key with id {_shown(key_id)!r}")
+        return record
+
+    def list_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        """One page of records in id order; pass the last id of a page as ``after`` for the
+        next. ``owner`` keeps one owner's keys."""
+        return self._need_sync().list_keys(owner=owner, after=after, limit=_page(limit))
+
+    async def alist_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        return await self._need_async().alist_keys(owner=owner, after=after, limit=_page(limit))
+
+    def update(self, key_id: str, **changes: Any) -> KeyRecord:
+        """Change a key: ``name``, ``owner``, ``scopes``, ``expires_at``, ``disabled``,
+        ``rate_limit``, ``allowed_networks``, ``credits``, ``metadata`` (see
+        :class:`~keysentry.stores.base.KeyChanges`). Bad values raise ``ValueError`` and
+        change nothing."""
+        return self._apply(key_id, _changes(changes))
+
+    async def aupdate(self, key_id: str, **changes: Any) -> KeyRecord:
+        return await self._aapply(key_id, _changes(changes))
+
+    def _apply(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        record = self._need_sync().update(key_id, changes)
+        self._changed(record)
+        return record
+
+    async def _aapply(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        record = await self._need_async().aupdate(key_id, changes)
+        await self._achanged(record)
+        return record
+
+    def disable(self, key_id: str) -> KeyRecord:
+        """Refuse the key (403 ``API_KEY_DISABLED``) until :meth:`enable`."""
+        return self.update(key_id, disabled=True)
+
+    async def adisable(self, key_id: str) -> KeyRecord:
+        return await self.aupdate(key_id, disabled=True)
+
+    def enable(self, key_id: str) -> KeyRecord:
+        return self.update(key_id, disabled=False)
+
+    async def aenable(self, key_id: str) -> KeyRecord:
+        return await self.aupdate(key_id, disabled=False)
+
     def revoke(self, key_id: str) -> KeyRecord:
         """Refuse this key from now on, for good (in every process, with an invalidator)."""
-        record = self._need_sync().update(key_id, {"revoked_at": utcnow()})
+        return self._apply(key_id, {"revoked_at": utcnow()})
+
+    async def arevoke(self, key_id: str) -> KeyRecord:
+        return await self._aapply(key_id, {"revoked_at": utcnow()})
+
+    def set_expiry(self, key_id: str, expires_at: datetime | timedelta | None) -> KeyRecord:
+        """Expire the key at a time, after a duration from now, or never (None)."""
+        return self.update(key_id, expires_at=_when(expires_at))
+
+    async def aset_expiry(self, key_id: str, expires_at: datetime | timedelta | None) -> KeyRecord:
+        return await self.aupdate(key_id, expires_at=_when(expires_at))
+
+    def rotate(self, key_id: str, *, grace: float | timedelta = 0.0) -> IssuedKey:
+        """Replace a key by a new one with the same settings, shown once in the result.
+
+        The old key keeps working for ``grace`` (seconds or a timedelta), then is refused as
+        expired; with no grace it is revoked at once. Meanwhile its requests spend the new
+        key's credits, so the balance is not doubled. The new key is created first: if the
+        old one cannot then be changed, the new one is revoked and the error raised.
+        """
+        store = self._need_sync()
+        issued, changes = self._successor(self.get(key_id), grace)
+        store.create(issued.record)
+        try:
+            old = store.update(key_id, changes)
+        except BaseException:
+            store.update(issued.record.id, {"revoked_at": utcnow()})
+            raise
+        self._changed(old)
+        return issued
+
+    async def arotate(self, key_id: str, *, grace: float | timedelta = 0.0) -> IssuedKey:
+        store = self._need_async()
+        issued, changes = self._successor(await self.aget(key_id), grace)
+        await store.acreate(issued.record)
+        try:
+            old = await store.aupdate(key_id, changes)
+        except BaseException:
+            await store.aupdate(issued.record.id, {"revoked_at": utcnow()})
+            raise
+        await self._achanged(old)
+        return issued
+
+    def _successor(self, old: KeyRecord, grace: float | timedelta) -> tuple[IssuedKey, KeyChanges]:
+        if old.revoked_at is not None:
+            raise ValueError(f"key {old.id} is revoked: issue a new key instead")
+        if old.rotated_to is not None:
+            raise ValueError(f"key {old.id} was already rotated, to {old.rotated_to}")
+        seconds = grace.total_seconds() if isinstance(grace, timedelta) else float(grace)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError("the grace period must be zero or more seconds")
+        native = old.prefix.endswith("_" + old.id)
+        issued = self.new_key(
+            name=old.name,
+            owner=old.owner,
+            scopes=old.scopes,
+            prefix=old.prefix[: -len(old.id) - 1] if native else None,
+            expires_at=old.expires_at,
+            rate_limit=old.rate_limit,
+            allowed_networks=old.allowed_networks,
+            credits=old.credits,
+            metadata=old.metadata,
+        )
+        now = utcnow()
+        changes: KeyChanges = {"rotated_to": issued.record.id}
+        if seconds == 0:
+            changes["revoked_at"] = now
+        else:
+            until = now + timedelta(seconds=seconds)
+            if old.expires_at is None or until < old.expires_at:
+                changes["expires_at"] = until
+        return issued, changes
+
+    def _changed(self, record: KeyRecord) -> None:
         self.invalidate(record)
         if self.invalidator is not None:
             try:
                 self.invalidator.publish(record.id, record.digest)
             except StoreUnavailable:
                 self._warn("invalidator", "could not announce a change; others see it by TTL")
-        return record
 
-    async def arevoke(self, key_id: str) -> KeyRecord:
-        record = await self._need_async().aupdate(key_id, {"revoked_at": utcnow()})
+    async def _achanged(self, record: KeyRecord) -> None:
         self.invalidate(record)
         if self.invalidator is not None:
             try:
                 await self.invalidator.apublish(record.id, record.digest)
             except StoreUnavailable:
                 self._warn("invalidator", "could not announce a change; others see it by TTL")
-        return record
+
+    def close(self) -> None:
+        """Write pending usage and stop its flusher. The store stays open (it is yours)."""
+        if self.usage is not None:
+            self.usage.close()
+
+    async def aclose(self) -> None:
+        if self.usage is not None:
+            await self.usage.aclose()
 
     def require_sync(self) -> None:
         """Raise now, not on the first cache miss, if the store has no blocking face."""
@@ -464,3 +675,34 @@ class Keysentry:
         if self._async_store is None:
             raise TypeError(f"{type(self.store).__name__} has no async face: use the sync methods")
         return self._async_store
+
+
+def _shown(key_id: str) -> str:
+    # A full key passed where its id belongs must not reach a message whole.
+    return key_id[:KEY_ID_LENGTH] + ("..." if len(key_id) > KEY_ID_LENGTH else "")
+
+
+def _page(limit: int) -> int:
+    if not 1 <= limit <= 1000:
+        raise ValueError("a page holds 1 to 1000 keys")
+    return limit
+
+
+_FIXED = frozenset({"rotated_to", "last_used_at", "revoked_at"})
+
+
+def _changes(changes: Mapping[str, Any]) -> KeyChanges:
+    """What a caller may change through :meth:`Keysentry.update`; revocation and rotation
+    have methods of their own, usage is recorded by the flusher."""
+    fixed = _FIXED & changes.keys()
+    if fixed:
+        raise ValueError(f"use revoke()/rotate() rather than setting {', '.join(sorted(fixed))}")
+    return changes  # type: ignore[return-value]
+
+
+def _when(value: datetime | timedelta | None) -> datetime | None:
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            raise ValueError("an expiry duration must be positive")
+        return utcnow() + value
+    return value

@@ -22,12 +22,23 @@ from .ratelimit.gcra import Policy, policies_of
 from .ratelimit.headers import policy_field
 from .records import KeyIdentity, KeyRecord
 
-__all__ = ["UNKNOWN_KEY", "Lookup", "Verdict", "client_allowed", "judge", "standing"]
+__all__ = [
+    "NO_CREDITS",
+    "UNKNOWN_KEY",
+    "Lookup",
+    "Verdict",
+    "client_allowed",
+    "judge",
+    "standing",
+]
 
 UNKNOWN_KEY = Denial.of("INVALID_API_KEY", "The API key is not valid.")
 DISABLED = Denial.of("API_KEY_DISABLED", "The API key is disabled.")
 IP_NOT_ALLOWED = Denial.of(
     "IP_NOT_ALLOWED", "This API key may not be used from this client address."
+)
+NO_CREDITS = Denial.of(
+    "INSUFFICIENT_CREDITS", "The API key has no credits left: top it up or use another key."
 )
 _DUMMY_DIGEST = bytes(32)
 
@@ -49,6 +60,10 @@ class Verdict:
     in_good_standing: bool = False
     #: The key is bound to client networks (client_allowed() must run).
     restricted: bool = False
+    #: Each allowed request costs a credit (the key has a balance).
+    charged: bool = False
+    #: Whose credits pay: the key's own, or its successor's once it was rotated.
+    credit_account: str = ""
 
     @classmethod
     def of(
@@ -79,6 +94,8 @@ class Verdict:
             tag,
             record.revoked_at is None and not record.disabled and expired is None,
             bool(record.allowed_networks),
+            record.credits is not None,
+            record.rotated_to or record.id,
         )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "Denial",
     "DuplicateKey",
     "ErrorKind",
+    "InsufficientCredits",
     "InvalidKeyFormat",
     "KeyNotFound",
     "KeysentryError",
@@ -124,3 +125,11 @@ class DuplicateKey(KeysentryError, ValueError):
 
 class InvalidKeyFormat(KeysentryError, ValueError):
     """A key (or key prefix) does not have keysentry's format. Never holds the key itself."""
+
+
+class InsufficientCredits(KeysentryError):
+    """The key has fewer credits left than a request costs; nothing was taken."""
+
+    def __init__(self, balance: int) -> None:
+        super().__init__(f"not enough credits left ({balance})")
+        self.balance = balance

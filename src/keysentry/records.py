@@ -98,6 +98,11 @@ class KeyRecord:
     allowed_networks: tuple[Network, ...] = ()
     credits: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    #: Requests this key has made, as recorded in batches (see ``keysentry.usage``).
+    request_count: int = 0
+    #: Set when the key was rotated: the id of its successor, which also pays its credits
+    #: while this key works out its grace period.
+    rotated_to: str | None = None
 
     def __post_init__(self) -> None:
         # Accept friendly inputs (lists, CIDR strings, dicts) but keep the record immutable.
@@ -127,6 +132,8 @@ class KeyRecord:
             raise ValueError("a key record's digest is 32 bytes (SHA-256)")
         if self.credits is not None and self.credits < 0:
             raise ValueError("credits cannot be negative")
+        if self.request_count < 0:
+            raise ValueError("request_count cannot be negative")
 
     @property
     def revoked(self) -> bool:

@@ -30,10 +30,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from .errors import DuplicateKey, KeyNotFound
+from .errors import DuplicateKey, InsufficientCredits, KeyNotFound
 from .keys import Digester, mint
 from .records import KeyRecord, Rate
-from .stores.base import AsyncKeyStore, KeyStore
+from .stores.base import AsyncKeyStore, KeyStore, Usage
 
 __all__ = ["AsyncKeyStoreContract", "KeyStoreContract", "make_record"]
 
@@ -67,6 +67,8 @@ def _full_record() -> KeyRecord:
         allowed_networks=("10.0.0.0/8", "2001:db8::/32"),
         credits=7,
         metadata={"plan": "pro", "tags": ["a", "b"], "nested": {"n": 1}},
+        request_count=12,
+        rotated_to="successor12x",
     )
 
 
@@ -195,6 +197,102 @@ class KeyStoreContract:
         assert got.expires_at is not None
         assert got.expires_at.utcoffset() == timedelta(0)
 
+    def test_spend_credits_counts_down_to_zero_and_stops(self, store: KeyStore) -> None:
+        record = make_record(credits=3)
+        unlimited = make_record()
+        store.create(record)
+        store.create(unlimited)
+        assert store.spend_credits(record.id) == 2
+        assert store.spend_credits(record.id, 2) == 0
+        with pytest.raises(InsufficientCredits) as refused:
+            store.spend_credits(record.id)
+        assert refused.value.balance == 0
+        got = store.get(record.id)
+        assert got is not None
+        assert got.credits == 0
+        assert store.spend_credits(unlimited.id) is None
+        assert store.get(unlimited.id) == unlimited
+        with pytest.raises(KeyNotFound):
+            store.spend_credits("nosuchkeyid0")
+        with pytest.raises(ValueError, match="at least one"):
+            store.spend_credits(record.id, 0)
+
+    def test_spend_more_than_left_takes_nothing(self, store: KeyStore) -> None:
+        record = make_record(credits=2)
+        store.create(record)
+        with pytest.raises(InsufficientCredits):
+            store.spend_credits(record.id, 3)
+        assert store.spend_credits(record.id, 2) == 0
+
+    def test_concurrent_spending_never_overdraws(self, store: KeyStore) -> None:
+        record = make_record(credits=25)
+        store.create(record)
+        spent: list[int] = []
+        refused: list[int] = []
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            for _ in range(10):
+                try:
+                    store.spend_credits(record.id)
+                    spent.append(1)
+                except InsufficientCredits:  # noqa: PERF203
+                    refused.append(1)
+                except BaseException as exc:  # pragma: no cover - reported below
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert (len(spent), len(refused)) == (25, 25)
+        got = store.get(record.id)
+        assert got is not None
+        assert got.credits == 0
+
+    def test_record_usage_adds_counts_and_moves_last_used_forward(self, store: KeyStore) -> None:
+        early = datetime(2026, 4, 1, 12, 0, 0, tzinfo=timezone.utc)
+        late = datetime(2026, 4, 1, 12, 0, 0, 500000, tzinfo=timezone.utc)
+        a, b = make_record(), make_record(last_used_at=late, request_count=5)
+        store.create(a)
+        store.create(b)
+        store.record_usage(
+            {a.id: Usage(3, early), b.id: Usage(2, early), "nosuchkeyid0": Usage(1, early)}
+        )
+        store.record_usage({a.id: Usage(4, late)})
+        store.record_usage({})
+        got_a, got_b = store.get(a.id), store.get(b.id)
+        assert got_a is not None
+        assert got_b is not None
+        assert (got_a.request_count, got_a.last_used_at) == (7, late)
+        assert (got_b.request_count, got_b.last_used_at) == (7, late)
+        assert store.get("nosuchkeyid0") is None
+
+    def test_usage_and_updates_do_not_overwrite_each_other(self, store: KeyStore) -> None:
+        record = make_record(credits=100)
+        store.create(record)
+        when = datetime(2026, 4, 1, tzinfo=timezone.utc)
+
+        def use() -> None:
+            for _ in range(20):
+                store.record_usage({record.id: Usage(1, when)})
+                store.spend_credits(record.id)
+
+        def rename() -> None:
+            for i in range(20):
+                store.update(record.id, {"name": f"n{i}"})
+
+        threads = [threading.Thread(target=use), threading.Thread(target=rename)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        got = store.get(record.id)
+        assert got is not None
+        assert (got.request_count, got.credits, got.name) == (20, 80, "n19")
+
 
 class AsyncKeyStoreContract:
     """The async face. Subclass it and provide a ``store`` fixture (a fresh, empty store)."""
@@ -246,6 +344,24 @@ class AsyncKeyStoreContract:
             await asyncio.gather(*(store.aupdate(r.id, {"name": "n" + r.id}) for r in records))
             got = await asyncio.gather(*(store.aget(r.id) for r in records))
             assert [g.name if g else None for g in got] == ["n" + r.id for r in records]
+            await store.aclose()
+
+        self.run(test)
+
+    def test_credits_and_usage(self, store: AsyncKeyStore) -> None:
+        async def test() -> None:
+            record = make_record(credits=30)
+            await store.acreate(record)
+            results = await asyncio.gather(
+                *(store.aspend_credits(record.id) for _ in range(40)), return_exceptions=True
+            )
+            assert sum(isinstance(r, int) for r in results) == 30
+            assert sum(isinstance(r, InsufficientCredits) for r in results) == 10
+            when = datetime(2026, 4, 1, tzinfo=timezone.utc)
+            await store.arecord_usage({record.id: Usage(6, when)})
+            got = await store.aget(record.id)
+            assert got is not None
+            assert (got.credits, got.request_count, got.last_used_at) == (0, 6, when)
             await store.aclose()
 
         self.run(test)

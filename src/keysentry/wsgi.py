@@ -9,10 +9,11 @@ so such a value is read as the several credentials it is and refused unless all 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from time import perf_counter
 from typing import Any
 
 from .core import Keysentry
-from .decision import Lookup, client_allowed
+from .decision import Lookup, Verdict, client_allowed
 from .errors import Denial
 from .ratelimit.headers import rate_headers
 
@@ -21,6 +22,7 @@ __all__ = ["WSGIMiddleware"]
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+Headers = list[tuple[str, str]]
 
 ENVIRON_KEY = "keysentry.api_key"
 
@@ -52,6 +54,7 @@ class WSGIMiddleware:
         ks = self.keysentry
         if ks.exempt and ks.exempt.match(environ.get("PATH_INFO") or "/"):
             return self.app(environ, start_response)
+        started = perf_counter() if ks.on_decision is not None else 0.0
         auth = environ.get(self._auth)
         key = None if self._key is None else environ.get(self._key)
         if (
@@ -80,20 +83,17 @@ class WSGIMiddleware:
         if isinstance(result, Lookup):
             result = ks.resolve(result)
         if isinstance(result, Denial):
-            return self._deny(result, start_response)
-        if result.restricted:
-            refused = client_allowed(result, environ.get("REMOTE_ADDR"))
-            if refused is not None:
-                return self._deny(refused, start_response)
-        if ks.limiter is not None and result.policies:
-            limited = ks.limit(result)
-            if isinstance(limited, Denial):
-                return self._deny(limited, start_response)
-            if limited is not None:
-                start_response = _adding_headers(
-                    start_response,
-                    rate_headers(limited, result.policy_field, ks.legacy_rate_headers),
-                )
+            return self._deny(environ, result, None, started, start_response)
+        if result.restricted or result.charged or (ks.limiter is not None and result.policies):
+            admitted = self._admit(environ, result)
+            if isinstance(admitted, Denial):
+                return self._deny(environ, admitted, result, started, start_response)
+            if admitted is not None:
+                start_response = _adding_headers(start_response, admitted)
+        if ks.usage is not None:
+            ks.usage.note(result.record.id)
+        if ks.on_decision is not None:
+            ks.emit(result, None, started, environ.get("REQUEST_METHOD", ""), _path(environ))
         environ[ENVIRON_KEY] = result.identity
         if ks.strip_credentials:
             environ.pop(self._auth, None)
@@ -101,13 +101,47 @@ class WSGIMiddleware:
                 environ.pop(self._key, None)
         return self.app(environ, start_response)
 
-    def _deny(self, denial: Denial, start_response: StartResponse) -> list[bytes]:
-        rendered = self.keysentry.render(denial)
+    def _admit(self, environ: Environ, verdict: Verdict) -> Denial | Headers | None:
+        """Client address, rate limit, credits, in that order (see the ASGI driver)."""
+        ks = self.keysentry
+        if verdict.restricted:
+            refused = client_allowed(verdict, environ.get("REMOTE_ADDR"))
+            if refused is not None:
+                return refused
+        headers = None
+        if ks.limiter is not None and verdict.policies:
+            limited = ks.limit(verdict)
+            if isinstance(limited, Denial):
+                return limited
+            if limited is not None:
+                headers = rate_headers(limited, verdict.policy_field, ks.legacy_rate_headers)
+        if verdict.charged:
+            unpaid = ks.spend(verdict)
+            if unpaid is not None:
+                return unpaid
+        return headers
+
+    def _deny(
+        self,
+        environ: Environ,
+        denial: Denial,
+        verdict: Verdict | None,
+        started: float,
+        start_response: StartResponse,
+    ) -> list[bytes]:
+        ks = self.keysentry
+        if ks.on_decision is not None:
+            ks.emit(verdict, denial, started, environ.get("REQUEST_METHOD", ""), _path(environ))
+        rendered = ks.render(denial)
         start_response(rendered.wsgi_status, list(rendered.wsgi_headers))
         return [rendered.body]
 
 
-def _adding_headers(start_response: StartResponse, extra: list[tuple[str, str]]) -> StartResponse:
+def _path(environ: Environ) -> str:
+    return (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "/")
+
+
+def _adding_headers(start_response: StartResponse, extra: Headers) -> StartResponse:
     def start_with_headers(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
         return start_response(status, [*headers, *extra], *exc_info)
 

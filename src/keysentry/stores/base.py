@@ -7,19 +7,30 @@ offers both). Backends raise :class:`~keysentry.errors.StoreUnavailable` for any
 reach their server, :class:`~keysentry.errors.KeyNotFound` and
 :class:`~keysentry.errors.DuplicateKey` for the two contract errors, and nothing else.
 
+Two operations are not read-modify-write from the outside, because they must be atomic under
+concurrency on the server's side: :meth:`KeyStore.spend_credits` (a conditional decrement) and
+:meth:`KeyStore.record_usage` (increments from the batched usage flusher).
+
 ``keysentry.testing`` holds the conformance suite that proves a backend honours this contract.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol, TypedDict, runtime_checkable
+from typing import NamedTuple, Protocol, TypedDict, runtime_checkable
 
 from ..records import KeyRecord, Network, Rate
 
-__all__ = ["AsyncKeyStore", "KeyChanges", "KeyStore", "apply_changes"]
+__all__ = ["AsyncKeyStore", "KeyChanges", "KeyStore", "Usage", "apply_changes"]
+
+
+class Usage(NamedTuple):
+    """One key's use over a batch interval: requests made, and when the last one was."""
+
+    requests: int
+    last_used_at: datetime
 
 
 class KeyChanges(TypedDict, total=False):
@@ -36,6 +47,7 @@ class KeyChanges(TypedDict, total=False):
     allowed_networks: Iterable[str | Network]
     credits: int | None
     metadata: dict[str, object]
+    rotated_to: str | None
 
 
 _MUTABLE = frozenset(KeyChanges.__annotations__)
@@ -70,6 +82,18 @@ class KeyStore(Protocol):
     ) -> Sequence[KeyRecord]:
         """Records ordered by id, those with ids greater than ``after``, at most ``limit``."""
 
+    def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
+        """Take ``amount`` credits from a key atomically, never going below zero.
+
+        Returns the balance left, or None when the key has no credit limit (nothing taken).
+        Raises :class:`InsufficientCredits` (taking nothing) when fewer than ``amount`` are
+        left, :class:`KeyNotFound` when there is no such key.
+        """
+
+    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+        """Add each key's count to its ``request_count`` and move its ``last_used_at``
+        forward (never back), for many keys at once. Ids with no record are skipped."""
+
     def close(self) -> None:
         """Release connections. The store may not be used afterwards."""
 
@@ -89,5 +113,9 @@ class AsyncKeyStore(Protocol):
     async def alist_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
     ) -> Sequence[KeyRecord]: ...
+
+    async def aspend_credits(self, key_id: str, amount: int = 1) -> int | None: ...
+
+    async def arecord_usage(self, usage: Mapping[str, Usage]) -> None: ...
 
     async def aclose(self) -> None: ...

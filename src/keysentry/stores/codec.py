@@ -33,6 +33,8 @@ FIELDS = (
     "allowed_networks",
     "credits",
     "metadata",
+    "request_count",
+    "rotated_to",
 )
 
 
@@ -79,6 +81,8 @@ def encode(record: KeyRecord) -> dict[str, str | int | None]:
         "allowed_networks": json.dumps([str(n) for n in record.allowed_networks]),
         "credits": record.credits,
         "metadata": json.dumps(dict(record.metadata), separators=(",", ":"), sort_keys=True),
+        "request_count": record.request_count,
+        "rotated_to": record.rotated_to,
     }
 
 
@@ -110,4 +114,6 @@ def decode(row: Mapping[str, Any]) -> KeyRecord:
         allowed_networks=tuple(json.loads(values.get("allowed_networks") or "[]")),
         credits=None if credits is None else int(credits),
         metadata=json.loads(values.get("metadata") or "{}"),
+        request_count=int(values.get("request_count") or 0),
+        rotated_to=none("rotated_to"),
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from ..errors import DuplicateKey, KeyNotFound
+from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound
 from ..keys import KEY_ID_LENGTH
 from ..records import KeyRecord
-from .base import KeyChanges, apply_changes
+from .base import KeyChanges, Usage, apply_changes
 
 __all__ = ["MemoryStore"]
 
@@ -43,17 +44,45 @@ class MemoryStore:
             self._by_id[record.id] = record
             self._by_digest[record.digest] = record.id
 
+    def _current(self, key_id: str) -> KeyRecord:
+        current = self._by_id.get(key_id)
+        if current is None:
+            # No more than an id's length: a full key passed where its id belongs must not
+            # reach a log through this message.
+            shown = key_id[:KEY_ID_LENGTH] + ("..." if len(key_id) > KEY_ID_LENGTH else "")
+            raise KeyNotFound(f"no key with id {shown!r}")
+        return current
+
     def update(self, key_id: str, changes: KeyChanges) -> KeyRecord:
         with self._lock:
-            current = self._by_id.get(key_id)
-            if current is None:
-                # No more than an id's length: a full key passed where its id belongs must not
-                # reach a log through this message.
-                shown = key_id[:KEY_ID_LENGTH] + ("..." if len(key_id) > KEY_ID_LENGTH else "")
-                raise KeyNotFound(f"no key with id {shown!r}")
-            record = apply_changes(current, changes)
+            record = apply_changes(self._current(key_id), changes)
             self._by_id[key_id] = record
             return record
+
+    def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
+        if amount < 1:
+            raise ValueError("a request costs at least one credit")
+        with self._lock:
+            current = self._current(key_id)
+            if current.credits is None:
+                return None
+            if current.credits < amount:
+                raise InsufficientCredits(current.credits)
+            left = current.credits - amount
+            self._by_id[key_id] = dataclasses.replace(current, credits=left)
+            return left
+
+    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+        with self._lock:
+            for key_id, (count, last) in usage.items():
+                current = self._by_id.get(key_id)
+                if current is None:
+                    continue
+                if current.last_used_at is not None and current.last_used_at > last:
+                    last = current.last_used_at
+                self._by_id[key_id] = dataclasses.replace(
+                    current, request_count=current.request_count + count, last_used_at=last
+                )
 
     def list_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
@@ -85,6 +114,12 @@ class MemoryStore:
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
     ) -> Sequence[KeyRecord]:
         return self.list_keys(owner=owner, after=after, limit=limit)
+
+    async def aspend_credits(self, key_id: str, amount: int = 1) -> int | None:
+        return self.spend_credits(key_id, amount)
+
+    async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
+        self.record_usage(usage)
 
     async def aclose(self) -> None:
         pass

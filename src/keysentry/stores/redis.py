@@ -36,15 +36,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import timezone
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from .._redis import RedisBackend
-from ..errors import DuplicateKey, KeyNotFound, StoreUnavailable
+from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound, StoreUnavailable
 from ..keys import KEY_ID_LENGTH
 from ..records import KeyRecord
-from .base import KeyChanges, apply_changes
+from .base import KeyChanges, Usage, apply_changes
 from .codec import decode, encode
 from .url import safe_url
 
@@ -55,8 +56,18 @@ __all__ = ["RedisStore"]
 
 log = logging.getLogger("keysentry")
 
-CREATE = (files(__package__) / "lua" / "create.lua").read_text()
-CREATE_SHA = hashlib.sha1(CREATE.encode(), usedforsecurity=False).hexdigest()
+
+class _Script:
+    """A Lua script of this package, run by EVALSHA (EVAL when the server lacks it)."""
+
+    def __init__(self, name: str) -> None:
+        self.text = (files(__package__) / "lua" / name).read_text()
+        self.sha = hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
+
+
+CREATE = _Script("create.lua")
+SPEND = _Script("spend.lua")
+USAGE = _Script("usage.lua")
 
 #: Ids this store accepts: public key ids are 12 of these characters. Anything longer or
 #: stranger is refused before it can become part of a Redis key name (a full key passed where
@@ -169,6 +180,41 @@ class RedisStore(RedisBackend):
             if record.owner is not None:
                 pipe.zadd(self.index_key(record.owner), {record.id: 0})
 
+    def _run(self, client: Any, script: _Script, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+        except self._no_script:
+            return client.eval(script.text, len(keys), *keys, *args)
+
+    async def _arun(self, client: Any, script: _Script, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except self._no_script:
+            return await client.eval(script.text, len(keys), *keys, *args)
+
+    def _spent(self, key_id: str, reply: list[int]) -> int | None:
+        code = reply[0]
+        if code == 0:
+            return int(reply[1])
+        if code == 1:
+            return None
+        if code == 2:
+            raise InsufficientCredits(int(reply[1]))
+        raise self._not_found(key_id)
+
+    def _usage_calls(self, usage: Mapping[str, Usage]) -> list[tuple[list[str], list[Any]]]:
+        return [
+            ([self.record_key(key_id)], [count, last.astimezone(timezone.utc).isoformat()])
+            for key_id, (count, last) in usage.items()
+            if _ID.match(key_id)
+        ]
+
+    def _record_usage_in(self, pipe: Any, usage: Mapping[str, Usage]) -> None:
+        # Scripts are loaded first (SCRIPT LOAD is idempotent), so EVALSHA cannot miss within
+        # the pipeline, where a NOSCRIPT reply cannot be retried command by command.
+        for keys, args in self._usage_calls(usage):
+            pipe.evalsha(USAGE.sha, 1, *keys, *args)
+
     @staticmethod
     def _not_found(key_id: str) -> KeyNotFound:
         return KeyNotFound(f"no key with id {_shown(key_id)!r}")
@@ -220,11 +266,7 @@ class RedisStore(RedisBackend):
     def create(self, record: KeyRecord) -> None:
         keys, args = self._create_call(record)
         with self._guard("create"):
-            client = self._client()
-            try:
-                code = client.evalsha(CREATE_SHA, len(keys), *keys, *args)
-            except self._no_script:
-                code = client.eval(CREATE, len(keys), *keys, *args)
+            code = self._run(self._client(), CREATE, keys, args)
             self._created(code, record)
         self._announce(record)
 
@@ -272,6 +314,25 @@ class RedisStore(RedisBackend):
                 start = "(" + ids[-1].decode()
         return found
 
+    def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
+        if amount < 1:
+            raise ValueError("a request costs at least one credit")
+        if not _ID.match(key_id):
+            raise self._not_found(key_id)
+        with self._guard("spend_credits"):
+            reply = self._run(self._client(), SPEND, [self.record_key(key_id)], [amount])
+        return self._spent(key_id, reply)
+
+    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+        if not usage:
+            return
+        with self._guard("record_usage"):
+            client = self._client()
+            client.script_load(USAGE.text)
+            with client.pipeline(transaction=False) as pipe:
+                self._record_usage_in(pipe, usage)
+                pipe.execute()
+
     # -- the asyncio face ------------------------------------------------------------------------
 
     async def aget(self, key_id: str) -> KeyRecord | None:
@@ -294,11 +355,7 @@ class RedisStore(RedisBackend):
     async def acreate(self, record: KeyRecord) -> None:
         keys, args = self._create_call(record)
         with self._guard("create"):
-            client = self._aclient()
-            try:
-                code = await client.evalsha(CREATE_SHA, len(keys), *keys, *args)
-            except self._no_script:
-                code = await client.eval(CREATE, len(keys), *keys, *args)
+            code = await self._arun(self._aclient(), CREATE, keys, args)
             self._created(code, record)
         await self._aannounce(record)
 
@@ -345,3 +402,22 @@ class RedisStore(RedisBackend):
                     found += self._matching(await pipe.execute(), owner)
                 start = "(" + ids[-1].decode()
         return found
+
+    async def aspend_credits(self, key_id: str, amount: int = 1) -> int | None:
+        if amount < 1:
+            raise ValueError("a request costs at least one credit")
+        if not _ID.match(key_id):
+            raise self._not_found(key_id)
+        with self._guard("spend_credits"):
+            reply = await self._arun(self._aclient(), SPEND, [self.record_key(key_id)], [amount])
+        return self._spent(key_id, reply)
+
+    async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
+        if not usage:
+            return
+        with self._guard("record_usage"):
+            client = self._aclient()
+            await client.script_load(USAGE.text)
+            async with client.pipeline(transaction=False) as pipe:
+                self._record_usage_in(pipe, usage)
+                await pipe.execute()

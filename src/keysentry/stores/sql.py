@@ -45,10 +45,10 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..breaker import CircuitBreaker
-from ..errors import DuplicateKey, KeyNotFound, StoreUnavailable
+from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound, StoreUnavailable
 from ..keys import KEY_ID_LENGTH
 from ..records import KeyRecord
-from .base import KeyChanges, apply_changes
+from .base import KeyChanges, Usage, apply_changes
 from .codec import FIELDS, decode, encode
 from .url import safe_url
 
@@ -59,8 +59,11 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "SQLStore", "SchemaVersionError"]
 
-#: Version of the table layout this release writes and reads.
-SCHEMA_VERSION = 1
+#: Version of the table layout this release writes and reads. 2 added ``request_count`` and
+#: ``rotated_to``; a version-1 table is migrated in place (two ADD COLUMNs) on first use.
+SCHEMA_VERSION = 2
+#: Columns each version added, which a migration adds to an older table.
+_ADDED = {2: ("request_count", "rotated_to")}
 
 T = TypeVar("T")
 
@@ -138,7 +141,10 @@ def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table]:
         "allowed_networks": TextType(),
         "metadata": TextType(),
     }
-    nullable = {"owner", "expires_at", "last_used_at", "revoked_at", "rate_limit", "credits"}
+    text["rotated_to"] = String()
+    nullable = {
+        "owner", "expires_at", "last_used_at", "revoked_at", "rate_limit", "credits", "rotated_to"
+    }  # fmt: skip
     columns = []
     for name in FIELDS:
         if name == "id":
@@ -149,6 +155,8 @@ def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table]:
             columns.append(Column(name, Boolean(create_constraint=False), nullable=False))
         elif name == "credits":
             columns.append(Column(name, BigInteger(), nullable=True))
+        elif name == "request_count":
+            columns.append(Column(name, BigInteger(), nullable=False, server_default="0"))
         else:
             columns.append(Column(name, text[name], nullable=name in nullable))
     keys = Table(f"{prefix}keys", metadata, *columns)
@@ -181,7 +189,7 @@ class _Queries:
     """
 
     def __init__(self, prefix: str, schema: str | None, postgres: bool) -> None:
-        from sqlalchemy import bindparam, insert, select, update
+        from sqlalchemy import bindparam, case, insert, select, update
 
         self.metadata, self.keys, self.version = _tables(prefix, schema)
         keys = self.keys
@@ -195,6 +203,27 @@ class _Queries:
         self._locked = self._by_id.with_for_update()  # SQLite: BEGIN IMMEDIATE instead
         self._insert = insert(keys)
         self._update = update(keys).where(keys.c.id == bindparam("key_id"))
+        amount = bindparam("amount", type_=keys.c.credits.type)
+        self._spend = (
+            update(keys)
+            .where(keys.c.id == bindparam("key_id"), keys.c.credits >= amount)
+            .values(credits=keys.c.credits - amount)
+            .returning(keys.c.credits)
+        )
+        self._balance = select(keys.c.id, keys.c.credits).where(keys.c.id == bindparam("key_id"))
+        last = bindparam("last", type_=keys.c.last_used_at.type)
+        self._usage = (
+            update(keys)
+            .where(keys.c.id == bindparam("key_id"))
+            .values(
+                request_count=keys.c.request_count + bindparam("count"),
+                last_used_at=case(
+                    (keys.c.last_used_at.is_(None), last),
+                    (keys.c.last_used_at < last, last),
+                    else_=keys.c.last_used_at,
+                ),
+            )
+        )
 
     def setup(self, conn: Connection) -> None:
         from sqlalchemy import func, insert, select
@@ -208,6 +237,8 @@ class _Queries:
         ).scalar_one_or_none()
         if found is None:
             conn.execute(insert(table).values(component="keys", version=SCHEMA_VERSION))
+        elif found < SCHEMA_VERSION and found >= 1:
+            self.migrate(conn, found)
         elif found != SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"the key tables have schema version {found}, this keysentry knows "
@@ -218,6 +249,39 @@ class _Queries:
                     else "they were not written by a released keysentry"
                 )
             )
+
+    def migrate(self, conn: Connection, found: int) -> None:
+        """Bring a table written by an older release up to :data:`SCHEMA_VERSION`, in the
+        setup transaction (and under the advisory lock on PostgreSQL)."""
+        from sqlalchemy import update
+        from sqlalchemy.schema import CreateColumn
+
+        keys = self.keys
+        table = conn.dialect.identifier_preparer.format_table(keys)
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for name in _ADDED.get(version, ()):
+                column = CreateColumn(keys.c[name]).compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column}")
+        version_table = self.version
+        conn.execute(
+            update(version_table)
+            .where(version_table.c.component == "keys")
+            .values(version=SCHEMA_VERSION)
+        )
+
+    def spend(self, conn: Connection, key_id: str, amount: int) -> int | None:
+        left = conn.execute(self._spend, {"key_id": key_id, "amount": amount}).scalar()
+        if left is not None:
+            return int(left)
+        row = conn.execute(self._balance, {"key_id": key_id}).first()
+        if row is None:
+            raise KeyNotFound(f"no key with id {_shown(key_id)!r}")
+        if row.credits is None:
+            return None
+        raise InsufficientCredits(int(row.credits))
+
+    def usage(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        conn.execute(self._usage, rows)
 
     def get(self, conn: Connection, key_id: str) -> KeyRecord | None:
         row = conn.execute(self._by_id, {"id": key_id}).mappings().first()
@@ -252,6 +316,20 @@ class _Queries:
         if after is not None:
             query = query.where(keys.c.id > after)
         return [_decode(row) for row in conn.execute(query).mappings()]
+
+
+def _amount(amount: int) -> int:
+    if amount < 1:
+        raise ValueError("a request costs at least one credit")
+    return amount
+
+
+def _usage_rows(usage: Mapping[str, Usage]) -> list[dict[str, Any]]:
+    # Sorted by id: concurrent flushers lock rows in one order and cannot deadlock.
+    return [
+        {"key_id": key_id, "count": count, "last": last.astimezone(timezone.utc).isoformat()}
+        for key_id, (count, last) in sorted(usage.items())
+    ]
 
 
 def _sqlite_events(engine: Engine) -> None:
@@ -572,7 +650,7 @@ class SQLStore:
         except StoreUnavailable:
             self.breaker.failure()
             raise
-        except (KeyNotFound, ValueError):
+        except (KeyNotFound, InsufficientCredits, ValueError):
             self.breaker.success()  # a contract error: the database answered
             raise
         self.breaker.success()
@@ -611,7 +689,7 @@ class SQLStore:
         except StoreUnavailable:
             self.breaker.failure()
             raise
-        except (KeyNotFound, ValueError):
+        except (KeyNotFound, InsufficientCredits, ValueError):
             self.breaker.success()  # a contract error: the database answered
             raise
         self.breaker.success()
@@ -635,6 +713,13 @@ class SQLStore:
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
     ) -> Sequence[KeyRecord]:
         return self._read(self._queries.list, owner, after, limit)
+
+    def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
+        return self._write(self._queries.spend, key_id, _amount(amount))
+
+    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+        if usage:
+            self._write(self._queries.usage, _usage_rows(usage))
 
     def close(self) -> None:
         """Close the blocking engine's connections, and the async engines' when no event loop
@@ -675,6 +760,13 @@ class SQLStore:
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
     ) -> Sequence[KeyRecord]:
         return await self._aread(self._queries.list, owner, after, limit)
+
+    async def aspend_credits(self, key_id: str, amount: int = 1) -> int | None:
+        return await self._awrite(self._queries.spend, key_id, _amount(amount))
+
+    async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
+        if usage:
+            await self._awrite(self._queries.usage, _usage_rows(usage))
 
     async def aclose(self) -> None:
         """Close the connections of this loop's engine (and of engines of finished loops)."""

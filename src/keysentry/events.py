@@ -1,0 +1,77 @@
+"""One hook for every decision, for logging and metrics.
+
+``Keysentry(on_decision=callback)`` calls ``callback(event)`` once per guarded request, after
+the decision and before the app runs (or the refusal is sent), with a :class:`DecisionEvent`:
+the key's public id and display prefix (never the key), allowed or denied, the denial's code
+and status, and how long keysentry took to decide. Exempt paths and preflights are not
+decisions and are not reported. A callback that raises is logged (rate-limited) and otherwise
+ignored: observing a request never fails it.
+
+:class:`LogDecisions` is a ready callback that writes one line per decision to a logger::
+
+    Keysentry(store, on_decision=LogDecisions())        # logger "keysentry.decisions"
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+__all__ = ["DecisionEvent", "LogDecisions"]
+
+
+class DecisionEvent(NamedTuple):
+    """What keysentry decided about one request."""
+
+    allowed: bool
+    #: The denial's code (``INVALID_API_KEY``, ``RATE_LIMITED``, ...); None when allowed.
+    code: str | None
+    #: The denial's HTTP status; None when allowed (the app answers).
+    status: int | None
+    #: The key's public id when a key was identified (a refusal of a known key names it too).
+    key_id: str | None
+    #: The key's display prefix, e.g. ``sk_live_7fK2pQ9xLm3a``.
+    prefix: str | None
+    #: Seconds keysentry spent on the decision (store and limiter calls included).
+    latency: float
+    method: str
+    path: str
+
+
+class LogDecisions:
+    """Log each decision: allowed ones at ``level``, denied ones at ``denied_level``.
+
+    :param logger: where to write; ``logging.getLogger("keysentry.decisions")`` by default.
+    :param level: level of allowed requests (DEBUG by default: one line per request is a lot).
+    :param denied_level: level of refusals.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | None = None,
+        *,
+        level: int = logging.DEBUG,
+        denied_level: int = logging.INFO,
+    ) -> None:
+        self.logger = logger or logging.getLogger("keysentry.decisions")
+        self.level = level
+        self.denied_level = denied_level
+
+    def __repr__(self) -> str:
+        return f"LogDecisions(logger={self.logger.name!r})"
+
+    def __call__(self, event: DecisionEvent) -> None:
+        level = self.level if event.allowed else self.denied_level
+        if not self.logger.isEnabledFor(level):
+            return
+        self.logger.log(
+            level,
+            "%s %s %s key=%s %s%.0fus",
+            event.method,
+            event.path,
+            "allowed" if event.allowed else f"denied {event.status} {event.code}",
+            event.key_id or "-",
+            f"({event.prefix}) " if event.prefix else "",
+            event.latency * 1e6,
+            extra={"keysentry": event._asdict()},
+        )
