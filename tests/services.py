@@ -15,10 +15,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 REDIS_URL = os.environ.get("KEYSENTRY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+PG_URL = os.environ.get("KEYSENTRY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRED = os.environ.get("KEYSENTRY_REQUIRE_SERVICES") == "1"
 
 
@@ -51,6 +53,36 @@ def delete_namespace(url: str, ns: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+def pg_connect(autocommit: bool = True) -> Any:
+    import psycopg
+
+    return psycopg.connect(PG_URL, autocommit=autocommit, connect_timeout=2)
+
+
+def table_prefix() -> str:
+    """Fresh SQL tables per test: an empty store without dropping anything."""
+    return f"t{uuid.uuid4().hex[:10]}_"
+
+
+@pytest.fixture(scope="session")
+def pg_schema() -> Iterator[str]:
+    """A PostgreSQL schema of this test session's own, dropped (with all in it) at the end."""
+    import psycopg
+
+    try:
+        pg_connect().close()
+    except psycopg.Error:
+        unavailable(f"PostgreSQL at {PG_URL}")
+    schema = f"kstest_{uuid.uuid4().hex[:12]}"
+    with pg_connect() as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema
+    finally:
+        with pg_connect() as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def free_port() -> int:

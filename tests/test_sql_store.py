@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -32,39 +31,10 @@ from keysentry.testing import AsyncKeyStoreContract, KeyStoreContract, make_reco
 
 from .apps import Client, starlette_app
 from .conftest import SECRET
-from .services import free_port, unavailable
+from .services import PG_URL, free_port, pg_connect, table_prefix
 
-PG_URL = os.environ.get("KEYSENTRY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _pg_connect(autocommit: bool = True) -> Any:
-    import psycopg
-
-    return psycopg.connect(PG_URL, autocommit=autocommit, connect_timeout=2)
-
-
-@pytest.fixture(scope="session")
-def pg_schema() -> Iterator[str]:
-    """A schema of this test session's own, dropped (with everything in it) at the end."""
-    import psycopg
-
-    try:
-        _pg_connect().close()
-    except psycopg.Error:
-        unavailable(f"PostgreSQL at {PG_URL}")
-    schema = f"kstest_{uuid.uuid4().hex[:12]}"
-    with _pg_connect() as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield schema
-    finally:
-        with _pg_connect() as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-def _prefix() -> str:
-    """Fresh tables per test: an empty store without dropping anything."""
-    return f"t{uuid.uuid4().hex[:10]}_"
+_pg_connect = pg_connect
+_prefix = table_prefix
 
 
 @pytest.fixture
