@@ -52,6 +52,7 @@ class ASGIMiddleware:
         self._preflight = keysentry.allow_preflight
         self._legacy = keysentry.legacy_rate_headers
         self._limited = keysentry.limiter is not None
+        self._proxies = keysentry.trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -90,8 +91,7 @@ class ASGIMiddleware:
             await self._deny(scope, receive, send, result)
             return
         if result.restricted:
-            peer = scope.get("client")
-            refused = client_allowed(result, peer[0] if peer else None)
+            refused = client_allowed(result, self._client(scope))
             if refused is not None:
                 await self._deny(scope, receive, send, refused)
                 return
@@ -115,6 +115,17 @@ class ASGIMiddleware:
             scope = dict(scope)
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in strip]
         await self.app(scope, receive, send)
+
+    def _client(self, scope: Scope) -> str | None:
+        """The client address an allowlist checks: the peer, or behind trusted proxies the
+        address their forwarding header names."""
+        peer = scope.get("client")
+        address: str | None = peer[0] if peer else None
+        proxies = self._proxies
+        if proxies is None:
+            return address
+        name = proxies.header_name
+        return proxies.client(address, [v for n, v in scope["headers"] if n == name])
 
     def _read_all(self, scope: Scope, repeated: bool) -> bytes | Denial:
         """The slow path: repeated headers, or a query parameter to consider."""

@@ -43,6 +43,7 @@ from .keys import (
     validate_prefix,
 )
 from .paths import ExemptPaths
+from .proxies import TrustedProxies
 from .ratelimit.base import Limiter
 from .ratelimit.gcra import RateDecision, policies_of
 from .ratelimit.headers import rate_headers
@@ -117,6 +118,14 @@ class Keysentry:
         this process listens for changes announced by others and drops them from its cache,
         and announces its own revocations, so they take effect everywhere at once rather
         than within ``cache_ttl``.
+    :param trusted_proxies: CIDRs (or addresses) of the reverse proxies in front of the app,
+        e.g. ``["10.0.0.0/8"]``. Only for keys with ``allowed_networks``: when the direct peer
+        is one of them, the client address checked is read from ``forwarded_header`` (the
+        rightmost entry that is not itself a trusted proxy; None if it cannot be read, which
+        the allowlist refuses). Empty (the default): the direct peer is the client and
+        forwarding headers are ignored, as any client can send them.
+    :param forwarded_header: the header the proxies set, ``"X-Forwarded-For"`` or
+        ``"Forwarded"`` (RFC 7239); one source only, as two could disagree.
     """
 
     def __init__(
@@ -146,6 +155,8 @@ class Keysentry:
         fail_open: bool = True,
         legacy_rate_headers: bool = False,
         invalidator: Invalidator | None = None,
+        trusted_proxies: str | Iterable[str | Network] = (),
+        forwarded_header: str = "X-Forwarded-For",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -174,6 +185,9 @@ class Keysentry:
         self.exempt = ExemptPaths(exempt)
         self.allow_preflight = allow_preflight
         self.strip_credentials = strip_credentials
+        proxies = TrustedProxies(trusted_proxies, forwarded_header)
+        #: Whose forwarding header to believe for allowlists; None: nobody's (the default).
+        self.trusted_proxies = proxies if proxies else None
         self.render = Renderer(realm, error_body)
         self.cache: TTLCache[Verdict] = TTLCache(cache_size, cache_ttl, negative_ttl)
         self.unavailable = Denial.of(

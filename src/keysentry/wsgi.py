@@ -82,7 +82,7 @@ class WSGIMiddleware:
         if isinstance(result, Denial):
             return self._deny(result, start_response)
         if result.restricted:
-            refused = client_allowed(result, environ.get("REMOTE_ADDR"))
+            refused = client_allowed(result, self._client(environ))
             if refused is not None:
                 return self._deny(refused, start_response)
         if ks.limiter is not None and result.policies:
@@ -100,6 +100,17 @@ class WSGIMiddleware:
             if self._key is not None:
                 environ.pop(self._key, None)
         return self.app(environ, start_response)
+
+    def _client(self, environ: Environ) -> str | None:
+        """The client address an allowlist checks: the peer, or behind trusted proxies the
+        address their forwarding header names (repeated lines arrive folded into one)."""
+        address: str | None = environ.get("REMOTE_ADDR")
+        proxies = self.keysentry.trusted_proxies
+        if proxies is None:
+            return address
+        value: str | None = environ.get(proxies.environ_key)
+        values = () if value is None else (value.encode("latin-1", "replace"),)
+        return proxies.client(address, values)
 
     def _deny(self, denial: Denial, start_response: StartResponse) -> list[bytes]:
         rendered = self.keysentry.render(denial)
