@@ -57,6 +57,7 @@ class ASGIMiddleware:
         self._limited = keysentry.limiter is not None
         self._usage = keysentry.usage
         self._events = keysentry.on_decision is not None
+        self._proxies = keysentry.trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -124,8 +125,7 @@ class ASGIMiddleware:
         credits, in that order (a refusal by one spends nothing of the next). The refusal, or
         the RateLimit headers to add, or None."""
         if verdict.restricted:
-            peer = scope.get("client")
-            refused = client_allowed(verdict, peer[0] if peer else None)
+            refused = client_allowed(verdict, self._client(scope))
             if refused is not None:
                 return refused
         headers = None
@@ -155,6 +155,17 @@ class ASGIMiddleware:
             return message
 
         return receive_lifespan
+
+    def _client(self, scope: Scope) -> str | None:
+        """The client address an allowlist checks: the peer, or behind trusted proxies the
+        address their forwarding header names."""
+        peer = scope.get("client")
+        address: str | None = peer[0] if peer else None
+        proxies = self._proxies
+        if proxies is None:
+            return address
+        name = proxies.header_name
+        return proxies.client(address, [v for n, v in scope["headers"] if n == name])
 
     def _read_all(self, scope: Scope, repeated: bool) -> bytes | Denial:
         """The slow path: repeated headers, or a query parameter to consider."""

@@ -50,6 +50,7 @@ from .keys import (
     validate_prefix,
 )
 from .paths import ExemptPaths
+from .proxies import TrustedProxies
 from .ratelimit.base import Limiter
 from .ratelimit.gcra import RateDecision, policies_of
 from .ratelimit.headers import rate_headers
@@ -131,6 +132,14 @@ class Keysentry:
     :param on_decision: called with a :class:`~keysentry.events.DecisionEvent` for every
         guarded request (see ``keysentry.events``; :class:`~keysentry.events.LogDecisions`
         logs them).
+    :param trusted_proxies: CIDRs (or addresses) of the reverse proxies in front of the app,
+        e.g. ``["10.0.0.0/8"]``. Only for keys with ``allowed_networks``: when the direct peer
+        is one of them, the client address checked is read from ``forwarded_header`` (the
+        rightmost entry that is not itself a trusted proxy; None if it cannot be read, which
+        the allowlist refuses). Empty (the default): the direct peer is the client and
+        forwarding headers are ignored, as any client can send them.
+    :param forwarded_header: the header the proxies set, ``"X-Forwarded-For"`` or
+        ``"Forwarded"`` (RFC 7239); one source only, as two could disagree.
     """
 
     def __init__(
@@ -162,6 +171,8 @@ class Keysentry:
         invalidator: Invalidator | None = None,
         usage_interval: float | None = 10.0,
         on_decision: Callable[[DecisionEvent], None] | None = None,
+        trusted_proxies: str | Iterable[str | Network] = (),
+        forwarded_header: str = "X-Forwarded-For",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -190,6 +201,9 @@ class Keysentry:
         self.exempt = ExemptPaths(exempt)
         self.allow_preflight = allow_preflight
         self.strip_credentials = strip_credentials
+        proxies = TrustedProxies(trusted_proxies, forwarded_header)
+        #: Whose forwarding header to believe for allowlists; None: nobody's (the default).
+        self.trusted_proxies = proxies if proxies else None
         self.render = Renderer(realm, error_body)
         self.cache: TTLCache[Verdict] = TTLCache(cache_size, cache_ttl, negative_ttl)
         self.unavailable = Denial.of(

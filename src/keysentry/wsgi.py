@@ -105,7 +105,7 @@ class WSGIMiddleware:
         """Client address, rate limit, credits, in that order (see the ASGI driver)."""
         ks = self.keysentry
         if verdict.restricted:
-            refused = client_allowed(verdict, environ.get("REMOTE_ADDR"))
+            refused = client_allowed(verdict, self._client(environ))
             if refused is not None:
                 return refused
         headers = None
@@ -120,6 +120,17 @@ class WSGIMiddleware:
             if unpaid is not None:
                 return unpaid
         return headers
+
+    def _client(self, environ: Environ) -> str | None:
+        """The client address an allowlist checks: the peer, or behind trusted proxies the
+        address their forwarding header names (repeated lines arrive folded into one)."""
+        address: str | None = environ.get("REMOTE_ADDR")
+        proxies = self.keysentry.trusted_proxies
+        if proxies is None:
+            return address
+        value: str | None = environ.get(proxies.environ_key)
+        values = () if value is None else (value.encode("latin-1", "replace"),)
+        return proxies.client(address, values)
 
     def _deny(
         self,
