@@ -331,3 +331,40 @@ def test_keysentry_with_an_invalidator_revokes_everywhere_for_any_store(
     assert eventually(lambda: not isinstance(b.authenticate(key), Verdict))
     for g in guards:
         g.store.close()  # type: ignore[union-attr]
+
+
+def test_every_lifecycle_change_is_announced(
+    ns: str, listeners: list[RedisInvalidator], tmp_path: Path
+) -> None:
+    """Disable, enable, scope and limit changes, rotation: each reaches the other guard's
+    hour-long cache at once, not only revocations."""
+    from keysentry.errors import Denial
+    from keysentry.stores.sql import SQLStore
+
+    guards = []
+    for _ in range(2):
+        invalidator = RedisInvalidator(REDIS_URL, channel=f"{ns}:inv")
+        listeners.append(invalidator)
+        store = SQLStore(f"sqlite:///{tmp_path / 'keys.db'}")
+        guards.append(Keysentry(store, secret=SECRET, cache_ttl=3600, invalidator=invalidator))
+    assert all(inv.wait_listening(5) for inv in listeners)
+    a, b = guards
+    issued = a.issue(name="watched", scopes=["read"])
+    key = issued.key.reveal().encode()
+
+    def seen() -> Verdict | Denial:
+        return b.authenticate(key)
+
+    assert isinstance(seen(), Verdict)
+    a.disable(issued.record.id)
+    assert eventually(lambda: getattr(seen(), "code", None) == "API_KEY_DISABLED")
+    a.enable(issued.record.id)
+    assert eventually(lambda: isinstance(seen(), Verdict))
+    a.update(issued.record.id, scopes=["read", "write"])
+    assert eventually(
+        lambda: isinstance(v := seen(), Verdict) and v.identity.scopes == {"read", "write"}
+    )
+    a.rotate(issued.record.id)  # no grace: the old key is revoked
+    assert eventually(lambda: getattr(seen(), "code", None) == "INVALID_API_KEY")
+    for g in guards:
+        g.store.close()  # type: ignore[union-attr]

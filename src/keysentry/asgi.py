@@ -96,7 +96,7 @@ class ASGIMiddleware:
         if isinstance(result, Lookup):
             result = await self.keysentry.aresolve(result)
         if isinstance(result, Denial):
-            await self._deny(scope, receive, send, result, None, started)
+            await self._deny(scope, receive, send, result, None, started, token)
             return
         if result.restricted or result.charged or (self._limited and result.policies):
             admitted = await self._admit(scope, result)
@@ -188,9 +188,11 @@ class ASGIMiddleware:
         denial: Denial,
         verdict: Verdict | None,
         started: float,
+        token: bytes | Denial | None = None,
     ) -> None:
         if self._events:
-            self.keysentry.emit(verdict, denial, started, scope.get("method", "GET"), scope["path"])
+            method = scope.get("method", "GET")
+            self.keysentry.emit(verdict, denial, started, method, scope["path"], token)
         rendered = self.keysentry.render(denial)
         # A copy: outer middleware (CORS, for one) may append to a message's header list.
         headers = list(rendered.headers)

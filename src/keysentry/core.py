@@ -389,11 +389,26 @@ class Keysentry:
         started: float,
         method: str,
         path: str,
+        token: bytes | Denial | None = None,
     ) -> None:
-        """Report one decision to ``on_decision`` (the drivers call this only when it is set)."""
+        """Report one decision to ``on_decision`` (the drivers call this only when it is set).
+
+        A refusal that comes after the key was proven (disabled, expired) names the key too:
+        it is found again from the presented ``token``'s id in the cache.
+        """
         hook = self.on_decision
         if hook is None:
             return
+        if (
+            verdict is None
+            and isinstance(token, bytes)
+            and denial is not None
+            and denial.code in _PROVEN
+        ):
+            key_id = self.format.identify(token)
+            if isinstance(key_id, bytes):
+                cached = self.cache.get(key_id)
+                verdict = cached if isinstance(cached, Verdict) else None
         record = None if verdict is None else verdict.record
         event = DecisionEvent(
             denial is None,
@@ -689,6 +704,10 @@ class Keysentry:
         if self._async_store is None:
             raise TypeError(f"{type(self.store).__name__} has no async face: use the sync methods")
         return self._async_store
+
+
+#: Refusals that only a holder of the key can get: the event may name the key.
+_PROVEN = frozenset({"API_KEY_DISABLED", "EXPIRED_API_KEY"})
 
 
 def _shown(key_id: str) -> str:

@@ -83,7 +83,7 @@ class WSGIMiddleware:
         if isinstance(result, Lookup):
             result = ks.resolve(result)
         if isinstance(result, Denial):
-            return self._deny(environ, result, None, started, start_response)
+            return self._deny(environ, result, None, started, start_response, token)
         if result.restricted or result.charged or (ks.limiter is not None and result.policies):
             admitted = self._admit(environ, result)
             if isinstance(admitted, Denial):
@@ -139,10 +139,12 @@ class WSGIMiddleware:
         verdict: Verdict | None,
         started: float,
         start_response: StartResponse,
+        token: bytes | Denial | None = None,
     ) -> list[bytes]:
         ks = self.keysentry
         if ks.on_decision is not None:
-            ks.emit(verdict, denial, started, environ.get("REQUEST_METHOD", ""), _path(environ))
+            method = environ.get("REQUEST_METHOD", "")
+            ks.emit(verdict, denial, started, method, _path(environ), token)
         rendered = ks.render(denial)
         start_response(rendered.wsgi_status, list(rendered.wsgi_headers))
         return [rendered.body]

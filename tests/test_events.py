@@ -1,0 +1,93 @@
+"""The decision hook: one event per guarded request (allowed or denied, code, key id, latency),
+on ASGI and WSGI, with a ready logging adapter; secrets never in it; a failing hook never
+fails a request."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from keysentry import Keysentry, MemoryStore
+from keysentry.events import DecisionEvent, LogDecisions
+from keysentry.ratelimit import MemoryLimiter
+
+from .apps import FRAMEWORKS, Client
+from .conftest import SECRET
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def framework(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_every_decision_is_reported_once(store: MemoryStore, framework: str) -> None:
+    events: list[DecisionEvent] = []
+    guard = Keysentry(
+        store,
+        secret=SECRET,
+        exempt=["/health"],
+        limiter=MemoryLimiter(),
+        on_decision=events.append,
+    )
+    issued = guard.issue(name="observed", rate_limit="1/minute")
+    key = issued.key.reveal()
+    client = Client(framework, guard)
+
+    assert client.get("/v1/things", {"X-API-Key": key}).status == 200
+    assert client.get("/v1/things", {"X-API-Key": key}).status == 429
+    assert client.get("/v1/things").status == 401
+    assert client.get("/v1/things", {"X-API-Key": key[:-1] + "0"}).status == 401
+    assert client.get("/health").status == 200  # exempt: not a decision
+
+    summary = [(e.allowed, e.code, e.status, e.key_id) for e in events]
+    assert summary == [
+        (True, None, None, issued.record.id),
+        (False, "RATE_LIMITED", 429, issued.record.id),
+        (False, "MISSING_API_KEY", 401, None),
+        (False, "INVALID_API_KEY", 401, None),
+    ]
+    assert all(e.path == "/v1/things" and e.method == "GET" for e in events)
+    assert all(0 <= e.latency < 1 for e in events)
+    assert events[0].prefix == issued.record.prefix
+    assert all(key not in repr(e) for e in events)
+
+
+def test_the_logging_adapter_writes_one_line_per_decision_and_no_secret(
+    store: MemoryStore, framework: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    guard = Keysentry(store, secret=SECRET, on_decision=LogDecisions())
+    issued = guard.issue(name="logged")
+    key = issued.key.reveal()
+    guard.disable(issued.record.id)
+    client = Client(framework, guard)
+    with caplog.at_level(logging.DEBUG, logger="keysentry.decisions"):
+        client.get("/", {"Authorization": f"Bearer {key}"})
+        client.get("/", {"Authorization": f"Bearer {key}x"})
+        guard.enable(issued.record.id)
+        client.get("/", {"Authorization": f"Bearer {key}"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "keysentry.decisions"]
+    assert len(lines) == 3
+    assert "denied 403 API_KEY_DISABLED" in lines[0]
+    assert f"key={issued.record.id}" in lines[0]
+    assert "denied 401 INVALID_API_KEY key=-" in lines[1]
+    assert "allowed" in lines[2]
+    assert caplog.records[0].levelno == logging.INFO
+    assert caplog.records[2].levelno == logging.DEBUG
+    assert all(key not in line for line in lines)
+    assert all(key not in repr(r.__dict__) for r in caplog.records)
+
+
+def test_a_failing_hook_is_logged_and_the_request_goes_on(
+    store: MemoryStore, framework: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(event: DecisionEvent) -> None:
+        raise RuntimeError("metrics backend is down")
+
+    guard = Keysentry(store, secret=SECRET, on_decision=broken)
+    key = guard.issue(name="x").key.reveal()
+    client = Client(framework, guard)
+    with caplog.at_level(logging.WARNING, logger="keysentry"):
+        assert client.get("/", {"X-API-Key": key}).status == 200
+        assert client.get("/").status == 401
+    assert any("on_decision" in r.getMessage() for r in caplog.records)
