@@ -180,6 +180,9 @@ def test_a_killed_process_loses_at_most_one_interval(sqlite: SQLStore) -> None:
     finally:
         if worker.poll() is None:
             worker.kill()
+            worker.wait(timeout=10)
+        if worker.stdout is not None:
+            worker.stdout.close()
     assert worker.returncode == -signal.SIGKILL
     assert _count(sqlite, issued.record.id) == 50
     sqlite.close()
