@@ -122,7 +122,6 @@ def test_a_batch_the_store_refuses_is_kept_for_the_next_flush() -> None:
     recorder = UsageRecorder(store, 3600, clock=lambda: clock[0])
     guard = Keysentry(store, secret=SECRET, usage_interval=None)
     record = guard.issue(name="kept").record
-    recorder._started = True  # flush by hand in this test
     for _ in range(3):
         recorder.note(record.id)
     store.down = True
@@ -135,8 +134,9 @@ def test_a_batch_the_store_refuses_is_kept_for_the_next_flush() -> None:
     got = store.get(record.id)
     assert got is not None
     assert got.request_count == 4
-    assert got.last_used_at == datetime.fromtimestamp(clock[0], timezone.utc)
+    assert got.last_used_at == datetime.fromtimestamp(clock[0], timezone.utc)  # the drain's
     assert recorder.flush() == 0
+    recorder.close()
 
 
 def test_the_interval_must_be_positive(store: MemoryStore) -> None:

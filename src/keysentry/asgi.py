@@ -98,7 +98,7 @@ class ASGIMiddleware:
         if isinstance(result, Denial):
             await self._deny(scope, receive, send, result, None, started, token)
             return
-        if result.restricted or result.charged or (self._limited and result.policies):
+        if result.admit:
             admitted = await self._admit(scope, result)
             if isinstance(admitted, Denial):
                 await self._deny(scope, receive, send, admitted, result, started)

@@ -64,6 +64,8 @@ class Verdict:
     charged: bool = False
     #: Whose credits pay: the key's own, or its successor's once it was rotated.
     credit_account: str = ""
+    #: Any of the three above: the drivers' one test for the checks after authentication.
+    admit: bool = False
 
     @classmethod
     def of(
@@ -83,6 +85,8 @@ class Verdict:
             )
         policies = default_policies if record.rate_limit is None else policies_of(record.rate_limit)
         field = policy_field(policies)
+        restricted = bool(record.allowed_networks)
+        charged = record.credits is not None
         return cls(
             record,
             record.identity(),
@@ -93,9 +97,10 @@ class Verdict:
             field.encode(),
             tag,
             record.revoked_at is None and not record.disabled and expired is None,
-            bool(record.allowed_networks),
-            record.credits is not None,
+            restricted,
+            charged,
             record.rotated_to or record.id,
+            restricted or charged or bool(policies),
         )
 
 

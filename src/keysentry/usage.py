@@ -1,10 +1,13 @@
 """Usage off the hot path: ``last_used_at`` and request counts, written in batches.
 
-A request that is let through costs one locked dict update here (:meth:`UsageRecorder.note`);
-nothing reaches the store until a flush hands the store one batch of all keys used since the
-last one (:meth:`~keysentry.stores.base.KeyStore.record_usage`: per key, a count to add and
-the time of its latest request). So a crash loses at most one ``interval`` of usage, and a
-store outage loses none: a batch that cannot be written is merged back and retried.
+A request that is let through costs one ``deque.append`` of its key id
+(:attr:`UsageRecorder.note`: no lock, no clock, no allocation; appends and pops of a deque are
+atomic). Nothing reaches the store until a flush drains the deque into one batch of all keys
+used since the last one (:meth:`~keysentry.stores.base.KeyStore.record_usage`: per key, a
+count to add and a ``last_used_at``, the time of the drain, so it is exact to one interval).
+A crash loses at most one ``interval`` of usage, and a store outage loses none: a batch that
+cannot be written is kept and merged into the next. Memory: one pointer per request per
+interval.
 
 Who flushes, and when:
 
@@ -27,6 +30,7 @@ import math
 import threading
 import time
 import weakref
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -55,9 +59,12 @@ class UsageRecorder:
         self._async = store if isinstance(store, AsyncKeyStore) else None
         self._clock = clock
         self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-        self._last: dict[str, float] = {}
-        #: A flusher runs (or was asked for): note() checks only this.
+        self._pending: deque[str] = deque()
+        #: Batches the store refused, merged into the next one.
+        self._unsent: dict[str, Usage] = {}
+        #: Count one request of a key: the deque's own ``append`` once a flusher runs, and
+        #: until then a function that appends and starts one.
+        self.note: Callable[[str], None] = self._note_and_start
         self._started = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -67,42 +74,52 @@ class UsageRecorder:
         self.failures = 0
 
     def __repr__(self) -> str:
-        return f"UsageRecorder(interval={self.interval}, pending={len(self._counts)} keys)"
+        return f"UsageRecorder(interval={self.interval}, pending={len(self._pending)} requests)"
 
-    # -- the hot path ----------------------------------------------------------------------------
+    def _note_and_start(self, key_id: str) -> None:
+        self._pending.append(key_id)
+        self._start_in_background()
 
-    def note(self, key_id: str) -> None:
-        """Count one request of this key."""
-        now = self._clock()
-        with self._lock:
-            counts = self._counts
-            counts[key_id] = counts.get(key_id, 0) + 1
-            self._last[key_id] = now
-        if not self._started:
-            self._start_in_background()
+    def _running(self) -> None:
+        """A flusher runs: notes go straight to the deque."""
+        self._started = True
+        self.note = self._pending.append
+
+    def _stopped(self) -> None:
+        self._started = False
+        self.note = self._note_and_start
 
     # -- batches ---------------------------------------------------------------------------------
 
     def take(self) -> dict[str, Usage]:
-        """Everything counted since the last take, as a batch for ``record_usage``."""
+        """Everything counted since the last take (and any refused batch), as one batch."""
+        pending = self._pending
+        counts: Counter[str] = Counter()
+        popleft = pending.popleft
+        for _ in range(len(pending)):  # only what is there now: appends may go on meanwhile
+            counts[popleft()] += 1
         with self._lock:
-            counts, last = self._counts, self._last
-            if not counts:
-                return {}
-            self._counts, self._last = {}, {}
-        return {
-            key_id: Usage(count, datetime.fromtimestamp(last[key_id], timezone.utc))
-            for key_id, count in counts.items()
-        }
+            unsent, self._unsent = self._unsent, {}
+        if not counts:
+            return unsent
+        now = datetime.fromtimestamp(self._clock(), timezone.utc)
+        batch = {key_id: Usage(count, now) for key_id, count in counts.items()}
+        for key_id, (count, when) in unsent.items():
+            if key_id in batch:
+                batch[key_id] = Usage(count + batch[key_id].requests, now)
+            else:
+                batch[key_id] = Usage(count, when)
+        return batch
 
     def _put_back(self, batch: dict[str, Usage]) -> None:
-        """A batch the store refused goes back in, so the next flush writes it."""
+        """A batch the store refused is kept, so the next flush writes it."""
         with self._lock:
             for key_id, (count, when) in batch.items():
-                self._counts[key_id] = self._counts.get(key_id, 0) + count
-                stamp = when.timestamp()
-                if self._last.get(key_id, -math.inf) < stamp:
-                    self._last[key_id] = stamp
+                kept = self._unsent.get(key_id)
+                if kept is not None:
+                    count += kept.requests
+                    when = max(when, kept.last_used_at)
+                self._unsent[key_id] = Usage(count, when)
 
     def flush(self) -> int:
         """Write what is pending through the blocking face; the number of keys written."""
@@ -143,7 +160,7 @@ class UsageRecorder:
         with self._lock:
             if self._started:
                 return
-            self._started = True
+            self._running()
         if self._sync is not None:
             self._stop.clear()
             thread = threading.Thread(
@@ -156,14 +173,14 @@ class UsageRecorder:
         with contextlib.suppress(RuntimeError):  # no loop: the next note() tries again
             self._task = asyncio.get_running_loop().create_task(self._run())
             return
-        self._started = False
+        self._stopped()
 
     def start(self) -> None:
         """Start the asyncio flusher on the running loop (the ASGI lifespan's startup)."""
         with self._lock:
             if self._task is not None and not self._task.done():
                 return
-            self._started = True
+            self._running()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
@@ -182,7 +199,7 @@ class UsageRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.to_thread(self._stop_thread)
-        self._started = False
+        self._stopped()
         try:
             await self.aflush()
         except (KeysentryError, OSError):
@@ -191,7 +208,7 @@ class UsageRecorder:
     def close(self) -> None:
         """Stop the flusher thread and write what is pending (through the blocking face)."""
         self._stop_thread()
-        self._started = False
+        self._stopped()
         if self._sync is None:
             return
         try:

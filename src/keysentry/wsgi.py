@@ -84,7 +84,7 @@ class WSGIMiddleware:
             result = ks.resolve(result)
         if isinstance(result, Denial):
             return self._deny(environ, result, None, started, start_response, token)
-        if result.restricted or result.charged or (ks.limiter is not None and result.policies):
+        if result.admit:
             admitted = self._admit(environ, result)
             if isinstance(admitted, Denial):
                 return self._deny(environ, admitted, result, started, start_response)
