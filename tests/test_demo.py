@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .services import REDIS_URL, redis_or_skip
+from .services import PG_URL, REDIS_URL, delete_namespace, namespace, redis_or_skip
 
 SCRIPT = Path(sys.executable).with_name("keysentry")
 
@@ -143,3 +143,49 @@ def test_demo_rate_limit_answers_the_sixth_request_with_429(
         client = redis.Redis.from_url(REDIS_URL)
         client.delete(f"keysentry:rl:{{{key[len('sk_live_') : len('sk_live_') + 12]}}}")
         client.close()
+
+
+@pytest.fixture(params=["redis", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A store URL on the machine's Redis (own namespace) or PostgreSQL (own schema)."""
+    if request.param == "redis":
+        redis_or_skip()
+        ns = namespace()
+        yield f"{REDIS_URL}?namespace={ns}"
+        delete_namespace(REDIS_URL, ns)
+    else:
+        schema = request.getfixturevalue("pg_schema")
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+
+
+def test_demo_runs_on_redis_and_postgres(server_store: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("KEYSENTRY_SECRET", "KEYSENTRY_STORE")}
+    proc = subprocess.Popen(
+        [str(SCRIPT), "demo", "--port", "0", "--store", server_store],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    try:
+        text = ""
+        while "Ctrl-C" not in text:
+            line = proc.stdout.readline()
+            assert line, text
+            text += line
+        key = re.search(r"Bearer (sk_live_[A-Za-z0-9]+)", text)
+        port = re.search(r"http://127\.0\.0\.1:(\d+)/", text)
+        assert key, text
+        assert port, text
+        assert "***" not in server_store  # nothing to mask here, and the banner names it
+        assert server_store.split("?")[0] in text
+        _wait_for(int(port.group(1)))
+        status, _, body = _get(int(port.group(1)), "/v1/me", {"X-API-Key": key.group(1)})
+        assert (status, body["name"]) == (200, "demo")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    assert not (tmp_path / "keysentry.db").exists()  # the server store, not the SQLite default

@@ -124,6 +124,8 @@ class RedisStore(RedisBackend):
 
         self._no_script = NoScriptError
         self._conflict = WatchError
+        if not namespace:
+            raise ValueError("a RedisStore needs a non-empty namespace")
         self.namespace = namespace
         self.invalidator = invalidator
 

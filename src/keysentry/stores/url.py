@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .memory import MemoryStore
 
@@ -24,7 +24,10 @@ def from_url(url: str, **options: Any) -> Any:
     * ``postgresql://user:password@host:5432/db`` (also ``postgres://`` and
       ``postgresql+psycopg://``): :class:`SQLStore` on PostgreSQL;
     * ``redis://[:password@]host:6379/0``, ``rediss://`` (TLS), ``unix:///path/redis.sock``:
-      :class:`RedisStore`.
+      :class:`RedisStore`; ``?namespace=name`` sets the prefix of its Redis keys.
+
+    On PostgreSQL, ``?options=-csearch_path%3Dmyschema`` puts the tables in a schema (libpq's
+    own parameter).
     """
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":
@@ -32,6 +35,9 @@ def from_url(url: str, **options: Any) -> Any:
     if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisStore
 
+        url, namespace = _take_param(url, "namespace")
+        if namespace is not None:
+            options.setdefault("namespace", namespace)
         return RedisStore(url, **options)
     if scheme.partition("+")[0] in SQL_SCHEMES:
         from .sql import SQLStore
@@ -42,6 +48,17 @@ def from_url(url: str, **options: Any) -> Any:
         "'sqlite:///path/to/keys.db', 'postgresql://user:password@host/db' and "
         "'redis://host:6379/0'"
     )
+
+
+def _take_param(url: str, name: str) -> tuple[str, str | None]:
+    """``url`` without the query parameter ``name``, and its value (None when absent)."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    found = [v for k, v in pairs if k == name]
+    if not found:
+        return url, None
+    rest = urlencode([(k, v) for k, v in pairs if k != name])
+    return parts._replace(query=rest).geturl(), found[-1]
 
 
 def safe_url(url: str) -> str:
