@@ -14,7 +14,9 @@ middleware renders its own, and is rendered once, when the route is decorated::
     app.add_middleware(ASGIMiddleware, keysentry=ks)
 
 Authentication stays in :class:`~keysentry.ASGIMiddleware`; the decorator only reads the
-identity it left in ``scope["state"]["api_key"]``. Importing this module imports Starlette.
+identity it left in ``scope["state"]["api_key"]``. FastAPI calls routes with keyword
+arguments, not a request: there, use the dependency in ``keysentry.fastapi``. Importing this
+module imports Starlette.
 """
 
 from __future__ import annotations
