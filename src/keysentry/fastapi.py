@@ -1,0 +1,213 @@
+"""Route scopes for FastAPI: a dependency that returns the key and documents how to send it.
+
+::
+
+    ks = Keysentry(store, exempt=["/health", "/docs/*", "/openapi.json"])
+    auth = FastAPIKeys(ks)
+
+    app = FastAPI()
+    auth.init_app(app)      # the ASGI middleware, and the handler that renders refusals
+
+    Reader = Annotated[KeyIdentity, Security(auth.require("read"))]
+
+    @app.get("/v1/items")
+    async def items(key: Reader) -> ...: ...
+
+Authentication stays in :class:`~keysentry.ASGIMiddleware`; the dependency reads the identity
+it left in ``request.state`` and checks the route's scopes. Its sub-dependencies are FastAPI's
+own security schemes (``HTTPBearer`` for ``Authorization: Bearer``, ``APIKeyHeader`` for the
+guard's API-key header, ``APIKeyQuery`` when a query parameter is enabled), so OpenAPI lists
+them and the ``/docs`` Authorize button works. They only document: the middleware has already
+read the credential, so they do not parse it again.
+
+A refusal is :class:`Refused`, an ``HTTPException``: with the handler :meth:`FastAPIKeys.init_app`
+installs, the client gets the guard's own response (its ``error_body``, its challenge); without
+it, FastAPI's default handler still answers the right status and ``WWW-Authenticate``.
+Importing this module imports FastAPI.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import cast
+
+from fastapi import FastAPI, Security
+from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPBearer
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+
+from ._scopes import UNAUTHENTICATED, Requirement
+from .asgi import ASGIMiddleware
+from .core import Keysentry
+from .errors import Denial
+from .records import KeyIdentity
+from .responses import Rendered
+from .starlette import _deny, _identity_of
+
+__all__ = ["FastAPIKeys", "Refused"]
+
+#: Headers a response body brings with it: not kept for FastAPI's own error body.
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """One denial, rendered once by its guard, ready to raise."""
+
+    denial: Denial
+    rendered: Rendered
+    #: The challenge and the denial's own headers, for FastAPI's default handler.
+    headers: Mapping[str, str]
+
+    @classmethod
+    def of(cls, keysentry: Keysentry, denial: Denial) -> _Refusal:
+        rendered = keysentry.render(denial)
+        headers = {k: v for k, v in rendered.wsgi_headers if k not in _BODY_HEADERS}
+        return cls(denial, rendered, MappingProxyType(headers))
+
+
+class Refused(HTTPException):
+    """A request a :meth:`FastAPIKeys.require` dependency turned away (raised by it, for the
+    handler :meth:`FastAPIKeys.init_app` installs).
+
+    ``denial`` says why; ``rendered`` is the guard's response for it (status, headers, body).
+    """
+
+    def __init__(self, refusal: _Refusal) -> None:
+        super().__init__(refusal.rendered.status, refusal.denial.message, refusal.headers)
+        self.denial = refusal.denial
+        self.rendered = refusal.rendered
+
+
+async def _render_refused(conn: HTTPConnection, exc: Exception) -> Response | None:
+    assert isinstance(exc, Refused)
+    return await _deny(conn, exc.rendered, exc.denial.code)
+
+
+class _Bearer(HTTPBearer):
+    """``HTTPBearer`` for OpenAPI only: the middleware has already read the credential."""
+
+    async def __call__(self, request: HTTPConnection) -> None:
+        return None
+
+
+class _APIKeyHeader(APIKeyHeader):
+    """``APIKeyHeader`` for OpenAPI only."""
+
+    async def __call__(self, request: HTTPConnection) -> None:
+        return None
+
+
+class _APIKeyQuery(APIKeyQuery):
+    """``APIKeyQuery`` for OpenAPI only."""
+
+    async def __call__(self, request: HTTPConnection) -> None:
+        return None
+
+
+def _schemes(keysentry: Keysentry) -> dict[str, _Bearer | _APIKeyHeader | _APIKeyQuery]:
+    """The ways ``keysentry`` reads a key, as OpenAPI security schemes, by parameter name."""
+    schemes: dict[str, _Bearer | _APIKeyHeader | _APIKeyQuery] = {}
+    if keysentry.header.lower() == "authorization":
+        schemes["bearer"] = _Bearer(
+            scheme_name="HTTPBearer",
+            description="The API key, as `Authorization: Bearer <key>`.",
+            auto_error=False,
+        )
+    else:
+        schemes["bearer"] = _APIKeyHeader(
+            name=keysentry.header,
+            scheme_name="BearerHeader",
+            description=f"The API key, as `{keysentry.header}: Bearer <key>`.",
+            auto_error=False,
+        )
+    if keysentry.api_key_header is not None:
+        schemes["api_key"] = _APIKeyHeader(
+            name=keysentry.api_key_header,
+            scheme_name="APIKeyHeader",
+            description=f"The API key, as `{keysentry.api_key_header}: <key>`.",
+            auto_error=False,
+        )
+    query = keysentry.reader.query_param
+    if query is not None:
+        schemes["query"] = _APIKeyQuery(
+            name=query,
+            scheme_name="APIKeyQuery",
+            description=f"The API key, as `?{query}=<key>`.",
+            auto_error=False,
+        )
+    return schemes
+
+
+class FastAPIKeys:
+    """FastAPI dependencies for the apps guarded by ``keysentry``: ``FastAPIKeys(ks)``."""
+
+    __slots__ = ("_schemes", "_unauthenticated", "keysentry")
+
+    def __init__(self, keysentry: Keysentry) -> None:
+        self.keysentry = keysentry
+        self._schemes = _schemes(keysentry)
+        self._unauthenticated = _Refusal.of(keysentry, UNAUTHENTICATED)
+
+    def __repr__(self) -> str:
+        return f"FastAPIKeys({self.keysentry!r})"
+
+    def init_app(self, app: FastAPI) -> None:
+        """Guard ``app``: add the ASGI middleware (unless it is there already, for this guard)
+        and the exception handler that answers :class:`Refused` with the guard's response.
+        Call it before the app serves its first request."""
+        for cls, args, kwargs in app.user_middleware:
+            if cls is ASGIMiddleware:
+                guard = kwargs.get("keysentry", args[0] if args else None)
+                if guard is not self.keysentry:
+                    raise ValueError("the app is already guarded by another Keysentry")
+                break
+        else:
+            app.add_middleware(ASGIMiddleware, keysentry=self.keysentry)
+        app.add_exception_handler(Refused, _render_refused)  # type: ignore[arg-type]
+
+    def require(self, *scopes: str) -> Callable[..., Awaitable[KeyIdentity]]:
+        """A dependency returning the request's :class:`~keysentry.KeyIdentity`, for keys that
+        hold every one of ``scopes`` (with none, for any key):
+        ``key: Annotated[KeyIdentity, Security(auth.require("read"))]``, or in a route's or
+        a router's ``dependencies=[...]``.
+
+        A key without a scope is refused with 403 ``INSUFFICIENT_SCOPE`` (``details.required``,
+        ``WWW-Authenticate: Bearer ..., error="insufficient_scope", scope="..."``); a request no
+        key authenticated (an exempt path, or no middleware) with 401 ``MISSING_API_KEY``.
+        OpenAPI lists the required scopes with each security scheme of the operation.
+        """
+        requirement = Requirement.of(scopes)
+        insufficient = requirement.insufficient
+        forbidden = _Refusal.of(self.keysentry, insufficient)
+        unauthenticated = self._unauthenticated
+
+        async def api_key(conn: HTTPConnection, **_schemes: None) -> KeyIdentity:
+            identity = _identity_of(conn)
+            denial = requirement.check(identity)
+            if denial is not None:
+                raise Refused(forbidden if denial is insufficient else unauthenticated)
+            return cast(KeyIdentity, identity)
+
+        # FastAPI reads a dependency's parameters from its signature: the connection, then one
+        # sub-dependency per scheme, each carrying the scopes into the operation's OpenAPI.
+        parameters = [
+            inspect.Parameter("conn", inspect.Parameter.KEYWORD_ONLY, annotation=HTTPConnection)
+        ]
+        parameters.extend(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=Security(scheme, scopes=list(requirement.scopes)),
+            )
+            for name, scheme in self._schemes.items()
+        )
+        api_key.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            parameters, return_annotation=KeyIdentity
+        )
+        api_key.__qualname__ = f"FastAPIKeys.require({', '.join(map(repr, requirement.scopes))})"
+        return api_key

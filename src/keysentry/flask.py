@@ -1,0 +1,133 @@
+"""Flask: an extension that installs the WSGI middleware, and route scopes.
+
+::
+
+    ks = Keysentry(store, exempt=["/health"])
+    app = Flask(__name__)
+    KeysentryFlask(ks, app)          # or KeysentryFlask(ks).init_app(app) in an app factory
+
+    @app.get("/v1/items")
+    @requires_scopes("read")
+    def items():
+        return {"owner": current_key.owner}
+
+Authentication stays in :class:`~keysentry.WSGIMiddleware`, which wraps ``app.wsgi_app`` and
+leaves the identity in ``environ["keysentry.api_key"]``. :func:`requires_scopes` finds the
+extension through ``current_app``, so refusals are rendered by the app's own guard (its realm,
+its ``error_body``) and the decorator needs no reference to it. Importing this module imports
+Flask.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from flask import Flask, Response, current_app, request
+from werkzeug.local import LocalProxy
+
+from ._scopes import Requirement
+from .core import Keysentry
+from .errors import Denial
+from .records import KeyIdentity
+from .responses import Rendered
+from .wsgi import ENVIRON_KEY, WSGIMiddleware
+
+__all__ = ["KeysentryFlask", "current_key", "requires_scopes"]
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+#: Where the extension registers itself, in ``app.extensions``.
+EXTENSION = "keysentry"
+
+
+class KeysentryFlask:
+    """Flask extension: ``KeysentryFlask(ks, app)``, or ``KeysentryFlask(ks)`` then
+    :meth:`init_app` for each app."""
+
+    def __init__(self, keysentry: Keysentry, app: Flask | None = None) -> None:
+        self.keysentry = keysentry
+        # Each route's 403, rendered on its first use: one entry per decorated route.
+        self._forbidden: dict[Requirement, Rendered] = {}
+        if app is not None:
+            self.init_app(app)
+
+    def __repr__(self) -> str:
+        return f"KeysentryFlask({self.keysentry!r})"
+
+    def init_app(self, app: Flask) -> None:
+        """Wrap ``app.wsgi_app`` with the middleware and register in ``app.extensions``."""
+        if EXTENSION in app.extensions:
+            raise RuntimeError(f"keysentry is already installed on the Flask app {app.name!r}")
+        app.wsgi_app = WSGIMiddleware(app.wsgi_app, self.keysentry)  # type: ignore[method-assign]
+        app.extensions[EXTENSION] = self
+
+    def _refuse(self, requirement: Requirement, denial: Denial) -> Response:
+        if denial is requirement.insufficient:
+            rendered = self._forbidden.get(requirement)
+            if rendered is None:
+                rendered = self._forbidden[requirement] = self.keysentry.render(denial)
+        else:
+            rendered = self.keysentry.render(denial)  # a constant: the Renderer memoises it
+        return Response(rendered.body, rendered.wsgi_status, list(rendered.wsgi_headers))
+
+
+def _extension() -> KeysentryFlask:
+    try:
+        return cast(KeysentryFlask, current_app.extensions[EXTENSION])
+    except KeyError:
+        raise RuntimeError(
+            "requires_scopes needs the keysentry extension on this app: "
+            "KeysentryFlask(ks).init_app(app)"
+        ) from None
+
+
+def requires_scopes(*scopes: str) -> Callable[[View], View]:
+    """Decorate a view so that only keys holding every one of ``scopes`` reach it.
+
+    Put it below the route decorator. Works on sync and async views and on ``MethodView``
+    methods. A key without a scope gets 403 ``INSUFFICIENT_SCOPE`` (``details.required``, and
+    ``WWW-Authenticate: Bearer ..., error="insufficient_scope", scope="..."``); a request no
+    key authenticated (an exempt path) gets 401 ``MISSING_API_KEY``. With no scopes, any
+    authenticated key passes.
+    """
+    requirement = Requirement.of(scopes)
+
+    def decorate(view: View) -> View:
+        if inspect.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def guarded(*args: Any, **kwargs: Any) -> Any:
+                denial = requirement.check(request.environ.get(ENVIRON_KEY))
+                if denial is not None:
+                    return _extension()._refuse(requirement, denial)
+                return await view(*args, **kwargs)
+
+            return cast(View, guarded)
+
+        @functools.wraps(view)
+        def guarded_sync(*args: Any, **kwargs: Any) -> Any:
+            denial = requirement.check(request.environ.get(ENVIRON_KEY))
+            if denial is not None:
+                return _extension()._refuse(requirement, denial)
+            return view(*args, **kwargs)
+
+        return cast(View, guarded_sync)
+
+    return decorate
+
+
+def _current_key() -> KeyIdentity:
+    identity = request.environ.get(ENVIRON_KEY)
+    if not isinstance(identity, KeyIdentity):
+        raise RuntimeError(
+            "no API key authenticated this request: its path is exempt, or keysentry is not "
+            "installed on the app"
+        )
+    return identity
+
+
+#: The :class:`~keysentry.KeyIdentity` of the key that authenticated the current request.
+current_key: KeyIdentity = cast(KeyIdentity, LocalProxy(_current_key))
