@@ -48,7 +48,7 @@ from keysentry.stores.sql import SQLStore
 from keysentry.testing import make_record
 
 SECRET = "benchmark-secret-0123456789abcdef"
-PACKAGES = ["sqlalchemy", "psycopg", "aiosqlite", "redis", "hiredis"]
+PACKAGES = ["sqlalchemy", "psycopg", "redis", "hiredis"]
 #: Owners the bulk-loaded records are spread over (so the owner indexes are populated too).
 OWNERS = 1000
 #: Records per bulk-load chunk: generated, written to every store, then dropped.

@@ -346,9 +346,6 @@ def test_an_unreachable_database_is_store_unavailable_and_trips_the_breaker(
         async def acreate() -> None:
             with pytest.raises(StoreUnavailable):
                 await store.acreate(make_record())
-            # aiosqlite stops the thread of a connection that failed to open by a message
-            # that needs the loop: keep the loop open for it.
-            await asyncio.sleep(0.1)
 
         asyncio.run(acreate())
         started = time.monotonic()

@@ -2,8 +2,8 @@
 
 ``SQLStore("sqlite:///keys.db")`` or ``SQLStore("postgresql://user:pass@host/db")``. One store
 offers both faces: a blocking engine for WSGI, the CLI and scripts (``sqlite3``, ``psycopg``)
-and an asyncio engine for ASGI (``aiosqlite``, ``psycopg``'s async connection), each made on
-first use from the same URL. SQLAlchemy is imported when a store is made, never by
+and, for ASGI, an asyncio engine on PostgreSQL (``psycopg``'s async connection) or, on SQLite,
+the blocking engine run on worker threads; each is made on first use from the same URL. SQLAlchemy is imported when a store is made, never by
 ``import keysentry``.
 
 Tables (created on first use, if missing):
@@ -68,7 +68,7 @@ _ADDED = {2: ("request_count", "rotated_to")}
 T = TypeVar("T")
 
 _SYNC_DRIVER = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg"}
-_ASYNC_DRIVER = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
+_ASYNC_DRIVER = {"postgresql": "postgresql+psycopg"}  # SQLite's async face: threads
 _DRIVERS = {
     "sqlite": {"pysqlite", "aiosqlite"},
     "postgresql": {"psycopg", "psycopg_async"},
@@ -472,6 +472,10 @@ class SQLStore:
             asyncio.AbstractEventLoop, tuple[AsyncEngine, AsyncEngine, AsyncEngine]
         ] = {}
         self._ready = False
+        #: SQLite's async face runs the blocking engine on worker threads: a local file query
+        #: is a few hundred microseconds of work, and aiosqlite's thread-and-queue hop under
+        #: SQLAlchemy's greenlet bridge cost 5-6 times that (benchmarks/stores.py).
+        self._threaded = backend == "sqlite"
 
     @staticmethod
     def _engine_options(
@@ -553,13 +557,6 @@ class SQLStore:
             from sqlalchemy.ext.asyncio import create_async_engine
         except ImportError:  # pragma: no cover - greenlet comes with the extras
             raise ImportError("SQLStore's async face needs 'sqlalchemy[asyncio]'") from None
-        if self.dialect == "sqlite":
-            try:
-                import aiosqlite  # noqa: F401
-            except ImportError:
-                raise ImportError(
-                    "SQLStore's async face on SQLite needs aiosqlite: pip install 'keysentry[sql]'"
-                ) from None
         url, options = self._options
         with self._lock:
             faces = self._async.get(loop)
@@ -569,8 +566,6 @@ class SQLStore:
                 engine = create_async_engine(
                     url.set(drivername=_ASYNC_DRIVER[self.dialect]), **options
                 )
-                if self.dialect == "sqlite":
-                    _sqlite_events(engine.sync_engine)
                 reader, writer = self._split(engine)
                 faces = self._async[loop] = (engine, reader, writer)
         for engine in stale:
@@ -657,6 +652,8 @@ class SQLStore:
         return result
 
     async def _aread(self, query: Callable[..., T], *args: Any) -> T:
+        if self._threaded:
+            return await asyncio.to_thread(self._read, query, *args)
         self._allow()
         try:
             reader, writer = await self._afaces()
@@ -678,6 +675,8 @@ class SQLStore:
         return result
 
     async def _awrite(self, query: Callable[..., T], *args: Any, duplicate: bool = False) -> T:
+        if self._threaded:
+            return await asyncio.to_thread(self._write, query, *args, duplicate=duplicate)
         self._allow()
         try:
             _, writer = await self._afaces()
@@ -769,7 +768,11 @@ class SQLStore:
             await self._awrite(self._queries.usage, _usage_rows(usage))
 
     async def aclose(self) -> None:
-        """Close the connections of this loop's engine (and of engines of finished loops)."""
+        """Close the connections of this loop's engine (and of engines of finished loops);
+        on SQLite, the blocking engine's, which the async face shares."""
+        if self._threaded:
+            await asyncio.to_thread(self.close)
+            return
         loop = asyncio.get_running_loop()
         with self._lock:
             done = [
