@@ -290,6 +290,23 @@ def test_a_route_without_scopes_takes_any_valid_key(
     assert client.get("/any", issue()).status == 200
 
 
+@pytest.mark.parametrize("path", ["/read", "/sync"])
+def test_a_scope_refusal_gives_back_the_credit_the_middleware_took(
+    client: Client, ks: Keysentry, path: str
+) -> None:
+    """Credits pay for what a key may do: a 403 for a missing scope costs nothing."""
+    reader = ks.issue(name="metered", scopes=["read"], credits=2)
+    writer = ks.issue(name="metered", scopes=["write"], credits=2)
+    for _ in range(3):
+        _insufficient(client.get(path, writer.key.reveal()), ["read"])
+    assert ks.get(writer.record.id).credits == 2
+    assert client.get(path, reader.key.reveal()).status == 200
+    assert client.get(path, reader.key.reveal()).status == 200
+    r = client.get(path, reader.key.reveal())
+    assert (r.status, r.code) == (402, "INSUFFICIENT_CREDITS")
+    assert ks.get(reader.record.id).credits == 0
+
+
 def test_the_middleware_still_answers_first(client: Client) -> None:
     """A scoped route is behind the middleware: no key and a bad key get its own answers."""
     r = client.get("/read")
@@ -648,3 +665,51 @@ def test_flask_extension_installs_once_and_registers(ks: Keysentry) -> None:
     assert isinstance(app.wsgi_app, WSGIMiddleware)
     with pytest.raises(RuntimeError, match="already installed"):
         extension.init_app(app)
+
+
+class AsyncOnlyStore:
+    """A store with only the async face, as an ASGI-only backend would be."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("a"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    async def aget(self, key_id: str) -> Any:
+        return self.inner.get(key_id)
+
+    async def afind_by_digest(self, digest: bytes) -> Any:
+        return self.inner.find_by_digest(digest)
+
+    async def acreate(self, record: Any) -> None:
+        self.inner.create(record)
+
+    async def aupdate(self, key_id: str, changes: Any) -> Any:
+        return self.inner.update(key_id, changes)
+
+    async def alist_keys(self, **options: Any) -> Any:
+        return self.inner.list_keys(**options)
+
+    async def aspend_credits(self, key_id: str, amount: int = 1) -> Any:
+        return self.inner.spend_credits(key_id, amount)
+
+    async def arecord_usage(self, usage: Any) -> None:
+        self.inner.record_usage(usage)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_sync_starlette_endpoint_refunds_through_an_async_only_store() -> None:
+    store = AsyncOnlyStore()
+    guard = Keysentry(store, secret=SECRET, usage_interval=None)  # type: ignore[arg-type]
+    import asyncio
+
+    writer = asyncio.run(guard.aissue(name="w", scopes=["write"], credits=1))
+    client = TestClient(starlette_app(guard))
+    r = client.get("/sync", headers={"X-API-Key": writer.key.reveal()})
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "INSUFFICIENT_SCOPE")
+    assert store.inner.get(writer.record.id).credits == 1  # type: ignore[union-attr]

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import Any
 
-from .core import Keysentry
+from .core import CHARGED, Keysentry
 from .decision import Lookup, Verdict, client_allowed
 from .errors import Denial
 from .paths import app_path
@@ -114,6 +114,8 @@ class ASGIMiddleware:
         if state is None:
             scope["state"] = state = {}
         state["api_key"] = result.identity
+        if result.charged:
+            state[CHARGED] = result.credit_account
         if self._strip is not None:
             strip = self._strip
             scope = dict(scope)

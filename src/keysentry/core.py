@@ -12,6 +12,7 @@ Per request on a warm cache: one ``rfind``, one ``crc32``, one HMAC, one locked 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import hmac
@@ -59,7 +60,11 @@ from .responses import ErrorBody, Renderer
 from .stores.base import AsyncKeyStore, KeyChanges, KeyStore
 from .usage import UsageRecorder
 
-__all__ = ["IssuedKey", "Keysentry"]
+__all__ = ["CHARGED", "IssuedKey", "Keysentry"]
+
+#: Where the drivers note, for a key with credits, whose credit the request spent (ASGI
+#: ``scope["state"]``, the WSGI environ), so a route that then refuses it can give it back.
+CHARGED = "keysentry.charged"
 
 log = logging.getLogger("keysentry")
 
@@ -381,6 +386,26 @@ class Keysentry:
             self._warn("credits", "key store unavailable; keys with credits get 503")
             return self.unavailable
         return None
+
+    def refund(self, account: str) -> None:
+        """Give back the credit a request spent (``CHARGED`` names the account), when a route
+        refuses it after the middleware let it through (a missing scope). A failure to reach
+        the store is logged: the credit stays spent."""
+        try:
+            self._need_sync().spend_credits(account, -1)
+        except (StoreUnavailable, KeyNotFound):
+            self._warn("credits", "could not give back a credit")
+
+    async def arefund(self, account: str) -> None:
+        """The async twin of :meth:`refund` (through the blocking face on a worker thread
+        when the store has no async face)."""
+        try:
+            if self._async_store is None:
+                await asyncio.to_thread(self._need_sync().spend_credits, account, -1)
+            else:
+                await self._async_store.aspend_credits(account, -1)
+        except (StoreUnavailable, KeyNotFound):
+            self._warn("credits", "could not give back a credit")
 
     def emit(
         self,

@@ -46,7 +46,7 @@ from .core import Keysentry
 from .errors import Denial
 from .records import KeyIdentity
 from .responses import Rendered
-from .starlette import _deny, _identity_of
+from .starlette import _deny, _identity_of, _refund
 
 __all__ = ["FastAPIKeys", "Refused"]
 
@@ -186,11 +186,16 @@ class FastAPIKeys:
         forbidden = _Refusal.of(self.keysentry, insufficient)
         unauthenticated = self._unauthenticated
 
+        guard = self.keysentry
+
         async def api_key(conn: HTTPConnection, **_schemes: None) -> KeyIdentity:
             identity = _identity_of(conn)
             denial = requirement.check(identity)
+            if denial is insufficient:
+                await _refund(guard, conn)
+                raise Refused(forbidden)
             if denial is not None:
-                raise Refused(forbidden if denial is insufficient else unauthenticated)
+                raise Refused(unauthenticated)
             return cast(KeyIdentity, identity)
 
         # FastAPI reads a dependency's parameters from its signature: the connection, then one

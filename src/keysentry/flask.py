@@ -29,7 +29,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.local import LocalProxy
 
 from ._scopes import Requirement
-from .core import Keysentry
+from .core import CHARGED, Keysentry
 from .errors import Denial
 from .records import KeyIdentity
 from .responses import Rendered
@@ -66,6 +66,10 @@ class KeysentryFlask:
 
     def _refuse(self, requirement: Requirement, denial: Denial) -> Response:
         if denial is requirement.insufficient:
+            # A request refused for a scope spends no credit: give back what was taken.
+            account = request.environ.pop(CHARGED, None)
+            if account is not None:
+                self.keysentry.refund(account)
             rendered = self._forbidden.get(requirement)
             if rendered is None:
                 rendered = self._forbidden[requirement] = self.keysentry.render(denial)

@@ -31,8 +31,9 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from ._scopes import UNAUTHENTICATED, Requirement
-from .core import Keysentry
+from .core import CHARGED, Keysentry
 from .responses import Rendered
+from .stores.base import KeyStore
 
 __all__ = ["DenialResponse", "Scopes"]
 
@@ -61,6 +62,32 @@ def _identity_of(conn: HTTPConnection) -> object:
     """
     state = conn.scope.get("state")
     return state.get("api_key") if state else None
+
+
+def _charged(conn: HTTPConnection) -> str | None:
+    """The credit account the middleware charged for this request (taken: refunded once)."""
+    state = conn.scope.get("state")
+    return state.pop(CHARGED, None) if state else None
+
+
+async def _refund(keysentry: Keysentry, conn: HTTPConnection) -> None:
+    """A request refused for a scope spends no credit: give back what the middleware took."""
+    account = _charged(conn)
+    if account is not None:
+        await keysentry.arefund(account)
+
+
+def _refund_from_thread(keysentry: Keysentry, conn: HTTPConnection) -> None:
+    """:func:`_refund` for a sync endpoint, on Starlette's threadpool."""
+    account = _charged(conn)
+    if account is None:
+        return
+    if isinstance(keysentry.store, KeyStore):
+        keysentry.refund(account)
+    else:
+        import anyio.from_thread
+
+        anyio.from_thread.run(keysentry.arefund, account)
 
 
 async def _deny(conn: HTTPConnection, rendered: Rendered, code: str) -> Response | None:
@@ -101,7 +128,8 @@ class Scopes:
         """
         requirement = Requirement.of(scopes)
         insufficient = requirement.insufficient
-        forbidden = self.keysentry.render(insufficient)
+        guard = self.keysentry
+        forbidden = guard.render(insufficient)
         unauthenticated = self._unauthenticated
 
         def decorate(endpoint: Endpoint) -> Endpoint:
@@ -113,9 +141,11 @@ class Scopes:
                 async def guarded(*args: Any) -> Any:
                     conn: HTTPConnection = args[-1]
                     denial = requirement.check(_identity_of(conn))
+                    if denial is insufficient:
+                        await _refund(guard, conn)
+                        return await _deny(conn, forbidden, denial.code)
                     if denial is not None:
-                        rendered = forbidden if denial is insufficient else unauthenticated
-                        return await _deny(conn, rendered, denial.code)
+                        return await _deny(conn, unauthenticated, denial.code)
                     return await endpoint(*args)
 
                 return cast(Endpoint, guarded)
@@ -123,8 +153,11 @@ class Scopes:
             @functools.wraps(endpoint)
             def guarded_sync(*args: Any) -> Any:
                 denial = requirement.check(_identity_of(args[-1]))
+                if denial is insufficient:
+                    _refund_from_thread(guard, args[-1])
+                    return DenialResponse(forbidden)
                 if denial is not None:
-                    return DenialResponse(forbidden if denial is insufficient else unauthenticated)
+                    return DenialResponse(unauthenticated)
                 return endpoint(*args)
 
             return cast(Endpoint, guarded_sync)

@@ -214,8 +214,10 @@ class KeyStoreContract:
         assert store.get(unlimited.id) == unlimited
         with pytest.raises(KeyNotFound):
             store.spend_credits("nosuchkeyid0")
-        with pytest.raises(ValueError, match="at least one"):
+        with pytest.raises(ValueError, match="zero"):
             store.spend_credits(record.id, 0)
+        assert store.spend_credits(record.id, -2) == 2  # a refund
+        assert store.spend_credits(unlimited.id, -1) is None
 
     def test_spend_more_than_left_takes_nothing(self, store: KeyStore) -> None:
         record = make_record(credits=2)

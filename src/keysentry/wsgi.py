@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any
 
-from .core import Keysentry
+from .core import CHARGED, Keysentry
 from .decision import Lookup, Verdict, client_allowed
 from .errors import Denial
 from .ratelimit.headers import rate_headers
@@ -95,6 +95,8 @@ class WSGIMiddleware:
         if ks.on_decision is not None:
             ks.emit(result, None, started, environ.get("REQUEST_METHOD", ""), _path(environ))
         environ[ENVIRON_KEY] = result.identity
+        if result.charged:
+            environ[CHARGED] = result.credit_account
         if ks.strip_credentials:
             environ.pop(self._auth, None)
             if self._key is not None:

@@ -83,11 +83,12 @@ class KeyStore(Protocol):
         """Records ordered by id, those with ids greater than ``after``, at most ``limit``."""
 
     def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
-        """Take ``amount`` credits from a key atomically, never going below zero.
+        """Take ``amount`` credits from a key atomically, never going below zero; a negative
+        amount gives credits back (a refund, never refused).
 
         Returns the balance left, or None when the key has no credit limit (nothing taken).
         Raises :class:`InsufficientCredits` (taking nothing) when fewer than ``amount`` are
-        left, :class:`KeyNotFound` when there is no such key.
+        left, :class:`KeyNotFound` when there is no such key, ``ValueError`` for 0.
         """
 
     def record_usage(self, usage: Mapping[str, Usage]) -> None:

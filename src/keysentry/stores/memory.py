@@ -60,13 +60,13 @@ class MemoryStore:
             return record
 
     def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
-        if amount < 1:
-            raise ValueError("a request costs at least one credit")
+        if amount == 0:
+            raise ValueError("an amount of credits cannot be zero")
         with self._lock:
             current = self._current(key_id)
             if current.credits is None:
                 return None
-            if current.credits < amount:
+            if amount > 0 and current.credits < amount:
                 raise InsufficientCredits(current.credits)
             left = current.credits - amount
             self._by_id[key_id] = dataclasses.replace(current, credits=left)

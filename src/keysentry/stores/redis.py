@@ -317,8 +317,8 @@ class RedisStore(RedisBackend):
         return found
 
     def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
-        if amount < 1:
-            raise ValueError("a request costs at least one credit")
+        if amount == 0:
+            raise ValueError("an amount of credits cannot be zero")
         if not _ID.match(key_id):
             raise self._not_found(key_id)
         with self._guard("spend_credits"):
@@ -406,8 +406,8 @@ class RedisStore(RedisBackend):
         return found
 
     async def aspend_credits(self, key_id: str, amount: int = 1) -> int | None:
-        if amount < 1:
-            raise ValueError("a request costs at least one credit")
+        if amount == 0:
+            raise ValueError("an amount of credits cannot be zero")
         if not _ID.match(key_id):
             raise self._not_found(key_id)
         with self._guard("spend_credits"):

@@ -319,8 +319,8 @@ class _Queries:
 
 
 def _amount(amount: int) -> int:
-    if amount < 1:
-        raise ValueError("a request costs at least one credit")
+    if amount == 0:
+        raise ValueError("an amount of credits cannot be zero")
     return amount
 
 

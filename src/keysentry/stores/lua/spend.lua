@@ -1,7 +1,7 @@
 -- Take credits from one key, never below zero.
 --
 -- KEYS[1]  the record's hash   <ns>:key:{<id>}
--- ARGV[1]  the amount (>= 1)
+-- ARGV[1]  the amount: positive to spend, negative to give back (a refund is never refused)
 --
 -- Returns {0, balance left}; {1} when the key has no credit limit (nothing taken);
 -- {2, balance} when fewer than the amount are left (nothing taken); {3} when there is no key.
@@ -14,6 +14,6 @@ end
 if credits == '' then return {1} end
 local balance = tonumber(credits)
 local amount = tonumber(ARGV[1])
-if balance < amount then return {2, balance} end
+if amount > 0 and balance < amount then return {2, balance} end
 redis.call('HSET', KEYS[1], 'credits', balance - amount)
 return {0, balance - amount}
