@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -186,3 +187,58 @@ def test_a_killed_process_loses_at_most_one_interval(sqlite: SQLStore) -> None:
     assert worker.returncode == -signal.SIGKILL
     assert _count(sqlite, issued.record.id) == 50
     sqlite.close()
+
+
+def test_a_shutdown_during_a_flush_counts_the_batch_once(sqlite: SQLStore) -> None:
+    """lifespan.shutdown while the flusher's write is in progress: written once, not kept
+    for a second write too."""
+    import asyncio
+
+    guard = Keysentry(sqlite, secret=SECRET, usage_interval=0.05)
+    key_id = guard.issue(name="slow").record.id
+    writes: list[int] = []
+    queries = sqlite._queries  # the one statement both faces run, slowed down
+    real = queries.usage
+
+    def slow_write(conn: Any, rows: list[dict[str, Any]]) -> None:
+        time.sleep(0.3)  # a slow disk, a held write lock
+        real(conn, rows)
+        writes.append(sum(row["count"] for row in rows))
+
+    queries.usage = slow_write  # type: ignore[method-assign]
+    assert guard.usage is not None
+    usage = guard.usage
+
+    async def scenario() -> None:
+        usage.start()  # what lifespan.startup does
+        for _ in range(7):
+            usage.note(key_id)
+        await asyncio.sleep(0.15)  # the flusher's write is now in its worker thread
+        await guard.aclose()  # lifespan.shutdown
+
+    asyncio.run(scenario())
+    assert writes == [7]
+    assert _count(sqlite, key_id) == 7
+    sqlite.close()
+
+
+def test_the_flusher_survives_whatever_the_store_raises(store: MemoryStore) -> None:
+    class Hiccup(MemoryStore):
+        failures = 2
+
+        def record_usage(self, usage: Mapping[str, Usage]) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("driver hiccup")
+            super().record_usage(usage)
+
+    hiccup = Hiccup()
+    guard = Keysentry(hiccup, secret=SECRET, usage_interval=0.05)
+    issued = guard.issue(name="resilient")
+    client = Client("werkzeug", guard)
+    for _ in range(5):
+        assert client.get("/", {"X-API-Key": issued.key.reveal()}).status == 200
+    assert eventually(lambda: _count(hiccup, issued.record.id) == 5)
+    assert guard.usage is not None
+    assert guard.usage.failures == 2
+    guard.close()

@@ -7,7 +7,7 @@ used since the last one (:meth:`~keysentry.stores.base.KeyStore.record_usage`: p
 count to add and a ``last_used_at``, the time of the drain, so it is exact to one interval).
 A crash loses at most one ``interval`` of usage, and a store outage loses none: a batch that
 cannot be written is kept and merged into the next. Memory: one pointer per request per
-interval.
+interval, at most ``max_pending`` (a million: 8 MB); past that, the oldest notes are dropped.
 
 Who flushes, and when:
 
@@ -33,8 +33,8 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
-from .errors import KeysentryError
 from .stores.base import AsyncKeyStore, KeyStore, Usage
 
 __all__ = ["UsageRecorder"]
@@ -50,6 +50,7 @@ class UsageRecorder:
         store: KeyStore | AsyncKeyStore,
         interval: float = 10.0,
         *,
+        max_pending: int = 1_000_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not math.isfinite(interval) or interval <= 0:
@@ -59,7 +60,8 @@ class UsageRecorder:
         self._async = store if isinstance(store, AsyncKeyStore) else None
         self._clock = clock
         self._lock = threading.Lock()
-        self._pending: deque[str] = deque()
+        # Bounded: if no flush can drain it (a store down for long), the oldest notes go.
+        self._pending: deque[str] = deque(maxlen=max_pending)
         #: Batches the store refused, merged into the next one.
         self._unsent: dict[str, Usage] = {}
         #: Count one request of a key: the deque's own ``append`` once a flusher runs, and
@@ -69,6 +71,7 @@ class UsageRecorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[Any] | None = None
         self._logged_at = -math.inf
         #: Batches that could not be written (and were kept for the next flush).
         self.failures = 0
@@ -96,8 +99,11 @@ class UsageRecorder:
         pending = self._pending
         counts: Counter[str] = Counter()
         popleft = pending.popleft
-        for _ in range(len(pending)):  # only what is there now: appends may go on meanwhile
-            counts[popleft()] += 1
+        try:
+            for _ in range(len(pending)):  # only what is there now: appends go on meanwhile
+                counts[popleft()] += 1
+        except IndexError:  # another flush drained the rest
+            pass
         with self._lock:
             unsent, self._unsent = self._unsent, {}
         if not counts:
@@ -129,23 +135,33 @@ class UsageRecorder:
         if batch:
             try:
                 self._sync.record_usage(batch)
-            except BaseException:
+            except Exception:
                 self._put_back(batch)
                 raise
         return len(batch)
 
     async def aflush(self) -> int:
-        """Write what is pending through the async face (the blocking one if there is none)."""
+        """Write what is pending through the async face (the blocking one if there is none).
+
+        The write is shielded: cancelling the caller (a shutdown) cannot leave a batch both
+        written and kept for the next flush, which would count it twice.
+        """
         if self._async is None:
-            return await asyncio.to_thread(self.flush)
+            write: asyncio.Future[int] = asyncio.ensure_future(asyncio.to_thread(self.flush))
+            self._writing = write
+            return await asyncio.shield(write)
         batch = self.take()
         if batch:
-            try:
-                await self._async.arecord_usage(batch)
-            except BaseException:
-                self._put_back(batch)
-                raise
+            self._writing = asyncio.ensure_future(self._awrite(self._async, batch))
+            await asyncio.shield(self._writing)
         return len(batch)
+
+    async def _awrite(self, store: AsyncKeyStore, batch: dict[str, Usage]) -> None:
+        try:
+            await store.arecord_usage(batch)
+        except Exception:
+            self._put_back(batch)
+            raise
 
     def _failed(self) -> None:
         self.failures += 1
@@ -188,21 +204,24 @@ class UsageRecorder:
             await asyncio.sleep(self.interval)
             try:
                 await self.aflush()
-            except (KeysentryError, OSError):
+            except Exception:  # whatever a store raises, the flusher lives on
                 self._failed()
 
     async def aclose(self) -> None:
         """Stop the asyncio flusher (and the thread, if any) and write what is pending."""
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
+            task.cancel()  # a write in progress is shielded: let it finish first
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await asyncio.wait([writing])
         await asyncio.to_thread(self._stop_thread)
         self._stopped()
         try:
             await self.aflush()
-        except (KeysentryError, OSError):
+        except Exception:
             self._failed()
 
     def close(self) -> None:
@@ -213,7 +232,7 @@ class UsageRecorder:
             return
         try:
             self.flush()
-        except (KeysentryError, OSError):
+        except Exception:
             self._failed()
 
     def _stop_thread(self) -> None:
@@ -247,6 +266,6 @@ def _flush_loop(ref: weakref.ref[UsageRecorder]) -> None:
             return
         try:
             recorder.flush()
-        except (KeysentryError, OSError):
+        except Exception:  # whatever a store raises, the flusher lives on
             recorder._failed()
         del recorder
