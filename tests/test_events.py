@@ -37,7 +37,8 @@ def test_every_decision_is_reported_once(store: MemoryStore, framework: str) -> 
     assert client.get("/v1/things", {"X-API-Key": key}).status == 200
     assert client.get("/v1/things", {"X-API-Key": key}).status == 429
     assert client.get("/v1/things").status == 401
-    assert client.get("/v1/things", {"X-API-Key": key[:-1] + "0"}).status == 401
+    wrong = key[:-1] + ("0" if key[-1] != "0" else "1")  # the checksum fails
+    assert client.get("/v1/things", {"X-API-Key": wrong}).status == 401
     assert client.get("/health").status == 200  # exempt: not a decision
 
     summary = [(e.allowed, e.code, e.status, e.key_id) for e in events]
@@ -91,3 +92,15 @@ def test_a_failing_hook_is_logged_and_the_request_goes_on(
         assert client.get("/", {"X-API-Key": key}).status == 200
         assert client.get("/").status == 401
     assert any("on_decision" in r.getMessage() for r in caplog.records)
+
+
+def test_a_decoded_newline_in_the_path_cannot_forge_a_log_line(
+    store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    guard = Keysentry(store, secret=SECRET, on_decision=LogDecisions())
+    client = Client("starlette", guard)
+    with caplog.at_level(logging.DEBUG, logger="keysentry.decisions"):
+        client.get("/x%0AGET%20/admin%20allowed%20key=abc")
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "keysentry.decisions"]
+    assert "\n" not in line
+    assert "/x\\nGET /admin allowed key=abc" in line

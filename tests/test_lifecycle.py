@@ -256,3 +256,14 @@ def test_the_async_twins(store: MemoryStore) -> None:
         assert (await guard.arevoke(new.record.id)).revoked
 
     asyncio.run(scenario())
+
+
+def test_a_402_after_the_limiter_counted_carries_the_ratelimit_fields(
+    guard: Keysentry, client: Client
+) -> None:
+    key = guard.issue(name="both", credits=1, rate_limit="10/minute").key.reveal()
+    assert _ask(client, key) == (200, None)
+    r = client.get("/", {"X-API-Key": key})
+    assert (r.status, r.code) == (402, "INSUFFICIENT_CREDITS")
+    assert r.headers["RateLimit-Policy"] == '"per-minute";q=10;w=60'
+    assert r.headers["RateLimit"].startswith('"per-minute";r=8;t=')

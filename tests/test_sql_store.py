@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from keysentry import Keysentry, StoreUnavailable
+from keysentry import InsufficientCredits, KeyNotFound, Keysentry, StoreUnavailable
 from keysentry.stores.base import Usage
 from keysentry.stores.sql import SCHEMA_VERSION, SchemaVersionError, SQLStore
 from keysentry.stores.url import from_url
@@ -515,3 +515,21 @@ def test_terminated_backends_mean_503_at_worst_and_the_store_recovers(pg_schema:
         print(json.dumps({"killed": killed, "requests": len(statuses), "503": statuses.count(503)}))
     finally:
         store.close()
+
+
+def test_credits_on_a_sqlite_without_returning(sqlite_store: SQLStore) -> None:
+    """SQLite before 3.35 (still shipped with some Python 3.10 builds) has no RETURNING."""
+    record = make_record(credits=2)
+    sqlite_store.create(record)
+    _, writer = sqlite_store._faces()
+    writer.dialect.update_returning = False
+    assert sqlite_store.spend_credits(record.id) == 1
+    assert sqlite_store.spend_credits(record.id) == 0
+    with pytest.raises(InsufficientCredits):
+        sqlite_store.spend_credits(record.id)
+    assert sqlite_store.spend_credits(record.id, -1) == 1
+    unlimited = make_record()
+    sqlite_store.create(unlimited)
+    assert sqlite_store.spend_credits(unlimited.id) is None
+    with pytest.raises(KeyNotFound):
+        sqlite_store.spend_credits("nosuchkeyid0")

@@ -17,6 +17,7 @@ from .core import CHARGED, Keysentry
 from .decision import Lookup, Verdict, client_allowed
 from .errors import Denial
 from .paths import app_path
+from .ratelimit.gcra import RateDecision
 from .ratelimit.headers import encoded_rate_headers
 from .usage import UsageRecorder
 
@@ -130,18 +131,19 @@ class ASGIMiddleware:
             refused = client_allowed(verdict, self._client(scope))
             if refused is not None:
                 return refused
-        headers = None
+        limited: RateDecision | None = None
         if self._limited and verdict.policies:
-            limited = await self.keysentry.alimit(verdict)
-            if isinstance(limited, Denial):
-                return limited
-            if limited is not None:
-                headers = encoded_rate_headers(limited, verdict.policy_field_bytes, self._legacy)
+            decided = await self.keysentry.alimit(verdict)
+            if isinstance(decided, Denial):
+                return decided
+            limited = decided
         if verdict.charged:
             unpaid = await self.keysentry.aspend(verdict)
             if unpaid is not None:
-                return unpaid
-        return headers
+                return self.keysentry.with_rate_headers(unpaid, verdict, limited)
+        if limited is None:
+            return None
+        return encoded_rate_headers(limited, verdict.policy_field_bytes, self._legacy)
 
     @staticmethod
     def _lifespan(receive: Receive, usage: UsageRecorder) -> Receive:

@@ -184,7 +184,10 @@ class Keysentry:
         self._sync_store = store if isinstance(store, KeyStore) else None
         self._async_store = store if isinstance(store, AsyncKeyStore) else None
         if self._sync_store is None and self._async_store is None:
-            raise TypeError(f"{type(store).__name__} is neither a KeyStore nor an AsyncKeyStore")
+            raise TypeError(
+                f"{type(store).__name__} is neither a KeyStore nor an AsyncKeyStore: "
+                f"{_missing(store)}"
+            )
         self.digest = Digester(secret)
         self.prefix = validate_prefix(prefix)
         self.imported = tuple(imported)
@@ -386,6 +389,16 @@ class Keysentry:
             self._warn("credits", "key store unavailable; keys with credits get 503")
             return self.unavailable
         return None
+
+    def with_rate_headers(
+        self, denial: Denial, verdict: Verdict, limited: RateDecision | None
+    ) -> Denial:
+        """A refusal after the limiter counted the request (402) still tells the client where
+        it stands: the RateLimit fields go on it too."""
+        if limited is None:
+            return denial
+        extra = rate_headers(limited, verdict.policy_field, self.legacy_rate_headers)
+        return dataclasses.replace(denial, headers=(*denial.headers, *extra))
 
     def refund(self, account: str) -> None:
         """Give back the credit a request spent (``CHARGED`` names the account), when a route
@@ -729,6 +742,18 @@ class Keysentry:
         if self._async_store is None:
             raise TypeError(f"{type(self.store).__name__} has no async face: use the sync methods")
         return self._async_store
+
+
+def _missing(store: object) -> str:
+    """Which methods of the store protocols ``store`` lacks, for the error that refuses it."""
+    names = ("get", "find_by_digest", "create", "update", "list_keys", "spend_credits",
+             "record_usage", "close")  # fmt: skip
+    sync = [n for n in names if not callable(getattr(store, n, None))]
+    asynchronous = [n for n in names if not callable(getattr(store, "a" + n, None))]
+    return (
+        f"it lacks {', '.join(sync)} (blocking face) and "
+        f"{', '.join('a' + n for n in asynchronous)} (async face)"
+    )
 
 
 #: Refusals that only a holder of the key can get: the event may name the key.

@@ -64,11 +64,14 @@ class LogDecisions:
         level = self.level if event.allowed else self.denied_level
         if not self.logger.isEnabledFor(level):
             return
+        path = event.path
+        if not path.isprintable():  # a decoded %0A must not start a forged log line
+            path = path.encode("unicode_escape").decode("ascii")
         self.logger.log(
             level,
             "%s %s %s key=%s %s%.0fus",
             event.method,
-            event.path,
+            path,
             "allowed" if event.allowed else f"denied {event.status} {event.code}",
             event.key_id or "-",
             f"({event.prefix}) " if event.prefix else "",

@@ -15,6 +15,7 @@ from typing import Any
 from .core import CHARGED, Keysentry
 from .decision import Lookup, Verdict, client_allowed
 from .errors import Denial
+from .ratelimit.gcra import RateDecision
 from .ratelimit.headers import rate_headers
 
 __all__ = ["WSGIMiddleware"]
@@ -110,18 +111,19 @@ class WSGIMiddleware:
             refused = client_allowed(verdict, self._client(environ))
             if refused is not None:
                 return refused
-        headers = None
+        limited: RateDecision | None = None
         if ks.limiter is not None and verdict.policies:
-            limited = ks.limit(verdict)
-            if isinstance(limited, Denial):
-                return limited
-            if limited is not None:
-                headers = rate_headers(limited, verdict.policy_field, ks.legacy_rate_headers)
+            decided = ks.limit(verdict)
+            if isinstance(decided, Denial):
+                return decided
+            limited = decided
         if verdict.charged:
             unpaid = ks.spend(verdict)
             if unpaid is not None:
-                return unpaid
-        return headers
+                return ks.with_rate_headers(unpaid, verdict, limited)
+        if limited is None:
+            return None
+        return rate_headers(limited, verdict.policy_field, ks.legacy_rate_headers)
 
     def _client(self, environ: Environ) -> str | None:
         """The client address an allowlist checks: the peer, or behind trusted proxies the

@@ -210,6 +210,11 @@ class _Queries:
             .values(credits=keys.c.credits - amount)
             .returning(keys.c.credits)
         )
+        self._spend_plain = (
+            update(keys)
+            .where(keys.c.id == bindparam("key_id"), keys.c.credits >= amount)
+            .values(credits=keys.c.credits - amount)
+        )
         self._balance = select(keys.c.id, keys.c.credits).where(keys.c.id == bindparam("key_id"))
         last = bindparam("last", type_=keys.c.last_used_at.type)
         self._usage = (
@@ -270,7 +275,15 @@ class _Queries:
         )
 
     def spend(self, conn: Connection, key_id: str, amount: int) -> int | None:
-        left = conn.execute(self._spend, {"key_id": key_id, "amount": amount}).scalar()
+        params = {"key_id": key_id, "amount": amount}
+        if conn.dialect.update_returning:
+            left = conn.execute(self._spend, params).scalar()
+        elif conn.execute(self._spend_plain, params).rowcount:
+            # SQLite before 3.35 has no RETURNING; the write transaction holds the database
+            # lock (BEGIN IMMEDIATE), so the balance read next is the one just written.
+            left = conn.execute(self._balance, params).one().credits
+        else:
+            left = None
         if left is not None:
             return int(left)
         row = conn.execute(self._balance, {"key_id": key_id}).first()

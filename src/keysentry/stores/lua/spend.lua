@@ -15,5 +15,5 @@ if credits == '' then return {1} end
 local balance = tonumber(credits)
 local amount = tonumber(ARGV[1])
 if amount > 0 and balance < amount then return {2, balance} end
-redis.call('HSET', KEYS[1], 'credits', balance - amount)
-return {0, balance - amount}
+-- HINCRBY, not Lua arithmetic: Lua numbers are doubles, exact only below 2^53.
+return {0, redis.call('HINCRBY', KEYS[1], 'credits', -amount)}
