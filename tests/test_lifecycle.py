@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from keysentry import KeyNotFound, Keysentry, MemoryStore
+from keysentry import KeyNotFound, Keysentry, MemoryStore, StoreUnavailable, Verdict
 from keysentry.ratelimit import MemoryLimiter
 
 from .apps import FRAMEWORKS, Client
@@ -227,16 +227,104 @@ def test_refusals_spend_no_credits(guard: Keysentry, client: Client) -> None:
     assert guard.get(issued.record.id).credits == 4
 
 
-def test_a_rotated_key_spends_its_successors_credits(guard: Keysentry, client: Client) -> None:
+def test_a_rotation_line_shares_one_balance(guard: Keysentry, client: Client) -> None:
     old = guard.issue(name="paid", credits=4)
     new = guard.rotate(old.record.id, grace=3600)
+    assert new.record.credits_from == old.record.id
     assert _ask(client, old.key.reveal()) == (200, None)
     assert _ask(client, new.key.reveal()) == (200, None)
     assert _ask(client, old.key.reveal()) == (200, None)
-    assert guard.get(new.record.id).credits == 1
+    assert guard.credits_of(guard.get(new.record.id)) == 1
     assert _ask(client, new.key.reveal()) == (200, None)
     assert _ask(client, old.key.reveal()) == (402, "INSUFFICIENT_CREDITS")
     assert _ask(client, new.key.reveal()) == (402, "INSUFFICIENT_CREDITS")
+    # Topping up the successor tops up the line's balance.
+    guard.update(new.record.id, credits=2)
+    assert guard.credits_of(guard.get(new.record.id)) == 2
+    assert guard.get(new.record.id).credits is None
+    assert _ask(client, new.key.reveal()) == (200, None)
+
+
+def test_a_chain_of_rotations_and_stale_caches_spend_one_balance(
+    store: MemoryStore, clock: Clock
+) -> None:
+    """A -> B -> C, and a second guard that still has A cached from before: together they
+    get exactly the balance, never a copy of it."""
+    a_guard = Keysentry(store, secret=SECRET, clock=clock, usage_interval=None)
+    stale = Keysentry(store, secret=SECRET, clock=clock, usage_interval=None, cache_ttl=3600)
+    a = a_guard.issue(name="line", credits=6)
+    stale_client = Client("werkzeug", stale)
+    assert _ask(stale_client, a.key.reveal()) == (200, None)  # cached there for an hour
+    b = a_guard.rotate(a.record.id, grace=3600)
+    c = a_guard.rotate(b.record.id, grace=3600)
+    assert c.record.credits_from == a.record.id
+    client = Client("werkzeug", a_guard)
+    answers = [_ask(client, key.key.reveal()) for key in (a, b, c, a, b, c) for _ in range(1)] + [
+        _ask(stale_client, a.key.reveal()) for _ in range(3)
+    ]
+    assert answers.count((200, None)) == 5  # 6 credits, one spent before the rotations
+    assert answers.count((402, "INSUFFICIENT_CREDITS")) == 4
+
+
+def test_racing_rotations_leave_one_successor(guard: Keysentry) -> None:
+    import threading
+
+    old = guard.issue(name="contested", credits=5)
+    won: list[str] = []
+    lost: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def rotate() -> None:
+        barrier.wait()
+        try:
+            won.append(guard.rotate(old.record.id, grace=60).record.id)
+        except ValueError:
+            lost.append("lost")
+
+    threads = [threading.Thread(target=rotate) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1
+    assert len(lost) == 5
+    assert guard.get(old.record.id).rotated_to == won[0]
+    live = [r for r in guard.list_keys() if r.revoked_at is None and r.id != old.record.id]
+    assert [r.id for r in live] == won
+
+
+def test_rotating_a_disabled_key_gives_a_disabled_key(guard: Keysentry, client: Client) -> None:
+    old = guard.issue(name="off")
+    guard.disable(old.record.id)
+    new = guard.rotate(old.record.id, grace=60)
+    assert _ask(client, new.key.reveal()) == (403, "API_KEY_DISABLED")
+
+
+def test_an_expired_key_cannot_be_rotated(guard: Keysentry) -> None:
+    past = datetime.now(timezone.utc) - timedelta(seconds=1)
+    old = guard.issue(name="late", expires_at=past)
+    with pytest.raises(ValueError, match="expired"):
+        guard.rotate(old.record.id)
+    assert len(guard.list_keys()) == 1
+
+
+class LostReply(MemoryStore):
+    """Applies the rotation's change to the old key, then loses the reply (a timeout)."""
+
+    def update(self, key_id: str, changes: Any, expect: Any = None) -> Any:
+        record = super().update(key_id, changes, expect)
+        if "rotated_to" in changes:
+            raise StoreUnavailable("the reply timed out")
+        return record
+
+
+def test_a_rotation_whose_reply_was_lost_is_found_to_have_landed() -> None:
+    guard = Keysentry(LostReply(), secret=SECRET, usage_interval=None)
+    old = guard.issue(name="flaky", credits=3)
+    new = guard.rotate(old.record.id)  # no grace: the old key is revoked
+    assert guard.get(old.record.id).rotated_to == new.record.id
+    assert guard.get(new.record.id).revoked_at is None  # the new key is not thrown away
+    assert isinstance(guard.authenticate(new.key.reveal().encode()), Verdict)
 
 
 def test_the_async_twins(store: MemoryStore) -> None:

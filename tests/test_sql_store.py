@@ -244,10 +244,11 @@ def test_a_version_1_table_is_migrated_in_place_and_keeps_its_keys(backend: Back
         store.create(record)
     finally:
         store.close()
-    # What release 0.1 wrote: no request_count, no rotated_to, version 1.
+    # What release 0.1 wrote: no request_count, rotated_to or credits_from; version 1.
     with backend.outside_transaction() as execute:
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN request_count", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN rotated_to", ())
+        execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN credits_from", ())
         execute(f"UPDATE {backend.table('schema')} SET version = %s", (1,))  # noqa: S608
     migrated = backend.store()
     try:

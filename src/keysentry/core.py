@@ -31,6 +31,7 @@ from .cache import MISS, TTLCache
 from .credentials import CredentialReader
 from .decision import NO_CREDITS, UNKNOWN_KEY, Lookup, Verdict, judge, standing
 from .errors import (
+    Conflict,
     Denial,
     InsufficientCredits,
     InvalidKeyFormat,
@@ -596,11 +597,22 @@ class Keysentry:
         """Change a key: ``name``, ``owner``, ``scopes``, ``expires_at``, ``disabled``,
         ``rate_limit``, ``allowed_networks``, ``credits``, ``metadata`` (see
         :class:`~keysentry.stores.base.KeyChanges`). Bad values raise ``ValueError`` and
-        change nothing."""
-        return self._apply(key_id, _changes(changes))
+        change nothing. ``credits`` of a rotated key's successor set the balance it shares
+        (the first key's of the line)."""
+        checked = _changes(changes)
+        if "credits" in checked:
+            account = self.get(key_id).credits_from
+            if account is not None:
+                self._apply(account, {"credits": checked.pop("credits")})
+        return self._apply(key_id, checked) if checked else self.get(key_id)
 
     async def aupdate(self, key_id: str, **changes: Any) -> KeyRecord:
-        return await self._aapply(key_id, _changes(changes))
+        checked = _changes(changes)
+        if "credits" in checked:
+            account = (await self.aget(key_id)).credits_from
+            if account is not None:
+                await self._aapply(account, {"credits": checked.pop("credits")})
+        return await self._aapply(key_id, checked) if checked else await self.aget(key_id)
 
     def _apply(self, key_id: str, changes: KeyChanges) -> KeyRecord:
         record = self._need_sync().update(key_id, changes)
@@ -643,18 +655,29 @@ class Keysentry:
         """Replace a key by a new one with the same settings, shown once in the result.
 
         The old key keeps working for ``grace`` (seconds or a timedelta), then is refused as
-        expired; with no grace it is revoked at once. Meanwhile its requests spend the new
-        key's credits, so the balance is not doubled. The new key is created first: if the
-        old one cannot then be changed, the new one is revoked and the error raised.
+        expired; with no grace it is revoked at once. Credits are not copied: the successor
+        spends the same balance as the old key (``credits_from``), so stale caches, a chain of
+        rotations and requests racing the rotation all draw on one account.
+
+        The successor is created first, then the old key is changed on the condition that it
+        is still unrotated and unrevoked (so of two racing rotations one wins, the other's
+        successor is revoked and :class:`ValueError` raised). If that change fails without
+        saying whether it landed (a timeout), the old key is read again to find out.
         """
         store = self._need_sync()
         issued, changes = self._successor(self.get(key_id), grace)
         store.create(issued.record)
         try:
-            old = store.update(key_id, changes)
-        except BaseException:
+            old = store.update(key_id, changes, _UNROTATED)
+        except Conflict:
             store.update(issued.record.id, {"revoked_at": utcnow()})
-            raise
+            raise ValueError(f"key {_shown(key_id)} was rotated or revoked meanwhile") from None
+        except StoreUnavailable:
+            landed = self._outcome(lambda: store.get(key_id), issued)
+            if landed is None:
+                self._abandon(issued.record.id)
+                raise
+            old = landed
         self._changed(old)
         return issued
 
@@ -663,18 +686,53 @@ class Keysentry:
         issued, changes = self._successor(await self.aget(key_id), grace)
         await store.acreate(issued.record)
         try:
-            old = await store.aupdate(key_id, changes)
-        except BaseException:
+            old = await store.aupdate(key_id, changes, _UNROTATED)
+        except Conflict:
             await store.aupdate(issued.record.id, {"revoked_at": utcnow()})
-            raise
+            raise ValueError(f"key {_shown(key_id)} was rotated or revoked meanwhile") from None
+        except StoreUnavailable:
+            try:
+                reread = await store.aget(key_id)
+            except StoreUnavailable:
+                reread = None
+            landed = self._outcome(lambda: reread, issued)
+            if landed is None:
+                await self._aabandon(issued.record.id)
+                raise
+            old = landed
         await self._achanged(old)
         return issued
+
+    @staticmethod
+    def _outcome(read: Callable[[], KeyRecord | None], issued: IssuedKey) -> KeyRecord | None:
+        """After a failed rotation step: the old record if the rotation landed after all."""
+        try:
+            landed = read()
+        except StoreUnavailable:
+            landed = None
+        return landed if landed is not None and landed.rotated_to == issued.record.id else None
+
+    def _abandon(self, key_id: str) -> None:
+        """Revoke a successor whose rotation did not happen; log if even that fails."""
+        try:
+            self._need_sync().update(key_id, {"revoked_at": utcnow()})
+        except StoreUnavailable:
+            log.error("rotation failed; its new key %s could not be revoked: revoke it", key_id)
+
+    async def _aabandon(self, key_id: str) -> None:
+        try:
+            await self._need_async().aupdate(key_id, {"revoked_at": utcnow()})
+        except StoreUnavailable:
+            log.error("rotation failed; its new key %s could not be revoked: revoke it", key_id)
 
     def _successor(self, old: KeyRecord, grace: float | timedelta) -> tuple[IssuedKey, KeyChanges]:
         if old.revoked_at is not None:
             raise ValueError(f"key {old.id} is revoked: issue a new key instead")
         if old.rotated_to is not None:
             raise ValueError(f"key {old.id} was already rotated, to {old.rotated_to}")
+        now = utcnow()
+        if old.expires_at is not None and old.expires_at <= now:
+            raise ValueError(f"key {old.id} has expired: issue a new key instead")
         seconds = grace.total_seconds() if isinstance(grace, timedelta) else float(grace)
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError("the grace period must be zero or more seconds")
@@ -687,18 +745,34 @@ class Keysentry:
             expires_at=old.expires_at,
             rate_limit=old.rate_limit,
             allowed_networks=old.allowed_networks,
-            credits=old.credits,
             metadata=old.metadata,
         )
-        now = utcnow()
-        changes: KeyChanges = {"rotated_to": issued.record.id}
+        metered = old.credits is not None or old.credits_from is not None
+        record = dataclasses.replace(
+            issued.record,
+            disabled=old.disabled,  # a disabled key's successor is disabled too
+            credits_from=(old.credits_from or old.id) if metered else None,
+        )
+        changes: KeyChanges = {"rotated_to": record.id}
         if seconds == 0:
             changes["revoked_at"] = now
         else:
             until = now + timedelta(seconds=seconds)
             if old.expires_at is None or until < old.expires_at:
                 changes["expires_at"] = until
-        return issued, changes
+        return IssuedKey(issued.key, record), changes
+
+    def credits_of(self, record: KeyRecord) -> int | None:
+        """The balance a key spends: its own, or the first key's of its rotation line; None
+        when unmetered."""
+        if record.credits_from is None:
+            return record.credits
+        return self.get(record.credits_from).credits
+
+    async def acredits_of(self, record: KeyRecord) -> int | None:
+        if record.credits_from is None:
+            return record.credits
+        return (await self.aget(record.credits_from)).credits
 
     def _changed(self, record: KeyRecord) -> None:
         self.invalidate(record)
@@ -756,6 +830,9 @@ def _missing(store: object) -> str:
     )
 
 
+#: The condition a rotation changes the old key on: nobody rotated or revoked it meanwhile.
+_UNROTATED: Mapping[str, object] = {"rotated_to": None, "revoked_at": None}
+
 #: Refusals that only a holder of the key can get: the event may name the key.
 _PROVEN = frozenset({"API_KEY_DISABLED", "EXPIRED_API_KEY"})
 
@@ -771,7 +848,7 @@ def _page(limit: int) -> int:
     return limit
 
 
-_FIXED = frozenset({"rotated_to", "last_used_at", "revoked_at"})
+_FIXED = frozenset({"rotated_to", "credits_from", "last_used_at", "revoked_at"})
 
 
 def _changes(changes: Mapping[str, Any]) -> KeyChanges:

@@ -62,7 +62,7 @@ class Verdict:
     restricted: bool = False
     #: Each allowed request costs a credit (the key has a balance).
     charged: bool = False
-    #: Whose credits pay: the key's own, or its successor's once it was rotated.
+    #: Whose credits pay: the key's own, or the first key's of its rotation line.
     credit_account: str = ""
     #: Any of the three above: the drivers' one test for the checks after authentication.
     admit: bool = False
@@ -86,7 +86,7 @@ class Verdict:
         policies = default_policies if record.rate_limit is None else policies_of(record.rate_limit)
         field = policy_field(policies)
         restricted = bool(record.allowed_networks)
-        charged = record.credits is not None
+        charged = record.credits is not None or record.credits_from is not None
         return cls(
             record,
             record.identity(),
@@ -99,7 +99,7 @@ class Verdict:
             record.revoked_at is None and not record.disabled and expired is None,
             restricted,
             charged,
-            record.rotated_to or record.id,
+            record.credits_from or record.id,
             restricted or charged or bool(policies),
         )
 

@@ -18,6 +18,7 @@ from typing import Any
 __all__ = [
     "ERRORS",
     "Denial",
+    "Conflict",
     "DuplicateKey",
     "ErrorKind",
     "InsufficientCredits",
@@ -133,3 +134,8 @@ class InsufficientCredits(KeysentryError):
     def __init__(self, balance: int) -> None:
         super().__init__(f"not enough credits left ({balance})")
         self.balance = balance
+
+
+class Conflict(KeysentryError, ValueError):
+    """A change was made on a condition (``update(..., expect=...)``) that no longer holds:
+    another writer got there first. Nothing was changed."""

@@ -100,9 +100,11 @@ class KeyRecord:
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
     #: Requests this key has made, as recorded in batches (see ``keysentry.usage``).
     request_count: int = 0
-    #: Set when the key was rotated: the id of its successor, which also pays its credits
-    #: while this key works out its grace period.
+    #: Set when the key was rotated: the id of its successor.
     rotated_to: str | None = None
+    #: The key whose credits this one spends (a rotated key's successors share the first
+    #: key's balance: rotation moves no money); None: its own ``credits``.
+    credits_from: str | None = None
 
     def __post_init__(self) -> None:
         # Accept friendly inputs (lists, CIDR strings, dicts) but keep the record immutable.

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from .errors import DuplicateKey, InsufficientCredits, KeyNotFound
+from .errors import Conflict, DuplicateKey, InsufficientCredits, KeyNotFound
 from .keys import Digester, mint
 from .records import KeyRecord, Rate
 from .stores.base import AsyncKeyStore, KeyStore, Usage
@@ -126,6 +126,78 @@ class KeyStoreContract:
         assert cleared.expires_at is None
         assert cleared.rate_limit is None
         assert cleared.credits is None
+
+    def test_update_on_a_condition(self, store: KeyStore) -> None:
+        record = make_record(owner="a")
+        store.create(record)
+        moved = store.update(record.id, {"owner": "b"}, expect={"owner": "a", "rotated_to": None})
+        assert moved.owner == "b"
+        with pytest.raises(Conflict):
+            store.update(record.id, {"owner": "c"}, expect={"owner": "a"})
+        with pytest.raises(Conflict):
+            store.update(record.id, {"name": "x"}, expect={"revoked_at": None, "disabled": True})
+        got = store.get(record.id)
+        assert got == moved
+        assert [r.id for r in store.list_keys(owner="b")] == [record.id]
+        assert store.list_keys(owner="c") == []
+
+    def test_only_one_of_two_racing_conditional_updates_wins(self, store: KeyStore) -> None:
+        record = make_record()
+        store.create(record)
+        won: list[str] = []
+        lost: list[str] = []
+        barrier = threading.Barrier(8)
+
+        def claim(name: str) -> None:
+            barrier.wait()
+            try:
+                store.update(record.id, {"rotated_to": name}, expect={"rotated_to": None})
+                won.append(name)
+            except Conflict:
+                lost.append(name)
+
+        threads = [threading.Thread(target=claim, args=(f"succ{i:08d}",)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(won) == 1
+        assert len(lost) == 7
+        got = store.get(record.id)
+        assert got is not None
+        assert got.rotated_to == won[0]
+
+    def test_updates_succeed_while_credits_are_spent(self, store: KeyStore) -> None:
+        """Spending and usage write the record all the time: a revocation must still land."""
+        record = make_record(credits=1_000_000)
+        store.create(record)
+        stop = threading.Event()
+        when = datetime(2026, 4, 1, tzinfo=timezone.utc)
+
+        def spend() -> None:
+            while not stop.is_set():
+                store.spend_credits(record.id)
+                store.record_usage({record.id: Usage(1, when)})
+
+        spenders = [threading.Thread(target=spend) for _ in range(3)]
+        for t in spenders:
+            t.start()
+        try:
+            for i in range(10):
+                store.update(record.id, {"name": f"n{i}", "owner": f"o{i % 2}"})
+            revoked = store.update(record.id, {"revoked_at": when})
+        finally:
+            stop.set()
+            for t in spenders:
+                t.join()
+        assert revoked.revoked_at == when
+        got = store.get(record.id)
+        assert got is not None
+        assert (got.revoked_at, got.name, got.owner) == (when, "n9", "o1")
+        assert got.credits is not None
+        assert got.credits + got.request_count == 1_000_000
+        assert [r.id for r in store.list_keys(owner="o1")] == [record.id]
+        assert store.list_keys(owner="o0") == []
 
     def test_update_unknown_raises_key_not_found(self, store: KeyStore) -> None:
         with pytest.raises(KeyNotFound):

@@ -21,9 +21,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol, TypedDict, runtime_checkable
 
+from ..errors import Conflict
 from ..records import KeyRecord, Network, Rate
 
-__all__ = ["AsyncKeyStore", "KeyChanges", "KeyStore", "Usage", "apply_changes"]
+__all__ = ["AsyncKeyStore", "KeyChanges", "KeyStore", "Usage", "apply_changes", "check_expected"]
 
 
 class Usage(NamedTuple):
@@ -48,6 +49,7 @@ class KeyChanges(TypedDict, total=False):
     credits: int | None
     metadata: dict[str, object]
     rotated_to: str | None
+    credits_from: str | None
 
 
 _MUTABLE = frozenset(KeyChanges.__annotations__)
@@ -59,6 +61,14 @@ def apply_changes(record: KeyRecord, changes: KeyChanges) -> KeyRecord:
     if unknown:
         raise ValueError(f"these key fields cannot be changed: {', '.join(sorted(unknown))}")
     return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
+
+
+def check_expected(record: KeyRecord, expect: Mapping[str, object] | None) -> None:
+    """Raise :class:`Conflict` unless each field named in ``expect`` has that value."""
+    if expect:
+        for name, value in expect.items():
+            if getattr(record, name) != value:
+                raise Conflict(f"key {record.id}: {name} has changed")
 
 
 @runtime_checkable
@@ -74,8 +84,14 @@ class KeyStore(Protocol):
     def create(self, record: KeyRecord) -> None:
         """Add a record; :class:`DuplicateKey` if its id or digest is taken."""
 
-    def update(self, key_id: str, changes: KeyChanges) -> KeyRecord:
-        """Apply ``changes`` atomically and return the new record; :class:`KeyNotFound` if none."""
+    def update(
+        self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
+    ) -> KeyRecord:
+        """Apply ``changes`` atomically and return the new record; :class:`KeyNotFound` if none.
+
+        With ``expect`` (field name -> value), only if the record has those values when the
+        change is applied, in the same atomic step; else :class:`Conflict` and no change.
+        """
 
     def list_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
@@ -109,7 +125,9 @@ class AsyncKeyStore(Protocol):
 
     async def acreate(self, record: KeyRecord) -> None: ...
 
-    async def aupdate(self, key_id: str, changes: KeyChanges) -> KeyRecord: ...
+    async def aupdate(
+        self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
+    ) -> KeyRecord: ...
 
     async def alist_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100

@@ -35,6 +35,7 @@ FIELDS = (
     "metadata",
     "request_count",
     "rotated_to",
+    "credits_from",
 )
 
 
@@ -83,6 +84,7 @@ def encode(record: KeyRecord) -> dict[str, str | int | None]:
         "metadata": json.dumps(dict(record.metadata), separators=(",", ":"), sort_keys=True),
         "request_count": record.request_count,
         "rotated_to": record.rotated_to,
+        "credits_from": record.credits_from,
     }
 
 
@@ -116,4 +118,5 @@ def decode(row: Mapping[str, Any]) -> KeyRecord:
         metadata=json.loads(values.get("metadata") or "{}"),
         request_count=int(values.get("request_count") or 0),
         rotated_to=none("rotated_to"),
+        credits_from=none("credits_from"),
     )

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound
 from ..keys import KEY_ID_LENGTH
 from ..records import KeyRecord
-from .base import KeyChanges, Usage, apply_changes
+from .base import KeyChanges, Usage, apply_changes, check_expected
 
 __all__ = ["MemoryStore"]
 
@@ -53,9 +53,13 @@ class MemoryStore:
             raise KeyNotFound(f"no key with id {shown!r}")
         return current
 
-    def update(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+    def update(
+        self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
+    ) -> KeyRecord:
         with self._lock:
-            record = apply_changes(self._current(key_id), changes)
+            current = self._current(key_id)
+            check_expected(current, expect)
+            record = apply_changes(current, changes)
             self._by_id[key_id] = record
             return record
 
@@ -107,8 +111,10 @@ class MemoryStore:
     async def acreate(self, record: KeyRecord) -> None:
         self.create(record)
 
-    async def aupdate(self, key_id: str, changes: KeyChanges) -> KeyRecord:
-        return self.update(key_id, changes)
+    async def aupdate(
+        self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
+    ) -> KeyRecord:
+        return self.update(key_id, changes, expect)
 
     async def alist_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100

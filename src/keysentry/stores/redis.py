@@ -10,11 +10,15 @@ digests and hashed owners only, never a key::
                           so an owner string of any shape makes a safe, fixed-length name
 
 ``create`` is one Lua script (``lua/create.lua``): the id and digest checks and every write
-happen atomically, so two racing creates cannot both win. ``update`` must run
-:func:`~keysentry.stores.base.apply_changes` in Python, so it is optimistic: WATCH the record,
-read it, apply the changes, write it back in MULTI/EXEC (moving the id between owner sets if
-the owner changed), and start again if another writer got there first. Reads are single
-commands; ``find_by_digest`` is two (the index, then the record) and checks the record's digest.
+happen atomically, so two racing creates cannot both win. ``update`` reads the record, runs
+:func:`~keysentry.stores.base.apply_changes` in Python (the validation lives there), then
+writes only the fields it changes with one script (``lua/update.lua``) that first checks the
+caller's conditions (``expect``) and, when the owner changes, that the owner is still the one
+read (moving the id between owner sets depends on it; otherwise it reads again). Writing
+named fields only means credit spending (``lua/spend.lua``) and usage counting
+(``lua/usage.lua``), which write the same hash all the time, never make an update fail: a
+WATCH on the whole hash did, for a busy key under revocation. Reads are single commands;
+``find_by_digest`` is two (the index, then the record) and checks the record's digest.
 
 Redis Cluster: ``get``, ``update`` without an owner change, and the two steps of
 ``find_by_digest`` each touch one key. ``create`` (record, digest entry and indexes) and an
@@ -33,6 +37,7 @@ create and update so other processes drop their cached copy at once (all but upd
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -42,10 +47,16 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from .._redis import RedisBackend
-from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound, StoreUnavailable
+from ..errors import (
+    Conflict,
+    DuplicateKey,
+    InsufficientCredits,
+    KeyNotFound,
+    StoreUnavailable,
+)
 from ..keys import KEY_ID_LENGTH
 from ..records import KeyRecord
-from .base import KeyChanges, Usage, apply_changes
+from .base import KeyChanges, Usage, apply_changes, check_expected
 from .codec import decode, encode
 from .url import safe_url
 
@@ -67,13 +78,14 @@ class _Script:
 
 CREATE = _Script("create.lua")
 SPEND = _Script("spend.lua")
+UPDATE = _Script("update.lua")
 USAGE = _Script("usage.lua")
 
 #: Ids this store accepts: public key ids are 12 of these characters. Anything longer or
 #: stranger is refused before it can become part of a Redis key name (a full key passed where
 #: its id belongs must never reach the server, its logs or MONITOR).
 _ID = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
-#: Optimistic update attempts before giving up on a key under constant concurrent writes.
+#: Update attempts before giving up on a key whose owner keeps changing under it.
 _ATTEMPTS = 100
 #: Changes no cached decision depends on: not announced, so recording usage in batches does
 #: not flush every process's cache of the keys in use.
@@ -120,10 +132,9 @@ class RedisStore(RedisBackend):
         invalidator: RedisInvalidator | None = None,
     ) -> None:
         super().__init__(url, timeout=timeout, failures=failures, cooldown=cooldown)
-        from redis.exceptions import NoScriptError, WatchError
+        from redis.exceptions import NoScriptError
 
         self._no_script = NoScriptError
-        self._conflict = WatchError
         if not namespace:
             raise ValueError("a RedisStore needs a non-empty namespace")
         self.namespace = namespace
@@ -173,14 +184,60 @@ class RedisStore(RedisBackend):
         if code == 2:
             raise DuplicateKey(f"a key with the digest of {record.id!r} exists")
 
-    def _write(self, pipe: Any, current: KeyRecord, record: KeyRecord) -> None:
-        """Queue, inside MULTI, the writes that turn ``current`` into ``record``."""
-        pipe.hset(self.record_key(record.id), mapping=_fields(record))
+    def _update_call(
+        self,
+        key_id: str,
+        current: KeyRecord | None,
+        changes: KeyChanges,
+        expect: Mapping[str, object] | None,
+    ) -> tuple[list[str], list[str | int]]:
+        """The update script's keys and arguments: the changed fields only, on the condition
+        that the record still has what ``expect`` names and, when the owner changes, the owner
+        it was read with (the owner sets to move the id between depend on it)."""
+        if current is None:
+            raise self._not_found(key_id)
+        record = apply_changes(current, changes)
+        check_expected(current, expect)  # fail early; the script checks again, atomically
+        written = _fields(record)
+        conditions: dict[str, str | int] = {}
+        if expect:
+            wanted = _fields(dataclasses.replace(current, **expect))  # type: ignore[arg-type]
+            conditions = {name: wanted[name] for name in expect}
+        keys = [self.record_key(key_id)]
+        leave = join = 0
         if record.owner != current.owner:
+            conditions.setdefault("owner", _fields(current)["owner"])
             if current.owner is not None:
-                pipe.zrem(self.index_key(current.owner), record.id)
+                keys.append(self.index_key(current.owner))
+                leave = 1
             if record.owner is not None:
-                pipe.zadd(self.index_key(record.owner), {record.id: 0})
+                keys.append(self.index_key(record.owner))
+                join = 1
+        args: list[str | int] = [key_id, leave, join, len(conditions)]
+        for field, value in conditions.items():
+            args += (field, value)
+        for field in changes:
+            args += (field, written[field])
+        return keys, args
+
+    def _updated(
+        self, key_id: str, reply: list[Any], expect: Mapping[str, object] | None
+    ) -> KeyRecord | None:
+        """The record the update script wrote; None when the owner moved meanwhile (try
+        again); :class:`Conflict` when an expectation failed."""
+        code = int(reply[0])
+        if code == 0:
+            raise self._not_found(key_id)
+        if code == 1:
+            field = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+            if expect and field in expect:
+                raise Conflict(f"key {key_id}: {field} has changed")
+            return None
+        flat = reply[1]
+        record = _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
+        if record is None:  # pragma: no cover - the script wrote it just now
+            raise self._not_found(key_id)
+        return record
 
     def _run(self, client: Any, script: _Script, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -272,28 +329,22 @@ class RedisStore(RedisBackend):
             self._created(code, record)
         self._announce(record)
 
-    def update(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+    def update(
+        self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
+    ) -> KeyRecord:
         if not _ID.match(key_id):
             raise self._not_found(key_id)
-        name = self.record_key(key_id)
         with self._guard("update"):
             client = self._client()
             for _ in range(_ATTEMPTS):
-                with client.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(name)
-                        current = _decode(pipe.hgetall(name))
-                        if current is None:
-                            raise self._not_found(key_id)
-                        record = apply_changes(current, changes)
-                        pipe.multi()
-                        self._write(pipe, current, record)
-                        pipe.execute()
-                    except self._conflict:
-                        continue
-                break
+                current = _decode(client.hgetall(self.record_key(key_id)))
+                keys, args = self._update_call(key_id, current, changes, expect)
+                reply = self._run(client, UPDATE, keys, args)
+                record = self._updated(key_id, reply, expect)
+                if record is not None:
+                    break
             else:
-                raise StoreUnavailable(f"key {key_id!r} changed under every update attempt")
+                raise StoreUnavailable(f"key {_shown(key_id)!r} changed under every update")
         if not changes.keys() <= _UNANNOUNCED:
             self._announce(record)
         return record
@@ -361,28 +412,22 @@ class RedisStore(RedisBackend):
             self._created(code, record)
         await self._aannounce(record)
 
-    async def aupdate(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+    async def aupdate(
+        self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
+    ) -> KeyRecord:
         if not _ID.match(key_id):
             raise self._not_found(key_id)
-        name = self.record_key(key_id)
         with self._guard("update"):
             client = self._aclient()
             for _ in range(_ATTEMPTS):
-                async with client.pipeline(transaction=True) as pipe:
-                    try:
-                        await pipe.watch(name)
-                        current = _decode(await pipe.hgetall(name))
-                        if current is None:
-                            raise self._not_found(key_id)
-                        record = apply_changes(current, changes)
-                        pipe.multi()
-                        self._write(pipe, current, record)
-                        await pipe.execute()
-                    except self._conflict:
-                        continue
-                break
+                current = _decode(await client.hgetall(self.record_key(key_id)))
+                keys, args = self._update_call(key_id, current, changes, expect)
+                reply = await self._arun(client, UPDATE, keys, args)
+                record = self._updated(key_id, reply, expect)
+                if record is not None:
+                    break
             else:
-                raise StoreUnavailable(f"key {key_id!r} changed under every update attempt")
+                raise StoreUnavailable(f"key {_shown(key_id)!r} changed under every update")
         if not changes.keys() <= _UNANNOUNCED:
             await self._aannounce(record)
         return record

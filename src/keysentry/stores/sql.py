@@ -48,7 +48,7 @@ from ..breaker import CircuitBreaker
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound, StoreUnavailable
 from ..keys import KEY_ID_LENGTH
 from ..records import KeyRecord
-from .base import KeyChanges, Usage, apply_changes
+from .base import KeyChanges, Usage, apply_changes, check_expected
 from .codec import FIELDS, decode, encode
 from .url import safe_url
 
@@ -59,11 +59,12 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "SQLStore", "SchemaVersionError"]
 
-#: Version of the table layout this release writes and reads. 2 added ``request_count`` and
-#: ``rotated_to``; a version-1 table is migrated in place (two ADD COLUMNs) on first use.
+#: Version of the table layout this release writes and reads. 2 added ``request_count``,
+#: ``rotated_to`` and ``credits_from``; a version-1 table is migrated in place (ADD COLUMN)
+#: on first use.
 SCHEMA_VERSION = 2
 #: Columns each version added, which a migration adds to an older table.
-_ADDED = {2: ("request_count", "rotated_to")}
+_ADDED = {2: ("request_count", "rotated_to", "credits_from")}
 
 T = TypeVar("T")
 
@@ -141,9 +142,10 @@ def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table]:
         "allowed_networks": TextType(),
         "metadata": TextType(),
     }
-    text["rotated_to"] = String()
+    text["rotated_to"] = text["credits_from"] = String()
     nullable = {
-        "owner", "expires_at", "last_used_at", "revoked_at", "rate_limit", "credits", "rotated_to"
+        "owner", "expires_at", "last_used_at", "revoked_at", "rate_limit", "credits",
+        "rotated_to", "credits_from",
     }  # fmt: skip
     columns = []
     for name in FIELDS:
@@ -307,11 +309,19 @@ class _Queries:
     def create(self, conn: Connection, row: dict[str, Any]) -> None:
         conn.execute(self._insert, row)
 
-    def update(self, conn: Connection, key_id: str, changes: KeyChanges) -> KeyRecord:
+    def update(
+        self,
+        conn: Connection,
+        key_id: str,
+        changes: KeyChanges,
+        expect: Mapping[str, object] | None,
+    ) -> KeyRecord:
         row = conn.execute(self._locked, {"id": key_id}).mappings().first()
         if row is None:
             raise KeyNotFound(f"no key with id {_shown(key_id)!r}")
-        values = _row(apply_changes(_decode(row), changes))
+        current = _decode(row)
+        check_expected(current, expect)
+        values = _row(apply_changes(current, changes))
         del values["id"]
         conn.execute(self._update.values(values), {"key_id": key_id})
         # What get() will return: the record as stored, not as the caller phrased it.
@@ -658,7 +668,7 @@ class SQLStore:
         except StoreUnavailable:
             self.breaker.failure()
             raise
-        except (KeyNotFound, InsufficientCredits, ValueError):
+        except (KeyNotFound, InsufficientCredits, ValueError):  # Conflict is a ValueError
             self.breaker.success()  # a contract error: the database answered
             raise
         self.breaker.success()
@@ -701,7 +711,7 @@ class SQLStore:
         except StoreUnavailable:
             self.breaker.failure()
             raise
-        except (KeyNotFound, InsufficientCredits, ValueError):
+        except (KeyNotFound, InsufficientCredits, ValueError):  # Conflict is a ValueError
             self.breaker.success()  # a contract error: the database answered
             raise
         self.breaker.success()
@@ -718,8 +728,10 @@ class SQLStore:
     def create(self, record: KeyRecord) -> None:
         self._write(self._queries.create, _row(record), duplicate=True)
 
-    def update(self, key_id: str, changes: KeyChanges) -> KeyRecord:
-        return self._write(self._queries.update, key_id, changes)
+    def update(
+        self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
+    ) -> KeyRecord:
+        return self._write(self._queries.update, key_id, changes, expect)
 
     def list_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
@@ -765,8 +777,10 @@ class SQLStore:
     async def acreate(self, record: KeyRecord) -> None:
         await self._awrite(self._queries.create, _row(record), duplicate=True)
 
-    async def aupdate(self, key_id: str, changes: KeyChanges) -> KeyRecord:
-        return await self._awrite(self._queries.update, key_id, changes)
+    async def aupdate(
+        self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
+    ) -> KeyRecord:
+        return await self._awrite(self._queries.update, key_id, changes, expect)
 
     async def alist_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
