@@ -355,3 +355,10 @@ def test_a_402_after_the_limiter_counted_carries_the_ratelimit_fields(
     assert (r.status, r.code) == (402, "INSUFFICIENT_CREDITS")
     assert r.headers["RateLimit-Policy"] == '"per-minute";q=10;w=60'
     assert r.headers["RateLimit"].startswith('"per-minute";r=8;t=')
+
+
+def test_revoking_twice_keeps_the_first_time(guard: Keysentry) -> None:
+    issued = guard.issue(name="once")
+    first = guard.revoke(issued.record.id)
+    again = guard.revoke(issued.record.id)
+    assert again.revoked_at == first.revoked_at

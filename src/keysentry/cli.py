@@ -1,4 +1,13 @@
-"""The ``keysentry`` command line."""
+"""The ``keysentry`` command: its arguments, the guard it builds, and one-line errors.
+
+``keysentry demo`` serves an example API (``demo.py``); ``keysentry keys ...`` manages keys on a
+store (``cli_keys.py``). Both build their guard with :func:`guard_from_env`, so a key created
+by the CLI verifies in the demo, or in any app that follows the same rule, on the same store.
+
+Exit status: 0 done, 1 the store or the key said no (unknown id, store unreachable, a change
+the key's state forbids), 2 the command line itself was wrong. Errors are one line on stderr,
+never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +15,70 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from . import __version__
-from .demo import DEFAULT_STORE
-from .errors import KeysentryError
+from .core import Keysentry
+from .errors import KeyNotFound, KeysentryError, StoreUnavailable
+from .keys import Digester
+from .stores.base import KeyStore
+from .stores.url import from_url, safe_url
 
-__all__ = ["main"]
+__all__ = ["DEFAULT_STORE", "guard_from_env", "main"]
+
+#: The embedded default: a SQLite file in the working directory, shared by every command.
+DEFAULT_STORE = "sqlite:///keysentry.db"
+STORE_ENV = "KEYSENTRY_STORE"
+SECRET_ENV = "KEYSENTRY_SECRET"  # noqa: S105 (the variable's name, not a secret)
+#: Seconds a store call of the CLI may take. Longer than an app's request-path default: an
+#: operator may be far from the store, and nobody is waiting on a response.
+CLI_TIMEOUT = 3.0
+
+
+def default_store() -> str:
+    return os.environ.get(STORE_ENV) or DEFAULT_STORE
+
+
+def guard_from_env(
+    store_url: str, *, store_options: dict[str, Any] | None = None, **options: Any
+) -> Keysentry:
+    """The guard on ``store_url``'s store, digesting keys with ``$KEYSENTRY_SECRET`` when set.
+
+    Every command builds its guard here: a key verifies only under the digest it was created
+    with, so the demo and ``keysentry keys`` must agree on the secret.
+    """
+    try:
+        store = from_url(store_url, **(store_options or {}))
+    except ValueError as exc:
+        raise ValueError(f"store {safe_url(store_url)}: {exc}") from None
+    except ImportError as exc:  # the store's client library is not installed
+        raise ImportError(f"store {safe_url(store_url)}: {exc}") from None
+    secret = os.environ.get(SECRET_ENV) or None
+    try:
+        Digester(secret)  # the one setting here that comes from the environment: say so
+    except ValueError as exc:
+        store.close()
+        raise ValueError(f"${SECRET_ENV}: {exc}") from None
+    try:
+        return Keysentry(store, secret=secret, **options)
+    except (ValueError, TypeError):
+        store.close()
+        raise
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors on one line: ``keysentry keys create: error: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="keysentry", description="API-key authentication for ASGI and WSGI apps."
+    from .cli_keys import add_keys_parser
+
+    parser = _Parser(
+        prog="keysentry",
+        description="API-key authentication for ASGI and WSGI apps: serve a demo, manage keys.",
     )
     parser.add_argument("--version", action="version", version=f"keysentry {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -27,10 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any (8000)")
     demo.add_argument(
         "--store",
-        default=os.environ.get("KEYSENTRY_STORE", DEFAULT_STORE),
+        default=argparse.SUPPRESS,
         metavar="URL",
         help=f"key store URL: sqlite:///path, postgresql://..., redis://..., memory:// "
-        f"(default: $KEYSENTRY_STORE or {DEFAULT_STORE})",
+        f"(default: ${STORE_ENV} or {DEFAULT_STORE})",
     )
     demo.add_argument(
         "--rate-limit",
@@ -43,34 +105,101 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="rate-limit backend: memory:// or redis://host:port/db (memory://)",
     )
+    add_keys_parser(commands)
     return parser
+
+
+def _fail(status: int, message: str) -> int:
+    print(f"keysentry: {message}", file=sys.stderr)
+    return status
+
+
+def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .demo import run
+
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be between 0 and 65535")
+    try:
+        run(
+            host=args.host,
+            port=args.port,
+            store_url=getattr(args, "store", None) or default_store(),
+            rate_limit=args.rate_limit,
+            limiter_url=args.limiter,
+        )
+    except (ValueError, ImportError) as exc:
+        print(f"keysentry demo: {exc}", file=sys.stderr)
+        return 2
+    except KeysentryError as exc:
+        print(f"keysentry demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from .cli_keys import refuse_store, run
+
+    url = getattr(args, "store", None) or default_store()
+    shown = safe_url(url)
+    refused = refuse_store(url, args.keys_command)
+    if refused is not None:
+        status, reason = refused
+        return _fail(status, f"store {shown}: {reason}")
+    try:
+        ks = guard_from_env(url, store_options={"timeout": CLI_TIMEOUT}, usage_interval=None)
+    except (ValueError, ImportError) as exc:
+        return _fail(2, _masked(str(exc), url))
+    try:
+        return run(ks, args, sys.stdout)
+    except KeyNotFound as exc:
+        return _fail(1, str(exc))
+    except StoreUnavailable as exc:
+        return _fail(1, f"store {shown} is unavailable: {_masked(str(exc), url)}")
+    except (KeysentryError, ValueError) as exc:
+        # The store is fine, the key's state forbids the change (rotating a revoked key...).
+        return _fail(1, _masked(str(exc), url))
+    finally:
+        _close(ks)
+
+
+def _close(ks: Keysentry) -> None:
+    store = ks.store
+    try:
+        if isinstance(store, KeyStore):
+            store.close()
+    except KeysentryError:
+        pass  # nothing was pending: every command's writes are done, or failed and said so
+
+
+def _masked(message: str, url: str) -> str:
+    """``message`` on one line, without the store's password should a driver quote it."""
+    from urllib.parse import urlsplit
+
+    lines = message.strip().splitlines()
+    message = lines[0] if lines else ""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return message.replace(password, "***") if password else message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        from .demo import run
-
-        if not 0 <= args.port <= 65535:
-            parser.error("--port must be between 0 and 65535")
-        try:
-            run(
-                host=args.host,
-                port=args.port,
-                store_url=args.store,
-                rate_limit=args.rate_limit,
-                limiter_url=args.limiter,
-            )
-        except (ValueError, ImportError) as exc:
-            print(f"keysentry demo: {exc}", file=sys.stderr)
-            return 2
-        except KeysentryError as exc:
-            print(f"keysentry demo: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            pass
-        return 0
+    try:
+        if args.command == "demo":
+            return _demo(parser, args)
+        if args.command == "keys":
+            return _keys(args)
+    except BrokenPipeError:
+        # `keysentry keys list | head`: the reader left; say nothing more, on a closed stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
     parser.print_help()
     return 2
 

@@ -638,11 +638,22 @@ class Keysentry:
         return await self.aupdate(key_id, disabled=False)
 
     def revoke(self, key_id: str) -> KeyRecord:
-        """Refuse this key from now on, for good (in every process, with an invalidator)."""
-        return self._apply(key_id, {"revoked_at": utcnow()})
+        """Refuse this key from now on, for good (in every process, with an invalidator).
+        Revoking a revoked key changes nothing: ``revoked_at`` keeps the first time."""
+        try:
+            record = self._need_sync().update(key_id, {"revoked_at": utcnow()}, _UNREVOKED)
+        except Conflict:
+            return self.get(key_id)
+        self._changed(record)
+        return record
 
     async def arevoke(self, key_id: str) -> KeyRecord:
-        return await self._aapply(key_id, {"revoked_at": utcnow()})
+        try:
+            record = await self._need_async().aupdate(key_id, {"revoked_at": utcnow()}, _UNREVOKED)
+        except Conflict:
+            return await self.aget(key_id)
+        await self._achanged(record)
+        return record
 
     def set_expiry(self, key_id: str, expires_at: datetime | timedelta | None) -> KeyRecord:
         """Expire the key at a time, after a duration from now, or never (None)."""
@@ -832,6 +843,7 @@ def _missing(store: object) -> str:
 
 #: The condition a rotation changes the old key on: nobody rotated or revoked it meanwhile.
 _UNROTATED: Mapping[str, object] = {"rotated_to": None, "revoked_at": None}
+_UNREVOKED: Mapping[str, object] = {"revoked_at": None}
 
 #: Refusals that only a holder of the key can get: the event may name the key.
 _PROVEN = frozenset({"API_KEY_DISABLED", "EXPIRED_API_KEY"})

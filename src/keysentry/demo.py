@@ -6,21 +6,18 @@ the README's quickstart shows, so what the demo does is what a user's app does.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 from typing import Any, TextIO
 
 from .asgi import ASGIMiddleware
+from .cli import DEFAULT_STORE, guard_from_env
 from .core import Keysentry
 from .ratelimit import Limiter, MemoryLimiter
 from .records import Rate
-from .stores.url import from_url, safe_url
+from .stores.url import safe_url
 
 __all__ = ["DEFAULT_STORE", "build_app", "run"]
-
-#: The embedded default: a SQLite file in the working directory, shared with the CLI.
-DEFAULT_STORE = "sqlite:///keysentry.db"
 
 
 def build_app(ks: Keysentry) -> Any:
@@ -104,14 +101,9 @@ def run(
             "keysentry demo needs uvicorn and starlette: pip install 'keysentry[demo]'"
         ) from None
     out = out or sys.stdout
-    store = from_url(store_url)
     rates = Rate.parse_many(rate_limit) if rate_limit else None
-    ks = Keysentry(
-        store,
-        secret=os.environ.get("KEYSENTRY_SECRET") or None,
-        exempt=["/health"],
-        limiter=limiter_from_url(limiter_url),
-    )
+    # Built as `keysentry keys` builds it, so keys the CLI creates on this store work here.
+    ks = guard_from_env(store_url, exempt=["/health"], limiter=limiter_from_url(limiter_url))
     issued = ks.issue(name="demo", owner="demo", scopes=["read", "generate"], rate_limit=rates)
     key = issued.key.reveal()
     sock = _bind(host, port)

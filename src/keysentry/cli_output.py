@@ -1,0 +1,120 @@
+"""How ``keysentry keys`` shows records: JSON values for scripts, text for people.
+
+JSON carries every field but the digest, times in UTC ISO 8601. Text is what a terminal shows
+well: aligned tables and ``field: value`` lines, compact UTC times (``2025-06-01 12:00:05Z``),
+control characters in names escaped so a stored name cannot drive the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from .records import KeyRecord
+
+__all__ = ["cell", "record_fields", "record_json", "shown_once", "status", "table", "when"]
+
+
+def status(record: KeyRecord, now: datetime) -> str:
+    """``active``, ``disabled``, ``revoked``, ``expired`` or ``rotated`` (in its grace
+    period), the first that applies in the order revoked, expired, disabled, rotated."""
+    if record.revoked_at is not None:
+        return "revoked"
+    if record.expires_at is not None and record.expires_at <= now:
+        return "expired"
+    if record.disabled:
+        return "disabled"
+    if record.rotated_to is not None:
+        return "rotated"
+    return "active"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(timezone.utc).isoformat()
+
+
+def record_json(record: KeyRecord, now: datetime) -> dict[str, Any]:
+    """Every field of a record but its digest, as JSON values (times in UTC ISO 8601)."""
+    return {
+        "id": record.id,
+        "prefix": record.prefix,
+        "name": record.name,
+        "owner": record.owner,
+        "status": status(record, now),
+        "scopes": sorted(record.scopes),
+        "rate_limit": None if record.rate_limit is None else [str(r) for r in record.rate_limit],
+        "allowed_networks": [str(n) for n in record.allowed_networks],
+        "credits": record.credits,
+        "metadata": dict(record.metadata),
+        "created_at": _iso(record.created_at),
+        "expires_at": _iso(record.expires_at),
+        "last_used_at": _iso(record.last_used_at),
+        "request_count": record.request_count,
+        "disabled": record.disabled,
+        "revoked_at": _iso(record.revoked_at),
+        "rotated_to": record.rotated_to,
+        "credits_from": record.credits_from,
+    }
+
+
+def when(value: datetime | None, none: str = "-") -> str:
+    if value is None:
+        return none
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def cell(text: str, width: int = 0) -> str:
+    """``text`` safe for a terminal (control characters escaped), cut to ``width``."""
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    if width and len(text) > width:
+        text = text[: width - 3] + "..."
+    return text
+
+
+def shown_once(key: str) -> str:
+    return (
+        "The key, shown this once (only its digest is stored; it cannot be shown again):\n\n"
+        f"    {key}"
+    )
+
+
+def record_fields(record: KeyRecord, now: datetime) -> str:
+    """Every field but the digest, as aligned ``field: value`` lines."""
+    rate = record.rate_limit
+    values = {
+        "id": record.id,
+        "prefix": record.prefix,
+        "name": record.name or "-",
+        "owner": record.owner or "-",
+        "status": status(record, now),
+        "scopes": ", ".join(sorted(record.scopes)) or "-",
+        "rate_limit": "the app's default" if rate is None else ", ".join(map(str, rate)) or "none",
+        "allowed_networks": ", ".join(map(str, record.allowed_networks)) or "any",
+        "credits": "unmetered" if record.credits is None else str(record.credits),
+        "metadata": json.dumps(dict(record.metadata)) if record.metadata else "-",
+        "created_at": when(record.created_at),
+        "expires_at": when(record.expires_at, "never"),
+        "last_used_at": when(record.last_used_at, "never"),
+        "request_count": str(record.request_count),
+        "disabled": "yes" if record.disabled else "no",
+        "revoked_at": when(record.revoked_at),
+        "rotated_to": record.rotated_to or "-",
+    }
+    width = max(map(len, values)) + 1
+    return "\n".join(f"{name + ':':<{width}} {cell(value)}" for name, value in values.items())
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]], right: set[int]) -> str:
+    """Columns two spaces apart, each as wide as its widest cell; ``right``-aligned numbers."""
+    lines = [header, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(
+            text.rjust(width) if i in right else text.ljust(width)
+            for i, (text, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in lines
+    )

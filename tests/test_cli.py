@@ -1,0 +1,514 @@
+"""``keysentry keys`` as an operator runs it: the real console script against real stores,
+then the keys it printed presented to an app, and to the demo, on the same store."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keysentry import Keysentry
+from keysentry.stores import from_url
+
+from .apps import Client
+from .services import PG_URL, REDIS_URL, delete_namespace, namespace, pg_connect, redis_or_skip
+from .services import unavailable as service_unavailable
+
+SCRIPT = Path(sys.executable).with_name("keysentry")
+SECRET = "cli-test-digest-secret-0123456789"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("KEYSENTRY_SECRET", "KEYSENTRY_STORE")}
+    return {**env, "KEYSENTRY_SECRET": SECRET, **extra}
+
+
+def keysentry(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=env or _env(),
+    )
+
+
+def ok(*args: str, **options: Any) -> Any:
+    """Run a command that must succeed; its JSON output when ``--json`` is among ``args``."""
+    r = keysentry(*args, **options)
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    return json.loads(r.stdout) if "--json" in args else r.stdout
+
+
+def fails(*args: str, status: int, **options: Any) -> str:
+    """Run a command that must fail with ``status``: its one line of stderr."""
+    r = keysentry(*args, **options)
+    assert r.returncode == status, (r.returncode, r.stdout, r.stderr)
+    assert r.stdout == ""
+    assert "Traceback" not in r.stderr
+    assert r.stderr.endswith("\n")
+    assert r.stderr.count("\n") == 1, r.stderr
+    return r.stderr.strip()
+
+
+def _at(text: str | None) -> datetime:
+    assert text is not None
+    return datetime.fromisoformat(text)
+
+
+def _close_to(text: str | None, when: datetime, within: float = 60) -> bool:
+    return abs((_at(text) - when).total_seconds()) < within
+
+
+# -- stores ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/keys.db"
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    redis_or_skip()
+    ns = namespace()
+    yield f"{REDIS_URL}?namespace={ns}"
+    delete_namespace(REDIS_URL, ns)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """Tables in a schema of this test's own, dropped with them at the end."""
+    import psycopg
+
+    try:
+        pg_connect().close()
+    except psycopg.Error:
+        service_unavailable(f"PostgreSQL at {PG_URL}")
+    schema = f"kstest_{uuid.uuid4().hex[:12]}"
+    with pg_connect() as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with pg_connect() as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def store_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+# -- the whole lifecycle, on every store ----------------------------------------------------------
+
+
+def test_lifecycle_on_every_store(store_url: str) -> None:
+    s = ("--store", store_url)
+    now = datetime.now(timezone.utc)
+    created = ok(
+        *("keys", "create", "--name", "ci", "--owner", "acct_42"),
+        *("--scopes", "read,write", "--scopes", "admin"),
+        *("--rate-limit", "10/second, 1000/day", "--expires-in", "90d"),
+        *("--allow-ip", "10.0.0.0/8", "--allow-ip", "192.168.1.7"),
+        *("--credits", "3", "--prefix", "sk_test", "--metadata", '{"plan": "pro"}'),
+        *s,
+        "--json",
+    )
+    key, key_id = created["key"], created["id"]
+    assert re.fullmatch(r"sk_test_[A-Za-z0-9]{53}", key)
+    assert key.startswith(created["prefix"])
+    assert created["prefix"] == f"sk_test_{key_id}"
+    assert created | {"key": None, "created_at": None, "expires_at": None} == {
+        "key": None,
+        "id": key_id,
+        "prefix": f"sk_test_{key_id}",
+        "name": "ci",
+        "owner": "acct_42",
+        "status": "active",
+        "scopes": ["admin", "read", "write"],
+        "rate_limit": ["10/second", "1000/day"],
+        "allowed_networks": ["10.0.0.0/8", "192.168.1.7/32"],
+        "credits": 3,
+        "metadata": {"plan": "pro"},
+        "created_at": None,
+        "expires_at": None,
+        "last_used_at": None,
+        "request_count": 0,
+        "disabled": False,
+        "revoked_at": None,
+        "rotated_to": None,
+        "credits_from": None,
+    }
+    assert _close_to(created["created_at"], now)
+    assert _close_to(created["expires_at"], now + timedelta(days=90))
+    other = ok("keys", "create", "--name", "other", "--owner", "acct_7", *s, "--json")
+    plain = ok("keys", "create", "--name", "plain", "--owner", "acct_42", *s, "--json")
+
+    shown = ok("keys", "show", key_id, *s, "--json")
+    assert shown == {k: v for k, v in created.items() if k != "key"}
+
+    # Listing: every key, never a key or a digest; an owner's; page by page.
+    listed = ok("keys", "list", *s, "--json")
+    everyone = sorted([key_id, other["id"], plain["id"]])
+    assert [k["id"] for k in listed["keys"]] == everyone
+    assert listed["next"] is None
+    text = json.dumps(listed)
+    assert "digest" not in text
+    assert key not in text
+    assert other["key"] not in text
+    owned = ok("keys", "list", "--owner", "acct_42", *s, "--json")
+    assert [k["id"] for k in owned["keys"]] == sorted([key_id, plain["id"]])
+    pages, cursor = [], None
+    while True:
+        after = () if cursor is None else ("--after", cursor)
+        page = ok("keys", "list", "--limit", "2", *after, *s, "--json")
+        pages.append([k["id"] for k in page["keys"]])
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert pages == [everyone[:2], everyone[2:]]
+    assert ok("keys", "list", "--limit", "3", *s, "--json")["next"] is None
+
+    # The printed key works in an app on the same store, with the same secret.
+    _authenticates(store_url, plain["key"], other["key"], key)
+
+    assert ok("keys", "disable", key_id, *s, "--json")["status"] == "disabled"
+    enabled = ok("keys", "enable", key_id, *s, "--json")
+    assert (enabled["status"], enabled["disabled"]) == ("active", False)
+
+    rotated = ok("keys", "rotate", key_id, "--grace", "1h", *s, "--json")
+    new_id, old = rotated["id"], rotated["old"]
+    assert new_id != key_id
+    assert rotated["key"].startswith(f"sk_test_{new_id}")
+    same = ("name", "owner", "scopes", "rate_limit", "allowed_networks", "credits", "metadata")
+    assert {k: rotated[k] for k in same} == {k: created[k] for k in same}
+    assert rotated["expires_at"] == created["expires_at"]  # rotation is not renewal
+    assert rotated["credits_from"] == key_id  # the line shares the first key's balance
+    assert (old["id"], old["status"], old["rotated_to"]) == (key_id, "rotated", new_id)
+    assert _close_to(old["expires_at"], datetime.now(timezone.utc) + timedelta(hours=1))
+    assert ok("keys", "show", key_id, *s, "--json") == old
+
+    revoked = ok("keys", "revoke", new_id, *s, "--json")
+    assert revoked["status"] == "revoked"
+    again = ok("keys", "revoke", new_id, *s, "--json")
+    assert again["revoked_at"] == revoked["revoked_at"]  # the first revocation's time stays
+
+    message = fails("keys", "disable", "nosuchkey000", *s, status=1)
+    assert message == "keysentry: no key with id 'nosuchkey000'"
+
+
+def _authenticates(store_url: str, plain: str, other: str, restricted: str) -> None:
+    """Keys the CLI printed, presented to a Starlette app built on the same store."""
+    ks = Keysentry(from_url(store_url), secret=SECRET, usage_interval=None)
+    try:
+        client = Client("starlette", ks)
+        r = client.get("/", {"Authorization": f"Bearer {plain}"})
+        assert (r.status, r.body["name"], r.body["owner"]) == (200, "plain", "acct_42")
+        assert client.get("/", {"X-API-Key": other}).status == 200
+        # Its digest matched; then its allowlist refused the test client's non-IP peer.
+        assert client.get("/", {"X-API-Key": restricted}).code == "IP_NOT_ALLOWED"
+    finally:
+        ks.store.close()  # type: ignore[union-attr]
+    # Under another digest secret the same key is unknown: the CLI used $KEYSENTRY_SECRET.
+    unkeyed = Keysentry(from_url(store_url), usage_interval=None)
+    try:
+        r = Client("starlette", unkeyed).get("/", {"X-API-Key": plain})
+        assert (r.status, r.code) == (401, "INVALID_API_KEY")
+    finally:
+        unkeyed.store.close()  # type: ignore[union-attr]
+
+
+# -- output for people ----------------------------------------------------------------------------
+
+
+def test_text_output_is_aligned_and_shows_the_key_once(sqlite_url: str) -> None:
+    s = ("--store", sqlite_url)
+    text = ok("keys", "create", "--name", "ci", "--owner", "acct_42", "--credits", "12", *s)
+    assert "shown this once" in text
+    key = re.search(r"^    (sk_live_[A-Za-z0-9]{53})$", text, re.MULTILINE)
+    assert key, text
+    assert text.count(key.group(1)) == 1
+    key_id = key.group(1)[len("sk_live_") : len("sk_live_") + 12]
+    ok("keys", "create", "--name", "a much longer name", "--scopes", "read write", *s)
+
+    header, *rows = ok("keys", "list", *s).splitlines()
+    assert header.split() == [
+        "ID", "NAME", "OWNER", "PREFIX", "SCOPES", "STATUS", "CREDITS", "LAST", "USED", "REQUESTS"
+    ]  # fmt: skip
+    assert len(rows) == 2
+    for row in rows:  # each column starts where its heading does
+        for heading in ("NAME", "OWNER", "PREFIX", "SCOPES", "STATUS"):
+            at = header.index(heading)
+            assert row[at - 2 : at] == "  ", (header, row)
+            assert row[at] != " ", (header, row)
+        assert len(row) == len(header)  # right-aligned REQUESTS ends with its heading
+    mine = next(row for row in rows if row.startswith(key_id))
+    assert mine.split()[1:6] == ["ci", "acct_42", f"sk_live_{key_id}", "-", "active"]
+
+    lines = ok("keys", "show", key_id, *s).splitlines()
+    fields = dict(line.split(": ", 1) for line in lines)
+    assert {fields[f].strip() for f in ("name", "owner", "credits", "status")} == {
+        "ci", "acct_42", "12", "active"
+    }  # fmt: skip
+    assert "digest" not in fields
+    assert len({len(line) - len(line.split(":", 1)[1].lstrip()) for line in lines}) == 1
+    assert re.fullmatch(r" *\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", fields["created_at"])
+
+    assert "disabled" in ok("keys", "disable", key_id, *s).lower()
+    rotated = ok("keys", "rotate", key_id, "--grace", "24h", *s)
+    assert "keeps working until" in rotated
+    assert "shown this once" in rotated
+    new_id = re.search(r"Rotated key \w+ to (\w+)\.", rotated)
+    assert new_id, rotated
+    assert "revoked at once" in ok("keys", "rotate", new_id.group(1), "--grace", "0", *s)
+
+
+def test_json_and_store_options_go_before_or_after_the_command(tmp_path: Path) -> None:
+    first, second = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    created = ok("keys", "--json", "--store", first, "create", "--name", "x")
+    assert ok("keys", "--store", first, "list", "--json")["keys"][0]["id"] == created["id"]
+    assert ok("keys", "--json", "show", created["id"], "--store", first)["name"] == "x"
+    ok("keys", "create", "--store", second)
+    # The command's own --store is the later word, and wins.
+    listed = ok("keys", "--store", second, "list", "--store", first, "--json")
+    assert [k["id"] for k in listed["keys"]] == [created["id"]]
+
+
+def test_store_from_the_environment_then_the_default(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/env.db"
+    made = ok("keys", "create", "--json", cwd=tmp_path, env=_env(KEYSENTRY_STORE=url))
+    assert (tmp_path / "env.db").exists()
+    assert fails("keys", "list", cwd=tmp_path, status=1) == (
+        "keysentry: store sqlite:///keysentry.db: no database file 'keysentry.db' "
+        "(keysentry keys create makes one)"
+    )
+    ok("keys", "create", cwd=tmp_path)
+    assert (tmp_path / "keysentry.db").exists()
+    assert ok("keys", "show", made["id"], "--json", "--store", url, cwd=tmp_path)["id"]
+
+
+# -- bad input: one line, no traceback ------------------------------------------------------------
+
+BAD_INPUT = [
+    (["create", "--allow-ip", "10.0.0.300/8"], "argument --allow-ip: '10.0.0.300/8' is not an IP"),
+    (["create", "--allow-ip", "everywhere"], "'everywhere' is not an IP network"),
+    (["create", "--expires-in", "0"], "'0': the duration must be more than zero"),
+    (["create", "--expires-in", "0d"], "'0d': the duration must be more than zero"),
+    (["create", "--expires-in=-1d"], "'-1d' is not a duration"),
+    (["create", "--expires-in", "90"], "'90' is not a duration"),
+    (["create", "--expires-in", "1y"], "'1y' is not a duration"),
+    (["create", "--expires-in", "soon"], "'soon' is not a duration"),
+    (["create", "--expires-in", "99999999999d"], "at most 100 years"),
+    (["create", "--rate-limit", "lots/minute"], "not a rate: 'lots/minute'"),
+    (["create", "--rate-limit", "60/fortnight"], "not a rate: '60/fortnight'"),
+    (["create", "--rate-limit", "0/minute"], "a rate needs a limit of at least 1"),
+    (["create", "--credits", "-1"], "'-1' is not a number of credits"),
+    (["create", "--credits", "lots"], "'lots' is not a number of credits"),
+    (["create", "--prefix", "Sk_Live"], "key prefix 'Sk_Live' must be"),
+    (["create", "--metadata", "[1, 2]"], "metadata is a JSON object"),
+    (["create", "--metadata", "{plan: pro}"], "not JSON"),
+    (["create", "--scopes", 'say"hi'], "scope 'say\"hi' may hold"),
+    (["list", "--limit", "0"], "a page holds 1 to 1000 keys"),
+    (["list", "--limit", "1001"], "a page holds 1 to 1000 keys"),
+    (["rotate", "someid", "--grace", "-1h"], "argument --grace: expected one argument"),
+    (["rotate", "someid", "--grace", "1 day"], "'1 day' is not a duration"),
+    (["show"], "the following arguments are required: ID"),
+    ([], "the following arguments are required: COMMAND"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_is_one_usage_line(
+    args: list[str], message: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    line = fails("keys", *args, "--store", sqlite_url, status=2)
+    assert line.startswith("keysentry keys")
+    assert ": error: " in line
+    assert message in line
+    assert not list(tmp_path.iterdir())  # refused before any store was opened
+
+
+def test_bad_store_urls(tmp_path: Path) -> None:
+    assert "unsupported store URL scheme 'nosuch'" in fails(
+        "keys", "list", "--store", "nosuch://x", status=2
+    )
+    assert "a memory store lives inside one process" in fails(
+        "keys", "create", "--store", "memory://", status=2
+    )
+    assert "not 'postgresql+mysql'" in fails(
+        "keys", "list", "--store", "postgresql+mysql://h/db", status=2
+    )
+    missing = f"sqlite:///{tmp_path}/nope/keys.db"
+    assert "no database file" in fails("keys", "show", "x", "--store", missing, status=1)
+    assert "is unavailable: " in fails("keys", "create", "--store", missing, status=1)
+    assert not (tmp_path / "nope").exists()
+    short = _env(KEYSENTRY_SECRET="too-short")
+    assert "$KEYSENTRY_SECRET: the digest secret must be at least 16 bytes" in fails(
+        "keys", "create", "--store", f"sqlite:///{tmp_path}/k.db", status=2, env=short
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://:hunter2@127.0.0.1:1/0", "postgresql://keysentry:hunter2@127.0.0.1:1/db"],
+    ids=["redis", "postgres"],
+)
+def test_an_unreachable_store_is_named_without_its_password(url: str) -> None:
+    started = time.monotonic()
+    line = fails("keys", "list", "--store", url, status=1)
+    assert time.monotonic() - started < 10
+    masked = url.replace("hunter2", "***")
+    assert line.startswith(f"keysentry: store {masked} is unavailable: ")
+    assert "hunter2" not in line
+
+
+@contextlib.contextmanager
+def _silent_server() -> Iterator[int]:
+    """A port whose server accepts connections and never answers (a frozen store)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["redis", "postgresql"])
+def test_a_silent_store_times_out_in_seconds(scheme: str) -> None:
+    with _silent_server() as port:
+        started = time.monotonic()
+        line = fails("keys", "list", "--store", f"{scheme}://127.0.0.1:{port}/0", status=1)
+        assert time.monotonic() - started < 10
+    assert "is unavailable: " in line
+
+
+def test_what_the_store_refuses_is_one_line_and_exit_1(sqlite_url: str) -> None:
+    s = ("--store", sqlite_url)
+    brief = ok("keys", "create", "--expires-in", "1s", *s, "--json")
+    for command in ("show", "disable", "enable", "revoke", "rotate"):
+        message = fails("keys", command, "nosuchkey000", *s, status=1)
+        assert message == "keysentry: no key with id 'nosuchkey000'"
+    # A key id's place holds a full key by mistake: the message does not repeat it.
+    assert brief["key"] not in fails("keys", "show", brief["key"], *s, status=1)
+
+    time.sleep(max(0.0, (_at(brief["expires_at"]) - datetime.now(timezone.utc)).total_seconds()))
+    assert ok("keys", "show", brief["id"], *s, "--json")["status"] == "expired"
+    # Its successor would inherit the expiry: refused rather than born expired.
+    assert "expired at" in fails("keys", "rotate", brief["id"], *s, status=1)
+    ok("keys", "revoke", brief["id"], *s)
+    assert fails("keys", "rotate", brief["id"], *s, status=1) == (
+        f"keysentry: key {brief['id']} is revoked: issue a new key instead"
+    )
+    assert [k["status"] for k in ok("keys", "list", *s, "--json")["keys"]] == ["revoked"]
+
+
+# -- the issue's check: keys created here, served by the demo on the same store -----------------
+
+
+@contextlib.contextmanager
+def _demo(store_url: str, cwd: Path) -> Iterator[int]:
+    proc = subprocess.Popen(
+        [str(SCRIPT), "demo", "--port", "0", "--store", store_url],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+    assert proc.stdout is not None
+    watchdog = threading.Timer(30, proc.kill)  # a demo that never prints must not hang the test
+    watchdog.start()
+    try:
+        text = ""
+        while "Ctrl-C" not in text:
+            line = proc.stdout.readline()
+            assert line, text
+            text += line
+        watchdog.cancel()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", text)
+        assert found, text
+        port = int(found.group(1))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                _get(port, "/health")
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        yield port
+    finally:
+        watchdog.cancel()
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+
+
+def _get(port: int, path: str, key: str | None = None) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"} if key else {})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def _code(answer: tuple[int, Any]) -> tuple[int, str | None]:
+    status, body = answer
+    return status, body["error"]["code"] if status >= 400 else None
+
+
+def test_the_demo_serves_keys_the_cli_creates(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/k.db"
+    ci = ok(
+        *("keys", "create", "--name", "ci", "--scopes", "read"),
+        *("--rate-limit", "5/minute", "--credits", "3", "--json"),
+        env=_env(KEYSENTRY_STORE=url),
+    )
+    s = ("--store", url)
+    rotating = ok("keys", "create", "--name", "rotating", *s, "--json")
+
+    with _demo(url, tmp_path) as port:
+        for _ in range(3):
+            assert _code(_get(port, "/v1/me", ci["key"])) == (200, None)
+        assert _code(_get(port, "/v1/me", ci["key"])) == (402, "INSUFFICIENT_CREDITS")
+    # The demo wrote its usage on the way out.
+    shown = ok("keys", "show", ci["id"], *s, "--json")
+    assert (shown["credits"], shown["request_count"]) == (0, 3)
+    assert shown["last_used_at"] is not None
+
+    ok("keys", "revoke", ci["id"], *s)
+    with _demo(url, tmp_path) as port:
+        assert _code(_get(port, "/v1/me", ci["key"])) == (401, "INVALID_API_KEY")
+
+        rotated = ok("keys", "rotate", rotating["id"], "--grace", "2s", *s, "--json")
+        until = _at(rotated["old"]["expires_at"])
+        assert _code(_get(port, "/v1/me", rotating["key"])) == (200, None)
+        assert _code(_get(port, "/v1/me", rotated["key"])) == (200, None)
+        time.sleep(max(0.0, (until - datetime.now(timezone.utc)).total_seconds()) + 0.2)
+        assert _code(_get(port, "/v1/me", rotating["key"])) == (401, "EXPIRED_API_KEY")
+        assert _code(_get(port, "/v1/me", rotated["key"])) == (200, None)
