@@ -512,3 +512,44 @@ def test_the_demo_serves_keys_the_cli_creates(tmp_path: Path) -> None:
         time.sleep(max(0.0, (until - datetime.now(timezone.utc)).total_seconds()) + 0.2)
         assert _code(_get(port, "/v1/me", rotating["key"])) == (401, "EXPIRED_API_KEY")
         assert _code(_get(port, "/v1/me", rotated["key"])) == (200, None)
+
+
+@pytest.mark.redis
+def test_changes_announced_with_invalidator_reach_a_running_app_at_once(tmp_path: Path) -> None:
+    """An app with an hour-long cache, listening on Redis: `keys disable --invalidator` is
+    refused there at once, not an hour later."""
+    import time
+
+    from keysentry.decision import Verdict
+    from keysentry.invalidation import RedisInvalidator
+
+    redis_or_skip()
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    created = ok("keys", "create", "--name", "watched", "--store", url, "--json")
+    listener = RedisInvalidator(REDIS_URL)
+    app = Keysentry(from_url(url), secret=SECRET, cache_ttl=3600, invalidator=listener)
+    try:
+        assert listener.wait_listening(5)
+        key = created["key"].encode()
+        assert isinstance(app.authenticate(key), Verdict)  # cached for an hour
+        ok("keys", "disable", created["id"], "--store", url, "--invalidator", REDIS_URL)
+        deadline = time.monotonic() + 2
+        while isinstance(app.authenticate(key), Verdict):
+            assert time.monotonic() < deadline, "the change was not heard"
+            time.sleep(0.02)
+        assert getattr(app.authenticate(key), "code", None) == "API_KEY_DISABLED"
+    finally:
+        listener.close()
+        app.store.close()  # type: ignore[union-attr]
+
+
+def test_an_unreachable_invalidator_is_a_warning_line_not_a_failure(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    created = ok("keys", "create", "--name", "x", "--store", url, "--json")
+    r = keysentry(
+        "keys", "revoke", created["id"], "--store", url, "--invalidator", "redis://127.0.0.1:1/0"
+    )
+    assert r.returncode == 0
+    assert "Revoked key" in r.stdout
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("keysentry: warning: could not announce")

@@ -12,6 +12,7 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ __all__ = ["DEFAULT_STORE", "guard_from_env", "main"]
 #: The embedded default: a SQLite file in the working directory, shared by every command.
 DEFAULT_STORE = "sqlite:///keysentry.db"
 STORE_ENV = "KEYSENTRY_STORE"
+INVALIDATOR_ENV = "KEYSENTRY_INVALIDATOR"
 SECRET_ENV = "KEYSENTRY_SECRET"  # noqa: S105 (the variable's name, not a secret)
 #: Seconds a store call of the CLI may take. Longer than an app's request-path default: an
 #: operator may be far from the store, and nobody is waiting on a response.
@@ -40,13 +42,27 @@ def default_store() -> str:
 
 
 def guard_from_env(
-    store_url: str, *, store_options: dict[str, Any] | None = None, **options: Any
+    store_url: str,
+    *,
+    store_options: dict[str, Any] | None = None,
+    invalidator_url: str | None = None,
+    **options: Any,
 ) -> Keysentry:
     """The guard on ``store_url``'s store, digesting keys with ``$KEYSENTRY_SECRET`` when set.
 
     Every command builds its guard here: a key verifies only under the digest it was created
-    with, so the demo and ``keysentry keys`` must agree on the secret.
+    with, so the demo and ``keysentry keys`` must agree on the secret. With a Redis URL for
+    pub/sub invalidation (``invalidator_url`` or ``$KEYSENTRY_INVALIDATOR``), the guard
+    announces its changes (``keys``) and hears others' (``demo``) at once.
     """
+    invalidator_url = invalidator_url or os.environ.get(INVALIDATOR_ENV) or None
+    if invalidator_url is not None:
+        from .invalidation import RedisInvalidator
+
+        try:
+            options["invalidator"] = RedisInvalidator(invalidator_url)
+        except ValueError as exc:
+            raise ValueError(f"invalidator {safe_url(invalidator_url)}: {exc}") from None
     try:
         store = from_url(store_url, **(store_options or {}))
     except ValueError as exc:
@@ -100,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
         help="rate limit of the printed key, e.g. 5/minute or '10/second, 1000/day'",
     )
     demo.add_argument(
+        "--invalidator",
+        metavar="URL",
+        help=f"Redis URL to hear key changes on (from `keysentry keys --invalidator`) at once "
+        f"(default: ${INVALIDATOR_ENV})",
+    )
+    demo.add_argument(
         "--limiter",
         default="memory://",
         metavar="URL",
@@ -126,6 +148,7 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             store_url=getattr(args, "store", None) or default_store(),
             rate_limit=args.rate_limit,
             limiter_url=args.limiter,
+            invalidator_url=args.invalidator,
         )
     except (ValueError, ImportError) as exc:
         print(f"keysentry demo: {exc}", file=sys.stderr)
@@ -147,8 +170,14 @@ def _keys(args: argparse.Namespace) -> int:
     if refused is not None:
         status, reason = refused
         return _fail(status, f"store {shown}: {reason}")
+    _one_line_logs()
     try:
-        ks = guard_from_env(url, store_options={"timeout": CLI_TIMEOUT}, usage_interval=None)
+        ks = guard_from_env(
+            url,
+            store_options={"timeout": CLI_TIMEOUT},
+            invalidator_url=getattr(args, "invalidator", None),
+            usage_interval=None,
+        )
     except (ValueError, ImportError) as exc:
         return _fail(2, _masked(str(exc), url))
     try:
@@ -164,7 +193,25 @@ def _keys(args: argparse.Namespace) -> int:
         _close(ks)
 
 
+class _OneLine(logging.Formatter):
+    """The library's warnings (a change that could not be announced) as one line, no trace."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"keysentry: warning: {record.getMessage()}"
+
+
+def _one_line_logs() -> None:
+    logger = logging.getLogger("keysentry")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_OneLine())
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def _close(ks: Keysentry) -> None:
+    if ks.invalidator is not None:
+        ks.invalidator.close()
     store = ks.store
     try:
         if isinstance(store, KeyStore):

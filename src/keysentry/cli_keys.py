@@ -175,6 +175,14 @@ def add_keys_parser(commands: Any) -> None:
         default=argparse.SUPPRESS,
         help="print JSON for scripts instead of text for people",
     )
+    common.add_argument(
+        "--invalidator",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="Redis URL to announce each change on, so apps listening there drop their cached "
+        "copy at once (default: $KEYSENTRY_INVALIDATOR; none: apps see it within their "
+        "cache TTL)",
+    )
     keys = commands.add_parser(
         "keys",
         parents=[common],

@@ -79,6 +79,8 @@ class Invalidator(Protocol):
 
     async def apublish(self, key_id: str, digest: bytes | None = None) -> int: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class IssuedKey:

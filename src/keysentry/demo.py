@@ -92,6 +92,7 @@ def run(
     store_url: str = DEFAULT_STORE,
     rate_limit: str | None = None,
     limiter_url: str = "memory://",
+    invalidator_url: str | None = None,
     out: TextIO | None = None,
 ) -> None:
     try:
@@ -103,7 +104,12 @@ def run(
     out = out or sys.stdout
     rates = Rate.parse_many(rate_limit) if rate_limit else None
     # Built as `keysentry keys` builds it, so keys the CLI creates on this store work here.
-    ks = guard_from_env(store_url, exempt=["/health"], limiter=limiter_from_url(limiter_url))
+    ks = guard_from_env(
+        store_url,
+        exempt=["/health"],
+        limiter=limiter_from_url(limiter_url),
+        invalidator_url=invalidator_url,
+    )
     issued = ks.issue(name="demo", owner="demo", scopes=["read", "generate"], rate_limit=rates)
     key = issued.key.reveal()
     sock = _bind(host, port)
