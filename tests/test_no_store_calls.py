@@ -228,7 +228,7 @@ def test_cache_hits_compare_digests(setup: Setup, compares: list[tuple[bytes, by
     assert len(compares) == 1
     presented, cached = compares[0]
     assert presented == cached
-    assert len(presented) == 16
+    assert len(presented) == 8  # SipHash under CPython's random hash key (see Keysentry._tag)
     # A wrong secret for the cached id fails the tag, then the digest comparison too.
     forged = Keysentry(setup.store, secret="another-secret-0123456789abcdef")
     spliced = _same_id_other_secret(setup.key, forged)
@@ -239,6 +239,39 @@ def test_cache_hits_compare_digests(setup: Setup, compares: list[tuple[bytes, by
     assert setup.store.lookups == 1
     # ...and the real key still passes afterwards.
     assert setup.get(setup.key) == 200
+
+
+def test_the_tag_is_a_keyed_blake2s_when_the_hash_key_is_fixed() -> None:
+    """With PYTHONHASHSEED set, hash() is keyed by a known value: the cache's tag must then
+    not be hash(), and warm hits must still tell a real key from a forged one."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    code = textwrap.dedent(
+        """
+        import zlib
+        from keysentry import Keysentry, MemoryStore, Verdict
+        ks = Keysentry(MemoryStore(), secret="s" * 32, usage_interval=None)
+        key = ks.issue(name="k").key.reveal().encode()
+        assert isinstance(ks.authenticate(key), Verdict)
+        cached = ks.cache.get(key[8:20])
+        assert len(cached.tag) == 16 and cached.tag == ks._tag(key)
+        assert cached.tag != hash(key).to_bytes(8, "little", signed=True)
+        assert isinstance(ks.authenticate(key), Verdict)  # the warm path
+        head = key[:-9] + (b"A" if key[-9:-8] != b"A" else b"B")
+        forged = head + b"%08x" % zlib.crc32(head)
+        assert not isinstance(ks.authenticate(forged), Verdict)
+        print("ok")
+        """
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**__import__("os").environ, "PYTHONHASHSEED": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "ok", out.stderr
 
 
 def test_garbage_runs_no_comparison(setup: Setup, compares: list[tuple[bytes, bytes]]) -> None:

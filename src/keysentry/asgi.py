@@ -94,11 +94,12 @@ class ASGIMiddleware:
         else:
             token = self._reader.read(auth, key)
         result = token if isinstance(token, Denial) else self._check(token)
-        if isinstance(result, Lookup):
-            result = await self.keysentry.aresolve(result)
-        if isinstance(result, Denial):
-            await self._deny(scope, receive, send, result, None, started, token)
-            return
+        if type(result) is not Verdict:  # one test on the common path
+            if isinstance(result, Lookup):
+                result = await self.keysentry.aresolve(result)
+            if isinstance(result, Denial):
+                await self._deny(scope, receive, send, result, None, started, token)
+                return
         if result.admit:
             admitted = await self._admit(scope, result)
             if isinstance(admitted, Denial):
