@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 from keysentry import Keysentry
 from keysentry.stores import from_url
+from keysentry.testing import KeyStoreContract
 
 from .conftest import SECRET
 
@@ -127,3 +128,22 @@ def test_fastapi_example_documents_its_security(monkeypatch: pytest.MonkeyPatch)
         {"HTTPBearer": ["write"]},
         {"APIKeyHeader": ["write"]},
     ]
+
+
+def _custom_store() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "examples.custom_store", EXAMPLES / "custom_store.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.RowStore
+
+
+class TestCustomStoreExample(KeyStoreContract):
+    """examples/custom_store.py, proven by the kit as a plugin author would prove theirs."""
+
+    @pytest.fixture
+    def store(self) -> Any:
+        return _custom_store()()
