@@ -9,7 +9,6 @@ framework's own test client and through hand-built scopes and environs.
 from __future__ import annotations
 
 import ipaddress
-import time
 from typing import Any
 
 import pytest
@@ -192,16 +191,16 @@ def test_a_chain_past_the_cap_is_undetermined() -> None:
     assert XFF.client(PROXY, [b", ".join([b"198.51.100.1", *trusted[1:]])]) == "198.51.100.1"
 
 
-def test_a_huge_header_costs_bounded_time() -> None:
+def test_a_huge_header_is_read_from_its_right_end_only() -> None:
+    """Only the last MAX_HEADER_BYTES and MAX_ENTRIES are examined: what lies further left,
+    however large or malformed, changes nothing (and so costs nothing to parse)."""
     huge = b"203.0.113.9, " * 200_000 + b"198.51.100.1"  # 2.6 MB
-    lines = [b"192.0.2.1"] * 100_000
-    start = time.perf_counter()
-    for _ in range(100):
-        assert XFF.client(PROXY, [huge]) == "198.51.100.1"
-        assert XFF.client(PROXY, [b"x" * 5_000_000]) is None
-        assert XFF.client(PROXY, lines) is None
-        assert FWD.client(PROXY, [b"for=" + b";" * 1_000_000]) is None
-    assert time.perf_counter() - start < 2.0
+    garbage_left = b"\xff\x00 not an address; " * 100_000 + b", 198.51.100.1"
+    assert XFF.client(PROXY, [huge]) == "198.51.100.1"
+    assert XFF.client(PROXY, [garbage_left]) == "198.51.100.1"
+    assert XFF.client(PROXY, [b"x" * 5_000_000]) is None
+    assert XFF.client(PROXY, [b"192.0.2.1"] * 100_000) is None
+    assert FWD.client(PROXY, [b"for=" + b";" * 1_000_000]) is None
 
 
 def test_a_cut_header_does_not_make_up_its_leftmost_entry() -> None:
@@ -524,3 +523,13 @@ def test_websocket_behind_a_trusted_proxy(behind_xff: tuple[Keysentry, str]) -> 
     headers = {"X-API-Key": key, "X-Forwarded-For": "10.1.2.3"}
     with client.websocket_connect("/ws", headers=headers) as ws:
         assert ws.receive_json()["name"] == "office"
+
+
+def test_trusting_every_address_is_allowed_but_warned(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="keysentry"):
+        TrustedProxies(["0.0.0.0/0"])
+    assert "every address" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="keysentry"):
+        TrustedProxies(["10.0.0.0/8"])
+    assert caplog.text == ""

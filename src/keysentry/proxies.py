@@ -20,6 +20,7 @@ an entry a proxy appended after it, which a quote-aware split would let an unter
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Iterable, Sequence
 
 from .records import Network
@@ -53,6 +54,12 @@ class TrustedProxies:
         self.networks: tuple[Network, ...] = tuple(
             _network(n) for n in ((networks,) if isinstance(networks, str) else networks)
         )
+        if any(n.prefixlen == 0 for n in self.networks):
+            # Right only where nothing but the proxy can reach the app (a private network).
+            logging.getLogger("keysentry").warning(
+                "trusted_proxies includes every address: any client's forwarding header "
+                "decides its address for IP allowlists"
+            )
         canonical = {h.lower(): h for h in FORWARDING_HEADERS}.get(header.lower())
         if canonical is None:
             raise ValueError(
