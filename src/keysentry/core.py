@@ -50,6 +50,7 @@ from .keys import (
     KeyFormat,
     SecretKey,
     mint,
+    shown_id,
     validate_prefix,
 )
 from .paths import ExemptPaths
@@ -592,13 +593,13 @@ class Keysentry:
         """The record of a key, revoked or not; :class:`KeyNotFound` when there is none."""
         record = self._need_sync().get(key_id)
         if record is None:
-            raise KeyNotFound(f"no key with id {_shown(key_id)!r}")
+            raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
         return record
 
     async def aget(self, key_id: str) -> KeyRecord:
         record = await self._need_async().aget(key_id)
         if record is None:
-            raise KeyNotFound(f"no key with id {_shown(key_id)!r}")
+            raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
         return record
 
     def list_keys(
@@ -702,7 +703,7 @@ class Keysentry:
             old = store.update(key_id, changes, _UNROTATED)
         except Conflict:
             store.update(issued.record.id, {"revoked_at": utcnow()})
-            raise ValueError(f"key {_shown(key_id)} was rotated or revoked meanwhile") from None
+            raise ValueError(f"key {shown_id(key_id)} was rotated or revoked meanwhile") from None
         except StoreUnavailable:
             landed = self._outcome(lambda: store.get(key_id), issued)
             if landed is None:
@@ -720,7 +721,7 @@ class Keysentry:
             old = await store.aupdate(key_id, changes, _UNROTATED)
         except Conflict:
             await store.aupdate(issued.record.id, {"revoked_at": utcnow()})
-            raise ValueError(f"key {_shown(key_id)} was rotated or revoked meanwhile") from None
+            raise ValueError(f"key {shown_id(key_id)} was rotated or revoked meanwhile") from None
         except StoreUnavailable:
             try:
                 reread = await store.aget(key_id)
@@ -867,11 +868,6 @@ _UNREVOKED: Mapping[str, object] = {"revoked_at": None}
 
 #: Refusals that only a holder of the key can get: the event may name the key.
 _PROVEN = frozenset({"API_KEY_DISABLED", "EXPIRED_API_KEY"})
-
-
-def _shown(key_id: str) -> str:
-    # A full key passed where its id belongs must not reach a message whole.
-    return key_id[:KEY_ID_LENGTH] + ("..." if len(key_id) > KEY_ID_LENGTH else "")
 
 
 def _page(limit: int) -> int:

@@ -218,6 +218,12 @@ class KeyFormat:
         return body[:KEY_ID_LENGTH]
 
 
+def shown_id(key_id: str) -> str:
+    """A key id as messages may show it: no longer than an id, so a whole key passed where its
+    id belongs never reaches an exception message or a log line."""
+    return key_id[:KEY_ID_LENGTH] + ("..." if len(key_id) > KEY_ID_LENGTH else "")
+
+
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 

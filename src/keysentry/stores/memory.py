@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound
-from ..keys import KEY_ID_LENGTH
+from ..keys import shown_id
 from ..records import KeyRecord
 from .base import KeyChanges, Usage, apply_changes, check_expected
 
@@ -47,10 +47,7 @@ class MemoryStore:
     def _current(self, key_id: str) -> KeyRecord:
         current = self._by_id.get(key_id)
         if current is None:
-            # No more than an id's length: a full key passed where its id belongs must not
-            # reach a log through this message.
-            shown = key_id[:KEY_ID_LENGTH] + ("..." if len(key_id) > KEY_ID_LENGTH else "")
-            raise KeyNotFound(f"no key with id {shown!r}")
+            raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
         return current
 
     def update(

@@ -54,7 +54,7 @@ from ..errors import (
     KeyNotFound,
     StoreUnavailable,
 )
-from ..keys import KEY_ID_LENGTH
+from ..keys import shown_id
 from ..records import KeyRecord
 from .base import KeyChanges, Usage, apply_changes, check_expected
 from .codec import decode, encode
@@ -90,10 +90,6 @@ _ATTEMPTS = 100
 #: Changes no cached decision depends on: not announced, so recording usage in batches does
 #: not flush every process's cache of the keys in use.
 _UNANNOUNCED = frozenset({"last_used_at"})
-
-
-def _shown(key_id: str) -> str:
-    return key_id[:KEY_ID_LENGTH] + ("..." if len(key_id) > KEY_ID_LENGTH else "")
 
 
 def _fields(record: KeyRecord) -> dict[str, str | int]:
@@ -166,7 +162,7 @@ class RedisStore(RedisBackend):
     def _create_call(self, record: KeyRecord) -> tuple[list[str], list[str | int]]:
         if not _ID.match(record.id):
             raise ValueError(
-                f"key id {_shown(record.id)!r} cannot be stored in Redis: use 1-32 letters, "
+                f"key id {shown_id(record.id)!r} cannot be stored in Redis: use 1-32 letters, "
                 "digits, '_' or '-'"
             )
         keys = [self.record_key(record.id), self.digest_key(record.digest), self.index_key(None)]
@@ -276,7 +272,7 @@ class RedisStore(RedisBackend):
 
     @staticmethod
     def _not_found(key_id: str) -> KeyNotFound:
-        return KeyNotFound(f"no key with id {_shown(key_id)!r}")
+        return KeyNotFound(f"no key with id {shown_id(key_id)!r}")
 
     @staticmethod
     def _page_start(after: str | None) -> str:
@@ -344,7 +340,7 @@ class RedisStore(RedisBackend):
                 if record is not None:
                     break
             else:
-                raise StoreUnavailable(f"key {_shown(key_id)!r} changed under every update")
+                raise StoreUnavailable(f"key {shown_id(key_id)!r} changed under every update")
         if not changes.keys() <= _UNANNOUNCED:
             self._announce(record)
         return record
@@ -427,7 +423,7 @@ class RedisStore(RedisBackend):
                 if record is not None:
                     break
             else:
-                raise StoreUnavailable(f"key {_shown(key_id)!r} changed under every update")
+                raise StoreUnavailable(f"key {shown_id(key_id)!r} changed under every update")
         if not changes.keys() <= _UNANNOUNCED:
             await self._aannounce(record)
         return record

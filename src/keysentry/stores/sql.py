@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..breaker import CircuitBreaker
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound, StoreUnavailable
-from ..keys import KEY_ID_LENGTH
+from ..keys import shown_id
 from ..records import KeyRecord
 from .base import KeyChanges, Usage, apply_changes, check_expected
 from .codec import FIELDS, decode, encode
@@ -84,12 +84,6 @@ class SchemaVersionError(StoreUnavailable):
     A :class:`StoreUnavailable`, so requests get 503 rather than 500 while an old process
     meets a migrated database.
     """
-
-
-def _shown(key_id: str) -> str:
-    # No more than an id's length: a full key passed where its id belongs must not reach a
-    # log through an error message.
-    return key_id[:KEY_ID_LENGTH] + ("..." if len(key_id) > KEY_ID_LENGTH else "")
 
 
 @cache
@@ -290,7 +284,7 @@ class _Queries:
             return int(left)
         row = conn.execute(self._balance, {"key_id": key_id}).first()
         if row is None:
-            raise KeyNotFound(f"no key with id {_shown(key_id)!r}")
+            raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
         if row.credits is None:
             return None
         raise InsufficientCredits(int(row.credits))
@@ -318,7 +312,7 @@ class _Queries:
     ) -> KeyRecord:
         row = conn.execute(self._locked, {"id": key_id}).mappings().first()
         if row is None:
-            raise KeyNotFound(f"no key with id {_shown(key_id)!r}")
+            raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
         current = _decode(row)
         check_expected(current, expect)
         values = _row(apply_changes(current, changes))
