@@ -390,27 +390,27 @@ class Keysentry:
         are money: they fail closed)."""
         try:
             self._need_sync().spend_credits(verdict.credit_account)
-        except InsufficientCredits:
-            return NO_CREDITS
-        except KeyNotFound:
-            return UNKNOWN_KEY
-        except StoreUnavailable:
-            self._warn("credits", "key store unavailable; keys with credits get 503")
-            return self.unavailable
+        except (InsufficientCredits, KeyNotFound, StoreUnavailable) as refused:
+            return self._unpaid(refused)
         return None
 
     async def aspend(self, verdict: Verdict) -> Denial | None:
         """The async twin of :meth:`spend`."""
         try:
             await self._need_async().aspend_credits(verdict.credit_account)
-        except InsufficientCredits:
-            return NO_CREDITS
-        except KeyNotFound:
-            return UNKNOWN_KEY
-        except StoreUnavailable:
-            self._warn("credits", "key store unavailable; keys with credits get 503")
-            return self.unavailable
+        except (InsufficientCredits, KeyNotFound, StoreUnavailable) as refused:
+            return self._unpaid(refused)
         return None
+
+    def _unpaid(self, refused: Exception) -> Denial:
+        """The answer when the store would not take a credit: none left (402), no such
+        account (401), or no answer (503: credits fail closed)."""
+        if isinstance(refused, InsufficientCredits):
+            return NO_CREDITS
+        if isinstance(refused, KeyNotFound):
+            return UNKNOWN_KEY
+        self._warn("credits", "key store unavailable; keys with credits get 503")
+        return self.unavailable
 
     def with_rate_headers(
         self, denial: Denial, verdict: Verdict, limited: RateDecision | None
@@ -705,7 +705,11 @@ class Keysentry:
             store.update(issued.record.id, {"revoked_at": utcnow()})
             raise ValueError(f"key {shown_id(key_id)} was rotated or revoked meanwhile") from None
         except StoreUnavailable:
-            landed = self._outcome(lambda: store.get(key_id), issued)
+            try:
+                reread = store.get(key_id)
+            except StoreUnavailable:
+                reread = None
+            landed = _landed(reread, issued)
             if landed is None:
                 self._abandon(issued.record.id)
                 raise
@@ -727,22 +731,13 @@ class Keysentry:
                 reread = await store.aget(key_id)
             except StoreUnavailable:
                 reread = None
-            landed = self._outcome(lambda: reread, issued)
+            landed = _landed(reread, issued)
             if landed is None:
                 await self._aabandon(issued.record.id)
                 raise
             old = landed
         await self._achanged(old)
         return issued
-
-    @staticmethod
-    def _outcome(read: Callable[[], KeyRecord | None], issued: IssuedKey) -> KeyRecord | None:
-        """After a failed rotation step: the old record if the rotation landed after all."""
-        try:
-            landed = read()
-        except StoreUnavailable:
-            landed = None
-        return landed if landed is not None and landed.rotated_to == issued.record.id else None
 
     def _abandon(self, key_id: str) -> None:
         """Revoke a successor whose rotation did not happen; log if even that fails."""
@@ -868,6 +863,12 @@ _UNREVOKED: Mapping[str, object] = {"revoked_at": None}
 
 #: Refusals that only a holder of the key can get: the event may name the key.
 _PROVEN = frozenset({"API_KEY_DISABLED", "EXPIRED_API_KEY"})
+
+
+def _landed(old: KeyRecord | None, issued: IssuedKey) -> KeyRecord | None:
+    """After a rotation step failed without an answer: the old key's record, read again, if
+    the rotation landed after all (it names the new key), else None."""
+    return old if old is not None and old.rotated_to == issued.record.id else None
 
 
 def _page(limit: int) -> int:
