@@ -14,7 +14,7 @@ from time import perf_counter
 from typing import Any
 
 from .core import CHARGED, Keysentry
-from .decision import Lookup, Verdict, client_allowed
+from .decision import UNKNOWN_KEY, Lookup, Verdict, client_allowed
 from .errors import Denial
 from .paths import app_path
 from .ratelimit.gcra import RateDecision
@@ -59,6 +59,7 @@ class ASGIMiddleware:
         self._usage = keysentry.usage
         self._events = keysentry.on_decision is not None
         self._proxies = keysentry.trusted_proxies
+        self._attempts = keysentry.attempts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -95,9 +96,13 @@ class ASGIMiddleware:
             token = self._reader.read(auth, key)
         result = token if isinstance(token, Denial) else self._check(token)
         if type(result) is not Verdict:  # one test on the common path
+            attempts = self._attempts
             if isinstance(result, Lookup):
-                result = await self.keysentry.aresolve(result)
+                blocked = None if attempts is None else attempts.blocked(self._client(scope))
+                result = blocked or await self.keysentry.aresolve(result)
             if isinstance(result, Denial):
+                if result is UNKNOWN_KEY and attempts is not None:
+                    result = await attempts.afailed(self._client(scope), result)
                 await self._deny(scope, receive, send, result, None, started, token)
                 return
         if result.admit:

@@ -1,10 +1,14 @@
-"""The hot-path cache: LRU with a TTL, and negative entries for ids the store does not know.
+"""The hot-path cache: LRU with a TTL, for known keys and for ids the store does not know.
 
 A hit returns what the store said at most ``ttl`` seconds ago, so a change made elsewhere
 reaches this process within ``ttl`` even with no invalidation channel. A negative entry keeps
 a flood of well-formed but unknown keys to one store call per id per ``negative_ttl``.
-Size is bounded: the least recently used entry goes first. One lock guards it, so threaded
-WSGI servers share a process-wide cache safely; it is held for dict operations only.
+Size is bounded: the least recently used entry goes first. One lock guards writes, so threaded
+WSGI servers share a process-wide cache safely; reads take no lock.
+
+Known and unknown entries are found through one index by the same steps, so a lookup takes the
+same time whichever it finds (timing must not tell which key ids exist); only their recency
+order and their bound are kept apart.
 """
 
 from __future__ import annotations
@@ -32,25 +36,28 @@ class _Marker:
 
 #: Returned by :meth:`TTLCache.get` when nothing (fresh) is cached.
 MISS = _Marker("MISS")
-#: Returned by :meth:`TTLCache.get` when the store was recently asked and had nothing.
+#: What :meth:`TTLCache.put_negative` stores unless told otherwise: the store was recently
+#: asked and had nothing.
 NEGATIVE = _Marker("NEGATIVE")
 
 
 class TTLCache(Generic[V]):
-    """Positive entries and negative ones in two separately bounded LRU tables.
+    """Positive entries and negative ones, in two separately bounded LRU orders.
 
     Unknown ids cost an attacker nothing to mint (the checksum is public), so a flood of them
-    must not push known keys out: negative entries live in their own table of
-    ``negative_size`` entries. A generation counter, bumped by every :meth:`discard` and
-    :meth:`clear`, lets a store answer that was in flight during an invalidation be dropped
-    instead of cached (see :meth:`put`), so a revocation is never undone by a slow lookup.
+    must not push known keys out: negative entries count against their own bound of
+    ``negative_size``. A generation counter, bumped by every :meth:`discard` and :meth:`clear`,
+    lets a store answer that was in flight during an invalidation be dropped instead of cached
+    (see :meth:`put`), so a revocation is never undone by a slow lookup.
     """
 
     __slots__ = (
         "_clock",
-        "_data",
+        "_index",
+        "_kinds",
+        "_known",
         "_lock",
-        "_negative",
+        "_unknown",
         "generation",
         "maxsize",
         "negative_size",
@@ -62,10 +69,12 @@ class TTLCache(Generic[V]):
         self,
         maxsize: int = 10_000,
         ttl: float = 30.0,
-        negative_ttl: float = 5.0,
+        negative_ttl: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         negative_size: int | None = None,
     ) -> None:
+        if negative_ttl is None:
+            negative_ttl = ttl
         if maxsize < 1 or ttl <= 0 or negative_ttl < 0:
             raise ValueError("cache size must be >= 1, ttl > 0 and negative_ttl >= 0")
         self.maxsize = maxsize
@@ -74,84 +83,98 @@ class TTLCache(Generic[V]):
         self.negative_ttl = negative_ttl
         self._clock = clock
         self._lock = threading.Lock()
-        self._data: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
-        self._negative: OrderedDict[Hashable, float] = OrderedDict()
+        # key -> (expires, value, the recency order it belongs to)
+        self._index: dict[Hashable, tuple[float, V | _Marker, OrderedDict[Hashable, None]]] = {}
+        self._known: OrderedDict[Hashable, None] = OrderedDict()
+        self._unknown: OrderedDict[Hashable, None] = OrderedDict()
+        # put()'s settings by kind, indexed by ``known``.
+        self._kinds = (
+            (negative_ttl, self._unknown, self.negative_size),
+            (ttl, self._known, maxsize),
+        )
         #: Bumped by every invalidation; read it before asking the store, hand it to put().
         self.generation = 0
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._known)
 
     def __repr__(self) -> str:
         return (
-            f"TTLCache({len(self._data)}/{self.maxsize}, "
-            f"{len(self._negative)}/{self.negative_size} negative, ttl={self.ttl:g}s)"
+            f"TTLCache({len(self._known)}/{self.maxsize}, "
+            f"{len(self._unknown)}/{self.negative_size} negative, ttl={self.ttl:g}s)"
         )
 
     def get(self, key: Hashable) -> V | _Marker:
-        """The cached value, :data:`NEGATIVE`, or :data:`MISS`.
+        """The cached value (what :meth:`put_negative` stored, for an unknown id), or
+        :data:`MISS`.
 
-        Lock-free: each OrderedDict operation is atomic, and a concurrent eviction between
+        Lock-free: each dict operation is atomic, and a concurrent eviction or move between
         the read and the recency update only costs that update. An expired entry is left for
-        the next :meth:`put` to replace or the LRU end to drop.
+        the next put to replace or the LRU end to drop.
         """
-        item = self._data.get(key)
-        if item is None:
-            expires = self._negative.get(key)
-            if expires is not None and expires > self._clock():
-                return NEGATIVE
-            return MISS
-        if item[0] <= self._clock():
+        item = self._index.get(key)
+        if item is None or item[0] <= self._clock():
             return MISS
         try:  # noqa: SIM105  (contextlib.suppress costs a context manager per hit)
-            self._data.move_to_end(key)
+            item[2].move_to_end(key)
         except KeyError:
             pass
         return item[1]
 
-    def get_stale(self, key: Hashable, grace: float) -> V | None:
-        """A positive entry expired less than ``grace`` seconds ago (or still fresh), else None.
+    def get_stale(self, key: Hashable, grace: float) -> V | _Marker | None:
+        """An entry expired less than ``grace`` seconds ago (or still fresh), else None.
 
-        For when the store cannot be reached: a key known a moment ago keeps working.
+        For when the store cannot be reached: a key known a moment ago keeps working (and an
+        id known to be unknown stays unknown).
         """
-        item = self._data.get(key)
+        item = self._index.get(key)
         if item is None or item[0] + grace <= self._clock():
             return None
         return item[1]
 
-    def put(self, key: Hashable, value: V, generation: int | None = None) -> None:
-        """Cache ``value``; skipped if anything was invalidated since ``generation``."""
-        expires = self._clock() + self.ttl
-        with self._lock:
-            if generation is not None and generation != self.generation:
-                return
-            self._negative.pop(key, None)
-            self._data[key] = (expires, value)
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
+    def put(
+        self,
+        key: Hashable,
+        value: V | _Marker,
+        generation: int | None = None,
+        known: bool = True,
+    ) -> None:
+        """Cache ``value``; skipped if anything was invalidated since ``generation``.
 
-    def put_negative(self, key: Hashable, generation: int | None = None) -> None:
-        if self.negative_ttl <= 0:
-            return
-        expires = self._clock() + self.negative_ttl
+        ``known=False`` remembers an id the store does not have (``value`` is then what
+        :meth:`get` returns for it), for ``negative_ttl``, within the negative bound: the same
+        steps either way.
+        """
+        ttl, order, bound = self._kinds[known]
+        expires = self._clock() + ttl
+        index = self._index
         with self._lock:
-            if generation is not None and generation != self.generation:
+            if generation is not None and generation != self.generation or ttl <= 0:
                 return
-            self._data.pop(key, None)
-            self._negative[key] = expires
-            self._negative.move_to_end(key)
-            while len(self._negative) > self.negative_size:
-                self._negative.popitem(last=False)
+            old = index.get(key)
+            if old is not None:
+                old[2].pop(key, None)
+            index[key] = (expires, value, order)
+            order[key] = None
+            while len(order) > bound:
+                index.pop(order.popitem(last=False)[0], None)
+
+    def put_negative(
+        self, key: Hashable, generation: int | None = None, value: V | _Marker = NEGATIVE
+    ) -> None:
+        """``put(key, value, generation, known=False)``."""
+        self.put(key, value, generation, False)
 
     def discard(self, key: Hashable) -> None:
         with self._lock:
             self.generation += 1
-            self._data.pop(key, None)
-            self._negative.pop(key, None)
+            item = self._index.pop(key, None)
+            if item is not None:
+                item[2].pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
             self.generation += 1
-            self._data.clear()
-            self._negative.clear()
+            self._index.clear()
+            self._known.clear()
+            self._unknown.clear()

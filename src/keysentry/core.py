@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from .cache import MISS, TTLCache
+from .attempts import DEFAULT_FAILURE_LIMIT, FailedAttempts
+from .cache import TTLCache
 from .credentials import CredentialReader
-from .decision import NO_CREDITS, UNKNOWN_KEY, Lookup, Verdict, judge, standing
+from .decision import NO_CREDITS, UNKNOWN_KEY, Entry, Lookup, Verdict, standing
 from .errors import (
     Conflict,
     Denial,
@@ -40,6 +41,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .events import DecisionEvent
+from .flights import Flights
 from .keys import (
     ALPHABET,
     DEFAULT_MAX_LENGTH,
@@ -75,7 +77,7 @@ log = logging.getLogger("keysentry")
 class Invalidator(Protocol):
     """What the core needs of a cross-process invalidation channel."""
 
-    def start(self, *, cache: TTLCache[Verdict]) -> None: ...
+    def start(self, *, cache: TTLCache[Entry]) -> None: ...
 
     def publish(self, key_id: str, digest: bytes | None = None) -> int: ...
 
@@ -118,7 +120,9 @@ class Keysentry:
     :param cache_size: most records kept in memory.
     :param cache_ttl: seconds a cached record is trusted; the bound on how long a change made
         by another process goes unseen when nothing invalidates it.
-    :param negative_ttl: seconds an unknown key id is remembered as unknown.
+    :param negative_ttl: seconds an unknown key id is remembered as unknown; None (the
+        default): as long as a known one (``cache_ttl``). A shorter time lets a client tell
+        unknown ids from known ones by when they cost a store query.
     :param max_key_length: longer credentials are refused before they are hashed.
     :param error_body: builds the JSON error body from a :class:`Denial`.
     :param retry_after: seconds a 503 tells clients to wait when the store is down.
@@ -148,6 +152,11 @@ class Keysentry:
         rightmost entry that is not itself a trusted proxy; None if it cannot be read, which
         the allowlist refuses). Empty (the default): the direct peer is the client and
         forwarding headers are ignored, as any client can send them.
+    :param failure_limit: failed attempts (a well-formed key with an unknown id or a wrong
+        secret) allowed per client address, e.g. ``"30/minute"`` (the default); past it the
+        client gets 429 ``TOO_MANY_FAILED_ATTEMPTS``, before any store query (see
+        ``keysentry.attempts``). Counted on ``limiter`` when there is one, else in this
+        process. None turns it off.
     :param forwarded_header: the header the proxies set, ``"X-Forwarded-For"`` or
         ``"Forwarded"`` (RFC 7239); one source only, as two could disagree.
     """
@@ -169,7 +178,7 @@ class Keysentry:
         realm: str = "api",
         cache_size: int = 10_000,
         cache_ttl: float = 30.0,
-        negative_ttl: float = 5.0,
+        negative_ttl: float | None = None,
         max_key_length: int = DEFAULT_MAX_LENGTH,
         error_body: ErrorBody | None = None,
         retry_after: int = 5,
@@ -183,6 +192,7 @@ class Keysentry:
         on_decision: Callable[[DecisionEvent], None] | None = None,
         trusted_proxies: str | Iterable[str | Network] = (),
         forwarded_header: str = "X-Forwarded-For",
+        failure_limit: str | Rate | None = DEFAULT_FAILURE_LIMIT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -218,13 +228,15 @@ class Keysentry:
         #: Whose forwarding header to believe for allowlists; None: nobody's (the default).
         self.trusted_proxies = proxies if proxies else None
         self.render = Renderer(realm, error_body)
-        self.cache: TTLCache[Verdict] = TTLCache(cache_size, cache_ttl, negative_ttl)
+        self.cache: TTLCache[Entry] = TTLCache(cache_size, cache_ttl, negative_ttl)
         self.unavailable = Denial.of(
             "AUTH_UNAVAILABLE",
             "Authentication is temporarily unavailable: retry shortly.",
             headers=(("Retry-After", str(retry_after)),),
         )
         self.limiter = limiter
+        #: Failed-attempt throttling; None when ``failure_limit`` is None.
+        self.attempts = None if failure_limit is None else FailedAttempts(failure_limit, limiter)
         self.default_policies = (
             () if rate_limit is None else policies_of(Rate.parse_many(rate_limit))
         )
@@ -240,7 +252,11 @@ class Keysentry:
         # Keys a process has verified once are recognised on cache hits by a process-local
         # MAC (never stored, never shared) instead of a second HMAC; see _tag().
         self._tagger = hashlib.blake2s(key=os.urandom(32), digest_size=16)
-        self._siphash = bool(sys.flags.hash_randomization)
+        self._siphash = hash_key_is_random()
+        # The tag of an entry no key has matched yet: random, so that no key matches it, and
+        # of a real tag's length, so that comparing takes as long.
+        self._no_tag = os.urandom(8 if self._siphash else 16)
+        self._flights = Flights()
         self.invalidator = invalidator
         #: Batches usage for the store; None when ``usage_interval`` is None.
         self.usage = None if usage_interval is None else UsageRecorder(store, usage_interval)
@@ -256,48 +272,49 @@ class Keysentry:
     def check(self, token: bytes) -> Verdict | Denial | Lookup:
         """Decide on a presented token from the cache alone; a :class:`Lookup` when it misses.
 
-        Format and checksum come first, so garbage costs no digest and no cache access.
+        Format and checksum come first, so garbage costs no digest and no cache access. A key
+        this process has seen match its record before is recognised by its tag; any other
+        key, known id or not, takes the same steps: digest, comparison, refusal.
         """
         key_id = self.format.identify(token)
         if isinstance(key_id, Denial):
             return key_id
         cache = self.cache
         generation = cache.generation
-        # _tag(), inline in the common case: a call is a third of its cost.
-        tag = hash(token).to_bytes(8, "little", signed=True) if self._siphash else self._tag(token)
         if key_id is not None:
-            cached = cache.get(key_id)
-            # Fast path: this key matched the stored digest before, in this process; its
-            # tag proves it is the same key for a fifth of the cost of the HMAC.
-            if (
-                isinstance(cached, Verdict)
-                and cached.tag is not None
-                and hmac.compare_digest(tag, cached.tag)
-            ):
-                return cached if cached.in_good_standing else standing(cached, self._clock)
-            digest = self.digest(token)
-        else:
-            digest = self.digest(token)
-            cached = cache.get(digest)
-        if cached is MISS:
-            return Lookup(key_id, digest, tag, generation)
-        if not isinstance(cached, Verdict):
-            return judge(None, digest, self._clock)
-        result = judge(cached, digest, self._clock)
-        if key_id is not None and result is not UNKNOWN_KEY and cached.tag is None:
-            cache.put(key_id, dataclasses.replace(cached, tag=tag), generation)
-        return result
+            # _tag(), inline in the common case: a call is a third of its cost.
+            if self._siphash:
+                tag = hash(token).to_bytes(8, "little", signed=True)
+            else:
+                tag = self._tag(token)
+            entry = cache.get(key_id)
+            if isinstance(entry, Entry):
+                # Fast path: this key matched the stored digest before, in this process; its
+                # tag proves it is the same key for a fifth of the cost of the HMAC.
+                if hmac.compare_digest(tag, entry.tag):
+                    verdict = entry.verdict
+                    if verdict is not None:
+                        if verdict.in_good_standing:
+                            return verdict
+                        return standing(verdict, self._clock)
+                return self._judge(key_id, entry, self.digest(token), tag, generation)
+            return Lookup(key_id, self.digest(token), tag, generation)
+        digest = self.digest(token)
+        entry = cache.get(digest)
+        if isinstance(entry, Entry):
+            return self._judge(digest, entry, digest, None, generation)
+        return Lookup(None, digest, None, generation)
 
     def _tag(self, token: bytes) -> bytes:
         """The process-local MAC by which a cache hit recognises a key verified before.
 
-        With hash randomization on (CPython's default), it is ``hash(token)``: SipHash, a
-        keyed PRF made for short inputs, under the 128-bit key CPython draws from os.urandom
-        at start-up; 64 bits, compared as bytes in constant time. Forging a different token
-        with the same tag is a blind online guess at 2**-64 a request, and any mismatch falls
-        back to the full HMAC comparison. It costs ~0.1 us against ~0.3 us for a keyed
-        BLAKE2s, which is what this method computes when ``PYTHONHASHSEED`` fixes the hash
-        key (then known, so not used as one).
+        When CPython drew its hash key at random (its default: ``PYTHONHASHSEED`` unset or
+        ``random``), it is ``hash(token)``: SipHash, a keyed PRF made for short inputs, under
+        that 128-bit key from os.urandom; 64 bits, compared as bytes in constant time. Forging
+        a different token with the same tag is a blind online guess at 2**-64 a request, and
+        any mismatch falls back to the full HMAC comparison. It costs ~0.1 us against ~0.3 us
+        for a keyed BLAKE2s, which is what this method computes when ``PYTHONHASHSEED`` fixes
+        the hash key to a number (then known, so not used as one).
         """
         if self._siphash:
             return hash(token).to_bytes(8, "little", signed=True)
@@ -305,16 +322,44 @@ class Keysentry:
         mac.update(token)
         return mac.digest()
 
+    def _judge(
+        self,
+        cache_key: bytes,
+        entry: Entry,
+        digest: bytes,
+        tag: bytes | None,
+        generation: int,
+        remember: bool = True,
+    ) -> Verdict | Denial:
+        """Decide on a key whose cache entry is ``entry``: the same steps for a phantom (an
+        unknown id) as for a record with another digest. On a first match the verdict is built
+        and remembered with the key's tag (unless ``remember`` is off: a stale entry served
+        while the store is down must not become fresh again)."""
+        if not hmac.compare_digest(digest, entry.digest):
+            return UNKNOWN_KEY
+        record = entry.record
+        if record is None:
+            return UNKNOWN_KEY  # a phantom: the id is unknown
+        verdict = entry.verdict
+        if verdict is None or tag is not None:
+            if verdict is None:
+                verdict = Verdict.of(record, self.default_policies)
+            if remember:
+                # The presented digest equals the record's: keeping it (made just now, like a
+                # phantom's) rather than the record's lays known and unknown entries out alike.
+                fresh = Entry(digest, tag or self._no_tag, verdict, record)
+                self.cache.put(cache_key, fresh, generation)
+        return standing(verdict, self._clock)
+
     def resolve(self, lookup: Lookup) -> Verdict | Denial:
-        """Finish :meth:`check` after a cache miss: ask the blocking store, remember, decide."""
+        """Finish :meth:`check` after a cache miss: ask the blocking store, remember, decide.
+
+        Concurrent misses for one key share one store query (see ``keysentry.flights``)."""
         store = self._sync_store
         if store is None:
             raise TypeError(f"{type(self.store).__name__} has no blocking face: use it from ASGI")
         try:
-            if lookup.key_id:
-                record = store.get(lookup.key_id.decode())
-            else:
-                record = store.find_by_digest(lookup.digest)
+            record = self._flights.fetch(lookup, store)
         except StoreUnavailable:
             return self._store_down(lookup)
         return self._decide_fetched(lookup, record)
@@ -325,10 +370,7 @@ class Keysentry:
         if store is None:
             raise TypeError(f"{type(self.store).__name__} has no async face: use it from WSGI")
         try:
-            if lookup.key_id:
-                record = await store.aget(lookup.key_id.decode())
-            else:
-                record = await store.afind_by_digest(lookup.digest)
+            record = await self._flights.afetch(lookup, store)
         except StoreUnavailable:
             return self._store_down(lookup)
         return self._decide_fetched(lookup, record)
@@ -345,21 +387,28 @@ class Keysentry:
 
     def _store_down(self, lookup: Lookup) -> Verdict | Denial:
         """The store cannot answer: a key cached recently still works, for ``stale_for``."""
-        stale = self.cache.get_stale(lookup.key_id or lookup.digest, self.stale_for)
+        cache_key = lookup.key_id or lookup.digest
+        stale = self.cache.get_stale(cache_key, self.stale_for)
         self._warn("store", "key store unavailable; stale cache entries serve, others get 503")
-        if stale is not None:
-            return judge(stale, lookup.digest, self._clock)
+        if isinstance(stale, Entry):
+            return self._judge(
+                cache_key, stale, lookup.digest, lookup.tag, lookup.generation, remember=False
+            )
         return self.unavailable
 
     def _decide_fetched(self, lookup: Lookup, record: KeyRecord | None) -> Verdict | Denial:
+        """Remember what the store said (a record, or a phantom for an id it does not know:
+        the same steps, the same lifetime) and decide."""
         cache_key = lookup.key_id or lookup.digest
         if record is None:
-            self.cache.put_negative(cache_key, lookup.generation)
-            return judge(None, lookup.digest, self._clock)
-        matched = hmac.compare_digest(lookup.digest, record.digest)
-        verdict = Verdict.of(record, self.default_policies, lookup.tag if matched else None)
-        self.cache.put(cache_key, verdict, lookup.generation)
-        return judge(verdict, lookup.digest, self._clock)
+            # A phantom holds the presented key's own digest and tag: objects of its own, as a
+            # record's are, and already made. Presented again, it matches them and is refused
+            # for having no record; any other key fails the comparison, as on a known id.
+            entry = Entry(lookup.digest, lookup.tag or self._no_tag, None, None)
+        else:
+            entry = Entry(record.digest, self._no_tag, None, record)
+        self.cache.put(cache_key, entry, lookup.generation, record is not None)
+        return self._judge(cache_key, entry, lookup.digest, lookup.tag, lookup.generation)
 
     def limit(self, verdict: Verdict, cost: int = 1) -> RateDecision | Denial | None:
         """Charge one request to the key's rate limits: the decision if allowed, the refusal,
@@ -468,7 +517,7 @@ class Keysentry:
             key_id = self.format.identify(token)
             if isinstance(key_id, bytes):
                 cached = self.cache.get(key_id)
-                verdict = cached if isinstance(cached, Verdict) else None
+                verdict = cached.verdict if isinstance(cached, Entry) else None
         record = None if verdict is None else verdict.record
         event = DecisionEvent(
             denial is None,
@@ -843,6 +892,18 @@ class Keysentry:
         if self._async_store is None:
             raise TypeError(f"{type(self.store).__name__} has no async face: use the sync methods")
         return self._async_store
+
+
+def hash_key_is_random() -> bool:
+    """Whether CPython drew its hash key from os.urandom at start-up, so that ``hash()`` of
+    bytes is a PRF under a secret key: hash randomization on and ``PYTHONHASHSEED`` unset or
+    ``random`` (or the environment ignored, ``-E``/``-I``). A numeric seed fixes the key to a
+    value anyone can derive, although ``sys.flags.hash_randomization`` still reads 1."""
+    if not sys.flags.hash_randomization:
+        return False
+    if sys.flags.ignore_environment:
+        return True
+    return os.environ.get("PYTHONHASHSEED", "random") in ("", "random")
 
 
 def _missing(store: object) -> str:

@@ -5,8 +5,11 @@ learn: possession of the key is proven first (constant-time digest comparison, a
 digest when the id is unknown, so timing does not reveal which ids exist), and only then does
 the answer say anything about the key's state (expired, disabled).
 
-A :class:`Verdict` is built once per record and cached with it: the identity handed to the app
-and the denials that depend only on the record are not rebuilt per request.
+A :class:`Verdict` is built once per record, the first time a presented key matches it, and
+cached with it in an :class:`Entry`: the identity handed to the app and the denials that depend
+only on the record are not rebuilt per request. An id the store does not know is cached as an
+entry of the same shape (a *phantom*, with no record), so a refusal takes the same steps whether
+the id exists or not.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import hmac
 import ipaddress
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import Denial
 from .ratelimit.gcra import Policy, policies_of
@@ -24,6 +27,7 @@ from .records import KeyIdentity, KeyRecord
 
 __all__ = [
     "NO_CREDITS",
+    "Entry",
     "UNKNOWN_KEY",
     "Lookup",
     "Verdict",
@@ -54,8 +58,6 @@ class Verdict:
     policies: tuple[Policy, ...] = ()  # rate limits in force: the record's or the default
     policy_field: str = ""  # RateLimit-Policy value for those
     policy_field_bytes: bytes = b""
-    #: Process-local MAC of the key once it has matched the record's digest (see core.check).
-    tag: bytes | None = None
     #: Nothing for standing() to check: not revoked, not disabled, never expires.
     in_good_standing: bool = False
     #: The key is bound to client networks (client_allowed() must run).
@@ -72,7 +74,6 @@ class Verdict:
         cls,
         record: KeyRecord,
         default_policies: tuple[Policy, ...] = (),
-        tag: bytes | None = None,
     ) -> Verdict:
         expired = None
         expires = math.inf
@@ -84,7 +85,7 @@ class Verdict:
                 {"expired_at": record.expires_at.isoformat()},
             )
         policies = default_policies if record.rate_limit is None else policies_of(record.rate_limit)
-        field = policy_field(policies)
+        described = policy_field(policies)
         restricted = bool(record.allowed_networks)
         charged = record.credits is not None or record.credits_from is not None
         return cls(
@@ -93,9 +94,8 @@ class Verdict:
             expires,
             expired,
             policies,
-            field,
-            field.encode(),
-            tag,
+            described,
+            described.encode(),
             record.revoked_at is None and not record.disabled and expired is None,
             restricted,
             charged,
@@ -104,13 +104,39 @@ class Verdict:
         )
 
 
+class Entry:
+    """What the cache holds for one key id (or one imported key's digest).
+
+    ``digest`` is what a presented key must match; ``tag`` the process-local MAC of the key
+    that last matched (a random one until then, so it matches nothing); ``verdict`` is built
+    on the first match; ``record`` is None for a phantom (an id the store does not know, which
+    holds the digest and tag of the key that was presented for it, and refuses every key).
+    A plain slotted class: built on every cache miss, the same way for both kinds.
+    """
+
+    __slots__ = ("digest", "record", "tag", "verdict")
+
+    def __init__(
+        self, digest: bytes, tag: bytes, verdict: Verdict | None, record: KeyRecord | None
+    ) -> None:
+        self.digest = digest
+        self.tag = tag
+        self.verdict = verdict
+        self.record = record
+
+    def __repr__(self) -> str:
+        if self.record is None:
+            return "Entry(unknown id)"
+        return f"Entry({self.record.prefix!r}, {'verified' if self.verdict else 'unverified'})"
+
+
 @dataclass(frozen=True, slots=True)
 class Lookup:
     """A well-formed key the cache knows nothing about: what to ask the store for."""
 
     key_id: bytes | None  # a native key's id; None for an imported key (found by digest)
     digest: bytes
-    tag: bytes  # the presented key's process-local MAC
+    tag: bytes | None = field(repr=False)  # the presented native key's process-local MAC
     generation: int  # the cache's, when the lookup began
 
 

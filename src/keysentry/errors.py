@@ -61,6 +61,9 @@ ERRORS: Mapping[str, ErrorKind] = MappingProxyType(
             ),
             ErrorKind(402, "INSUFFICIENT_CREDITS", "The API key has no credits left."),
             ErrorKind(429, "RATE_LIMITED", "Too many requests for this API key."),
+            ErrorKind(
+                429, "TOO_MANY_FAILED_ATTEMPTS", "Too many failed attempts from this client."
+            ),
             ErrorKind(503, "AUTH_UNAVAILABLE", "Authentication is temporarily unavailable."),
         )
     }

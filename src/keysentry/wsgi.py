@@ -13,7 +13,7 @@ from time import perf_counter
 from typing import Any
 
 from .core import CHARGED, Keysentry
-from .decision import Lookup, Verdict, client_allowed
+from .decision import UNKNOWN_KEY, Lookup, Verdict, client_allowed
 from .errors import Denial
 from .ratelimit.gcra import RateDecision
 from .ratelimit.headers import rate_headers
@@ -81,10 +81,15 @@ class WSGIMiddleware:
                 query[0] if query else None,
             )
         result = token if isinstance(token, Denial) else ks.check(token)
-        if isinstance(result, Lookup):
-            result = ks.resolve(result)
-        if isinstance(result, Denial):
-            return self._deny(environ, result, None, started, start_response, token)
+        if type(result) is not Verdict:
+            attempts = ks.attempts
+            if isinstance(result, Lookup):
+                blocked = None if attempts is None else attempts.blocked(self._client(environ))
+                result = blocked or ks.resolve(result)
+            if isinstance(result, Denial):
+                if result is UNKNOWN_KEY and attempts is not None:
+                    result = attempts.failed(self._client(environ), result)
+                return self._deny(environ, result, None, started, start_response, token)
         if result.admit:
             admitted = self._admit(environ, result)
             if isinstance(admitted, Denial):
