@@ -5,10 +5,16 @@ reaches this process within ``ttl`` even with no invalidation channel. A negativ
 a flood of well-formed but unknown keys to one store call per id per ``negative_ttl``.
 Size is bounded: the least recently used entry goes first. One lock guards it, so threaded
 WSGI servers share a process-wide cache safely; it is held for dict operations only.
+
+An entry stops being trusted in one of two ways: its TTL runs out, or :meth:`TTLCache.expire_all`
+marks it stale at once (when changes may have been missed). Either way :meth:`TTLCache.get`
+misses, so the next request asks the store, and :meth:`TTLCache.get_stale` still finds it,
+for ``grace`` seconds past the end of its own TTL, in case the store cannot answer.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -35,15 +41,23 @@ MISS = _Marker("MISS")
 #: Returned by :meth:`TTLCache.get` when the store was recently asked and had nothing.
 NEGATIVE = _Marker("NEGATIVE")
 
+#: The "fresh until" of an entry marked stale: before any clock reading.
+_STALE = -math.inf
+
 
 class TTLCache(Generic[V]):
     """Positive entries and negative ones in two separately bounded LRU tables.
 
     Unknown ids cost an attacker nothing to mint (the checksum is public), so a flood of them
     must not push known keys out: negative entries live in their own table of
-    ``negative_size`` entries. A generation counter, bumped by every :meth:`discard` and
-    :meth:`clear`, lets a store answer that was in flight during an invalidation be dropped
-    instead of cached (see :meth:`put`), so a revocation is never undone by a slow lookup.
+    ``negative_size`` entries. A generation counter, bumped by every :meth:`discard`,
+    :meth:`expire_all` and :meth:`clear`, lets a store answer that was in flight during an
+    invalidation be dropped instead of cached (see :meth:`put`), so a revocation is never
+    undone by a slow lookup.
+
+    A positive entry is ``(fresh until, value, TTL end)``: the two times are equal until
+    :meth:`expire_all` moves the first into the past, and the stale window of
+    :meth:`get_stale` counts from the second, so marking an entry stale never shortens it.
     """
 
     __slots__ = (
@@ -74,7 +88,7 @@ class TTLCache(Generic[V]):
         self.negative_ttl = negative_ttl
         self._clock = clock
         self._lock = threading.Lock()
-        self._data: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        self._data: OrderedDict[Hashable, tuple[float, V, float]] = OrderedDict()
         self._negative: OrderedDict[Hashable, float] = OrderedDict()
         #: Bumped by every invalidation; read it before asking the store, hand it to put().
         self.generation = 0
@@ -110,12 +124,13 @@ class TTLCache(Generic[V]):
         return item[1]
 
     def get_stale(self, key: Hashable, grace: float) -> V | None:
-        """A positive entry expired less than ``grace`` seconds ago (or still fresh), else None.
+        """A positive entry whose TTL ran out less than ``grace`` seconds ago (or runs still,
+        fresh or marked stale by :meth:`expire_all`), else None.
 
         For when the store cannot be reached: a key known a moment ago keeps working.
         """
         item = self._data.get(key)
-        if item is None or item[0] + grace <= self._clock():
+        if item is None or item[2] + grace <= self._clock():
             return None
         return item[1]
 
@@ -126,7 +141,7 @@ class TTLCache(Generic[V]):
             if generation is not None and generation != self.generation:
                 return
             self._negative.pop(key, None)
-            self._data[key] = (expires, value)
+            self._data[key] = (expires, value, expires)
             self._data.move_to_end(key)
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
@@ -150,7 +165,27 @@ class TTLCache(Generic[V]):
             self._data.pop(key, None)
             self._negative.pop(key, None)
 
+    def expire_all(self) -> None:
+        """Stop trusting every entry now, without forgetting it: for when changes may have
+        been missed (an invalidation channel was lost).
+
+        :meth:`get` misses on each positive entry from now on, so its next request asks the
+        store, while :meth:`get_stale` still finds it until its own TTL plus ``grace`` runs
+        out; negative entries are dropped. Answers in flight are not cached (the generation
+        moves on). O(n) under the lock; :meth:`get` stays lock-free and does no more work.
+        """
+        with self._lock:
+            self.generation += 1
+            self._negative.clear()
+            data = self._data
+            # A snapshot, as lock-free get()s reorder the dict meanwhile; assigning an existing
+            # key changes neither the order nor the size, and only holders of the lock add or
+            # remove keys.
+            for key, (_, value, ends) in list(data.items()):
+                data[key] = (_STALE, value, ends)
+
     def clear(self) -> None:
+        """Forget every entry, positive and negative (nothing is left for stale serving)."""
         with self._lock:
             self.generation += 1
             self._data.clear()
