@@ -13,9 +13,8 @@ once it has resubscribed, as keys fetched in between may have missed announcemen
 stale entry is not trusted: the next request for its key asks the store. It is not forgotten
 either: while the store cannot answer, it keeps serving as the stale copy (``stale_for`` past
 its TTL, see :class:`~keysentry.Keysentry`), so a lost channel never turns a cached key into a
-503. While the listener is not subscribed, what it fetches from the store is trusted for
-``cache_ttl`` at most, as without an invalidator, and until it has resubscribed, whichever
-comes first.
+503. A key fetched while the listener is not subscribed is trusted until it has resubscribed
+or for ``cache_ttl``, whichever ends first.
 
 A connection that drops (a restart, ``CLIENT KILL``, a reset) is noticed at once. One that goes
 silent without closing (a stalled server, a dead link or peer) is noticed by pings: after
@@ -276,12 +275,13 @@ class RedisInvalidator(RedisBackend):
                     self._listening.clear()
                     self._expire_all()
                     self.losses += 1
-                if was_listening or not expected:
                     log.warning(
                         "invalidation listener lost Redis (%s); cache marked stale; reconnecting",
                         type(exc).__name__,
                         exc_info=not expected,
                     )
+                elif not expected:
+                    log.warning("invalidation listener failed; reconnecting", exc_info=True)
                 lost = True
             finally:
                 for closing in (pubsub.close, client.close):
