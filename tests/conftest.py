@@ -5,7 +5,7 @@ import pytest
 from keysentry import Keysentry, MemoryStore
 
 from .apps import FRAMEWORKS, Client
-from .services import pg_schema, redis_server  # noqa: F401  (fixtures)
+from .services import pg_schema, redis_server, store_redis_server  # noqa: F401  (fixtures)
 
 SECRET = "test-digest-secret-0123456789abcdef"
 

@@ -153,9 +153,20 @@ class RedisServer:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
 
+    def stop_keeping_data(self) -> None:
+        """Stop after writing a snapshot, which :meth:`start` loads: the server comes back
+        with the data it had, as a restarted production server would."""
+        import redis
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
+        client = redis.Redis.from_url(self.url)
+        try:
+            client.save()
+        finally:
+            client.close()
+        self.stop()
+
+
+def _throwaway_redis() -> Iterator[RedisServer]:
     server = RedisServer()
     server.start()
     try:
@@ -165,3 +176,15 @@ def redis_server() -> Iterator[RedisServer]:
             server.thaw()
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    yield from _throwaway_redis()
+
+
+@pytest.fixture
+def store_redis_server() -> Iterator[RedisServer]:
+    """A second throwaway server, for tests that stop the key store's Redis and the
+    invalidation channel's (``redis_server``) apart."""
+    yield from _throwaway_redis()

@@ -127,3 +127,40 @@ def test_cached_keys_outlive_a_store_outage_for_the_stale_window() -> None:
     assert ks.authenticate(known).code == "AUTH_UNAVAILABLE"  # type: ignore[union-attr]
     store.down = False
     assert isinstance(ks.authenticate(known), Verdict)  # recovery needs nothing
+
+
+def test_expire_all_distrusts_every_entry_but_keeps_it_for_stale_serving() -> None:
+    """What the invalidator does when announcements may have been missed: every key is asked
+    of the store again, but a store outage meanwhile still finds the stale copy."""
+    now = [0.0]
+    cache: TTLCache[str] = TTLCache(ttl=10, negative_ttl=5, clock=lambda: now[0])
+    cache.put("a", "x")
+    cache.put_negative("n")
+    now[0] = 4
+    generation = cache.generation
+    cache.expire_all()
+    assert cache.generation != generation
+    assert cache.get("a") is MISS  # no longer trusted: the next request asks the store
+    assert cache.get("n") is MISS  # unknown ids alike
+    assert cache.get_stale("a", 60) == "x"  # but kept for when the store cannot answer...
+    assert cache.get_stale("n", 60) is NEGATIVE  # ...as unknown ids are (no outage oracle)
+    assert len(cache) == 1
+    # The stale window still runs from the entry's own TTL (cached at 0: 10 + 60), so the
+    # promise "cached within cache_ttl + stale_for keeps working" holds across the mark.
+    now[0] = 69.9
+    assert cache.get_stale("a", 60) == "x"
+    now[0] = 70
+    assert cache.get_stale("a", 60) is None
+
+
+def test_an_answer_in_flight_across_expire_all_is_not_cached_as_fresh() -> None:
+    cache: TTLCache[str] = TTLCache(ttl=600)
+    cache.put("a", "old")
+    generation = cache.generation  # a lookup starts...
+    cache.expire_all()  # ...announcements may have been missed meanwhile...
+    cache.put("a", "fetched before the mark", generation)  # ...and it returns
+    cache.put_negative("b", generation)
+    assert cache.get("a") is MISS
+    assert cache.get("b") is MISS
+    cache.put("a", "fetched after", cache.generation)
+    assert cache.get("a") == "fetched after"

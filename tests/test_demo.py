@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .services import PG_URL, REDIS_URL, delete_namespace, namespace, redis_or_skip
+from .services import PG_URL, REDIS_URL, RedisServer, delete_namespace, namespace, redis_or_skip
 
 SCRIPT = Path(sys.executable).with_name("keysentry")
 
@@ -189,3 +189,41 @@ def test_demo_runs_on_redis_and_postgres(server_store: str, tmp_path: Path) -> N
         proc.wait(timeout=10)
         proc.stdout.close()
     assert not (tmp_path / "keysentry.db").exists()  # the server store, not the SQLite default
+
+
+class TestDemoOnRedisWithAnInvalidator:
+    """The demo as a fleet would run it: keys in one Redis, changes heard on another."""
+
+    @pytest.fixture
+    def demo_args(self, store_redis_server: RedisServer, redis_server: RedisServer) -> list[str]:
+        store = f"{store_redis_server.url}?namespace=demo"
+        return ["--store", store, "--invalidator", redis_server.url]
+
+    def test_a_cached_key_keeps_working_when_the_store_dies_and_the_channel_drops(
+        self,
+        demo: tuple[str, int],
+        store_redis_server: RedisServer,
+        redis_server: RedisServer,
+    ) -> None:
+        import redis
+
+        key, port = demo
+        headers = {"X-API-Key": key}
+        assert _get(port, "/v1/me", headers)[0] == 200  # now cached
+        channel = redis.Redis.from_url(redis_server.url)
+        try:
+            subscribed = {c["id"] for c in channel.client_list(_type="pubsub")}
+            assert subscribed  # the demo listens
+            store_redis_server.stop()
+            assert channel.client_kill_filter(_type="pubsub") == len(subscribed)
+            deadline = time.monotonic() + 10
+            while not {c["id"] for c in channel.client_list(_type="pubsub")} - subscribed:
+                assert time.monotonic() < deadline, "the demo did not subscribe again"
+                time.sleep(0.05)
+        finally:
+            channel.close()
+        # Resubscribed, with the store still down: the cached key is served stale, each time.
+        for _ in range(10):
+            status, _, body = _get(port, "/v1/me", headers)
+            assert (status, body.get("name")) == (200, "demo")
+            time.sleep(0.05)

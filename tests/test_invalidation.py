@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from keysentry import Keysentry
+from keysentry import Keysentry, MemoryStore
 from keysentry.cache import MISS, TTLCache
 from keysentry.decision import Verdict
 from keysentry.invalidation import RedisInvalidator, message, parse
+from keysentry.records import utcnow
 from keysentry.stores.redis import RedisStore
 
+from .apps import Client
 from .conftest import SECRET
 from .services import REDIS_URL, RedisServer, delete_namespace, namespace, redis_or_skip
 
@@ -168,18 +170,26 @@ def test_listener_reconnects_and_resets_after_a_restart(
     listeners.append(invalidator)
     cache: TTLCache[str] = TTLCache(ttl=600)
     heard: list[str] = []
-    invalidator.start(heard.append, cache=cache)
+    resets: list[bool] = []
+    invalidator.start(heard.append, cache=cache, on_reset=lambda: resets.append(True))
     assert invalidator.wait_listening(5)
     cache.put(b"cachedbefore", "stale after an outage")
 
     redis_server.stop()
     assert eventually(lambda: not invalidator.listening, within=2)
-    assert cache.get(b"cachedbefore") == "stale after an outage"  # still served meanwhile
+    # Announcements are missed from now on: the entry is no longer trusted, but it is kept
+    # for when the store cannot answer either.
+    assert cache.get(b"cachedbefore") is MISS
+    assert cache.get_stale(b"cachedbefore", 60) == "stale after an outage"
+    assert invalidator.losses == 1
+    cache.put(b"fetchedmeanwhile", "may have missed announcements too")
     redis_server.start()
     assert invalidator.wait_listening(5)
-    # Whatever was announced during the outage is lost: the cache was reset instead.
-    assert cache.get(b"cachedbefore") is MISS
+    # Whatever was announced during the outage is lost: the cache was marked stale again.
+    assert cache.get(b"fetchedmeanwhile") is MISS
+    assert cache.get_stale(b"fetchedmeanwhile", 60) == "may have missed announcements too"
     assert invalidator.resets == 1
+    assert resets == [True, True]  # when the loss was noticed, and after resubscribing
     invalidator.publish("afteroutage0")
     assert eventually(lambda: heard == ["afteroutage0"])
 
@@ -368,3 +378,96 @@ def test_every_lifecycle_change_is_announced(
     assert eventually(lambda: getattr(seen(), "code", None) == "INVALID_API_KEY")
     for g in guards:
         g.store.close()  # type: ignore[union-attr]
+
+
+def kill_subscriptions(server: RedisServer) -> None:
+    """``CLIENT KILL TYPE pubsub``: every subscriber's connection is closed under it."""
+    import redis
+
+    client = redis.Redis.from_url(server.url)
+    try:
+        assert client.client_kill_filter(_type="pubsub") >= 1
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("framework", ["starlette", "werkzeug"])
+def test_a_cached_key_is_served_stale_when_the_channel_drops_during_a_store_outage(
+    framework: str,
+    store_redis_server: RedisServer,
+    redis_server: RedisServer,
+    listeners: list[RedisInvalidator],
+) -> None:
+    """A key cached within ``cache_ttl + stale_for`` keeps working while the store is down,
+    even when the invalidation channel drops and comes back meanwhile (a restart of its
+    server, a killed subscription); once the store is back the key is asked of it again, so
+    a change nobody could announce while the channel was down shows."""
+    invalidator = RedisInvalidator(
+        redis_server.url, timeout=0.2, ping_interval=0.5, backoff=(0.05, 0.2)
+    )
+    listeners.append(invalidator)
+    store = RedisStore(store_redis_server.url, namespace="kstest", timeout=0.2)
+    ks = Keysentry(store, secret=SECRET, cache_ttl=3600, stale_for=300, invalidator=invalidator)
+    client = Client(framework, ks)
+    assert invalidator.wait_listening(5)
+    issued = ks.issue(name="cached")
+    cached = {"X-API-Key": issued.key.reveal()}
+    uncached = {"X-API-Key": ks.issue(name="never asked").key.reveal()}
+    assert client.get("/", cached).status == 200
+
+    # The channel goes down, and a change is made in the store that nobody can announce.
+    redis_server.stop()
+    assert eventually(lambda: not invalidator.listening, within=5)
+    silent = RedisStore(store_redis_server.url, namespace="kstest")
+    silent.update(issued.record.id, {"disabled": True})
+    silent.close()
+    # Then the store goes down too, and the channel comes back: the listener resubscribes.
+    store_redis_server.stop_keeping_data()
+    redis_server.start()
+    assert eventually(lambda: invalidator.resets == 1, within=10)
+    assert client.get("/", cached).status == 200  # the stale copy serves
+    refused = client.get("/", uncached)
+    assert (refused.status, refused.code) == (503, "AUTH_UNAVAILABLE")
+
+    # Once more, with the subscription killed under the listener.
+    kill_subscriptions(redis_server)
+    assert eventually(lambda: invalidator.resets == 2, within=10)
+    assert invalidator.wait_listening(5)
+    assert client.get("/", cached).status == 200
+    assert client.get("/", uncached).status == 503
+
+    # The store is back (its circuit breaker tries it after a cooldown): the cached key is
+    # revalidated rather than trusted for its hour-long TTL, and the change shows.
+    store_redis_server.start()
+    assert eventually(lambda: client.get("/", cached).code == "API_KEY_DISABLED", within=10)
+    assert client.get("/", uncached).status == 200
+    store.close()
+
+
+def test_a_silent_channel_stops_vouching_for_cached_keys_within_its_bound(
+    redis_server: RedisServer, listeners: list[RedisInvalidator]
+) -> None:
+    """A channel whose server stops answering without closing (frozen here) carries no
+    announcements. Within the bound the invalidator documents (``silence_limit``) the cache
+    stops trusting what it holds, so a change nobody could announce is refused then, not
+    after ``cache_ttl`` (an hour here)."""
+    store = MemoryStore()
+    invalidator = RedisInvalidator(redis_server.url)  # the documented defaults
+    listeners.append(invalidator)
+    ks = Keysentry(store, secret=SECRET, cache_ttl=3600, invalidator=invalidator)
+    client = Client("werkzeug", ks)
+    assert invalidator.wait_listening(5)
+    issued = ks.issue(name="doomed")
+    headers = {"X-API-Key": issued.key.reveal()}
+    assert client.get("/", headers).status == 200  # cached for an hour
+
+    redis_server.freeze()
+    frozen_at = time.monotonic()
+    store.update(issued.record.id, {"revoked_at": utcnow()})  # directly: nothing announced
+    deadline = frozen_at + invalidator.silence_limit + 5.0  # generous slack for a busy box
+    while (answer := client.get("/", headers)).status == 200:
+        assert time.monotonic() < deadline, "the silent channel was trusted past its bound"
+        time.sleep(0.05)
+    assert (answer.status, answer.code) == (401, "INVALID_API_KEY")
+    assert not invalidator.listening
+    assert invalidator.losses == 1

@@ -9,10 +9,16 @@ WSGI servers share a process-wide cache safely; reads take no lock.
 Known and unknown entries are found through one index by the same steps, so a lookup takes the
 same time whichever it finds (timing must not tell which key ids exist); only their recency
 order and their bound are kept apart.
+
+An entry stops being trusted in one of two ways: its TTL runs out, or :meth:`TTLCache.expire_all`
+marks it stale at once (when changes may have been missed). Either way :meth:`TTLCache.get`
+misses, so the next request asks the store, and :meth:`TTLCache.get_stale` still finds it,
+for ``grace`` seconds past the end of its own TTL, in case the store cannot answer.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -40,15 +46,23 @@ MISS = _Marker("MISS")
 #: asked and had nothing.
 NEGATIVE = _Marker("NEGATIVE")
 
+#: The "fresh until" of an entry marked stale: before any clock reading.
+_STALE = -math.inf
+
 
 class TTLCache(Generic[V]):
     """Positive entries and negative ones, in two separately bounded LRU orders.
 
     Unknown ids cost an attacker nothing to mint (the checksum is public), so a flood of them
     must not push known keys out: negative entries count against their own bound of
-    ``negative_size``. A generation counter, bumped by every :meth:`discard` and :meth:`clear`,
-    lets a store answer that was in flight during an invalidation be dropped instead of cached
-    (see :meth:`put`), so a revocation is never undone by a slow lookup.
+    ``negative_size``. A generation counter, bumped by every :meth:`discard`,
+    :meth:`expire_all` and :meth:`clear`, lets a store answer that was in flight during an
+    invalidation be dropped instead of cached (see :meth:`put`), so a revocation is never
+    undone by a slow lookup.
+
+    An entry is ``(fresh until, value, its recency order, TTL end)``: the two times are equal
+    until :meth:`expire_all` moves the first into the past, and the stale window of
+    :meth:`get_stale` counts from the second, so marking an entry stale never shortens it.
     """
 
     __slots__ = (
@@ -83,8 +97,10 @@ class TTLCache(Generic[V]):
         self.negative_ttl = negative_ttl
         self._clock = clock
         self._lock = threading.Lock()
-        # key -> (expires, value, the recency order it belongs to)
-        self._index: dict[Hashable, tuple[float, V | _Marker, OrderedDict[Hashable, None]]] = {}
+        # key -> (fresh until, value, the recency order it belongs to, TTL end)
+        self._index: dict[
+            Hashable, tuple[float, V | _Marker, OrderedDict[Hashable, None], float]
+        ] = {}
         self._known: OrderedDict[Hashable, None] = OrderedDict()
         self._unknown: OrderedDict[Hashable, None] = OrderedDict()
         # put()'s settings by kind, indexed by ``known``.
@@ -122,13 +138,14 @@ class TTLCache(Generic[V]):
         return item[1]
 
     def get_stale(self, key: Hashable, grace: float) -> V | _Marker | None:
-        """An entry expired less than ``grace`` seconds ago (or still fresh), else None.
+        """An entry whose TTL ran out less than ``grace`` seconds ago (or runs still, fresh or
+        marked stale by :meth:`expire_all`), else None.
 
         For when the store cannot be reached: a key known a moment ago keeps working (and an
         id known to be unknown stays unknown).
         """
         item = self._index.get(key)
-        if item is None or item[0] + grace <= self._clock():
+        if item is None or item[3] + grace <= self._clock():
             return None
         return item[1]
 
@@ -154,7 +171,7 @@ class TTLCache(Generic[V]):
             old = index.get(key)
             if old is not None:
                 old[2].pop(key, None)
-            index[key] = (expires, value, order)
+            index[key] = (expires, value, order, expires)
             order[key] = None
             while len(order) > bound:
                 index.pop(order.popitem(last=False)[0], None)
@@ -172,7 +189,27 @@ class TTLCache(Generic[V]):
             if item is not None:
                 item[2].pop(key, None)
 
+    def expire_all(self) -> None:
+        """Stop trusting every entry now, without forgetting it: for when changes may have
+        been missed (an invalidation channel was lost).
+
+        :meth:`get` misses on each entry from now on, so its next request asks the store,
+        while :meth:`get_stale` still finds it until its own TTL plus ``grace`` runs out.
+        Unknown ids are kept stale alike: dropping them would let an outage tell them from
+        known ones (one answered from the stale entry, the other 503). Answers in flight are
+        not cached (the generation moves on). O(n) under the lock; :meth:`get` stays
+        lock-free and does no more work.
+        """
+        with self._lock:
+            self.generation += 1
+            index = self._index
+            # A snapshot; assigning an existing key changes neither the order nor the size, and
+            # only holders of the lock add or remove keys.
+            for key, (_, value, order, ends) in list(index.items()):
+                index[key] = (_STALE, value, order, ends)
+
     def clear(self) -> None:
+        """Forget every entry, known and unknown (nothing is left for stale serving)."""
         with self._lock:
             self.generation += 1
             self._index.clear()

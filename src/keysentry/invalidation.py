@@ -6,11 +6,25 @@ channel; every process runs a listener, a daemon thread with its own blocking co
 drops the key from its cache. A thread serves WSGI and ASGI apps alike and never touches an
 event loop.
 
-Pub/sub does not queue messages for absent listeners, so the listener assumes it missed some
-whenever its connection dropped: after each reconnection it resets the whole cache (each key is
-then fetched once more). While Redis is down the cache keeps serving what it holds, for at most
-its TTL. Reconnection backs off exponentially with jitter; a silent connection (a stalled server
-or a dead link without a reset) is detected by pings and replaced.
+Pub/sub does not queue messages for absent listeners, so whenever the listener loses its
+subscription it assumes announcements are being missed, and marks the whole cache stale
+(:meth:`~keysentry.cache.TTLCache.expire_all`): twice, as soon as it notices the loss and again
+once it has resubscribed, as keys fetched in between may have missed announcements too. A
+stale entry is not trusted: the next request for its key asks the store. It is not forgotten
+either: while the store cannot answer, it keeps serving as the stale copy (``stale_for`` past
+its TTL, see :class:`~keysentry.Keysentry`), so a lost channel never turns a cached key into a
+503. A key fetched while the listener is not subscribed is trusted until it has resubscribed
+or for ``cache_ttl``, whichever ends first.
+
+A connection that drops (a restart, ``CLIENT KILL``, a reset) is noticed at once. One that goes
+silent without closing (a stalled server, a dead link or peer) is noticed by pings: after
+``ping_interval`` seconds without hearing anything the listener pings, and when nothing at all
+has been heard for ``2 * ping_interval + timeout`` seconds it gives the link up, marks the
+cache stale and reconnects. Noticing takes up to 0.25 s more (how often the listener polls), so
+a key changed while its announcement cannot arrive stops being trusted from the cache within
+:attr:`RedisInvalidator.silence_limit` (``2 * ping_interval + timeout + 0.25``: 2.5 s with
+the defaults) of the link's going silent, not after ``cache_ttl``. Reconnection backs off
+exponentially with jitter.
 
     invalidator = RedisInvalidator("redis://127.0.0.1:6379/0")
     store = RedisStore(url, invalidator=invalidator)         # announces creates and updates
@@ -50,9 +64,16 @@ _MESSAGE = re.compile(rb"([A-Za-z0-9_-]{1,32})(?: ([0-9a-f]{64}))?\Z")
 class Discards(Protocol):
     """What the listener needs of a cache (:class:`keysentry.cache.TTLCache` has both)."""
 
-    def discard(self, key: Hashable) -> None: ...
+    def discard(self, key: Hashable) -> None:
+        """Forget this key: it was announced as changed."""
 
-    def clear(self) -> None: ...
+    def expire_all(self) -> None:
+        """Trust no entry until the store confirms it, but keep each for stale serving:
+        announcements may have been missed."""
+
+
+#: Seconds the listener waits for a message at a time, hence the latest it notices a silence.
+_POLL = 0.25
 
 
 def message(key_id: str, digest: bytes | None = None) -> bytes:
@@ -77,9 +98,16 @@ class RedisInvalidator(RedisBackend):
 
     :param channel: the pub/sub channel; processes sharing a store share one channel.
     :param timeout: seconds a publish (or a connection attempt) may take.
-    :param ping_interval: seconds of silence after which the listener pings the server; no
-        answer within another interval (plus ``timeout``) and it reconnects.
+    :param ping_interval: seconds of silence after which the listener pings the server;
+        when nothing has been heard for ``2 * ping_interval + timeout`` seconds it gives the
+        link up (marking the cache stale) and reconnects. A ping a second per process is
+        cheap; longer intervals widen :attr:`silence_limit`.
     :param backoff: first and longest pause between reconnection attempts, in seconds.
+
+    A lost subscription marks the cache stale at once and again on resubscribing (see the
+    module's documentation): no cached key is trusted past a dropped connection, nor more than
+    :attr:`silence_limit` seconds (2.5 s with the defaults) past a link that went silent,
+    while each keeps serving as a stale copy when the store is down.
     """
 
     kind = "RedisInvalidator"
@@ -92,7 +120,7 @@ class RedisInvalidator(RedisBackend):
         timeout: float = 0.25,
         failures: int = 3,
         cooldown: float = 2.0,
-        ping_interval: float = 5.0,
+        ping_interval: float = 1.0,
         backoff: tuple[float, float] = (0.1, 5.0),
     ) -> None:
         super().__init__(url, timeout=timeout, failures=failures, cooldown=cooldown)
@@ -109,12 +137,22 @@ class RedisInvalidator(RedisBackend):
         self._listening = threading.Event()
         #: Announcements received (and handed to the callbacks) by this process's listener.
         self.received = 0
-        #: Times the listener reset the cache after a lost connection.
+        #: Subscriptions lost: each marked the cache stale as soon as it was noticed.
+        self.losses = 0
+        #: Times the listener resubscribed after a loss and marked the cache stale again.
         self.resets = 0
 
     def __repr__(self) -> str:
         state = "listening" if self.listening else "started" if self._thread else "idle"
         return f"RedisInvalidator({safe_url(self.url)!r}, channel={self.channel!r}, {state})"
+
+    @property
+    def silence_limit(self) -> float:
+        """Seconds after which a link that went silent (no message, no answer to pings) is
+        given up and the cache marked stale, at the latest: ``2 * ping_interval + timeout``,
+        plus the listener's 0.25 s poll. The longest a change whose announcement cannot
+        arrive is served from the cache as fresh, when ``cache_ttl`` is longer."""
+        return 2 * self.ping_interval + self.timeout + _POLL
 
     # -- publishing ------------------------------------------------------------------------------
 
@@ -154,9 +192,11 @@ class RedisInvalidator(RedisBackend):
         """Listen in a daemon thread of this process.
 
         :param cache: drop each announced key from it (by id and by digest, as the core caches
-            both), and clear it after a reconnection.
+            both), and mark it all stale (``expire_all``) when announcements may have been
+            missed: as soon as the subscription is lost, and again once it is back.
         :param on_message: called with each announced key id.
-        :param on_reset: called after a reconnection, when announcements may have been missed.
+        :param on_reset: called whenever the cache is marked stale (after it), so twice per
+            lost subscription: when the loss is noticed and after resubscribing.
 
         Callbacks run on the listener thread; an exception in one is logged and ignored.
         """
@@ -204,33 +244,44 @@ class RedisInvalidator(RedisBackend):
             try:
                 pubsub.subscribe(self.channel)
                 heard = pinged = time.monotonic()
+                silence = 2 * self.ping_interval + self.timeout
                 while not stop.is_set():
-                    reply = pubsub.get_message(timeout=min(0.25, self.ping_interval))
+                    reply = pubsub.get_message(timeout=min(_POLL, self.ping_interval))
                     now = time.monotonic()
                     if reply is not None:
                         heard = now
                         if reply["type"] == "message":
                             self._deliver(reply["data"])
                         elif reply["type"] == "subscribe":
+                            if lost:
+                                # Keys fetched while unsubscribed may have missed
+                                # announcements: distrust them before saying we listen.
+                                lost = False
+                                self._expire_all()
+                                self.resets += 1
                             self._listening.set()
                             delay = self.backoff[0]
-                            if lost:
-                                lost = False
-                                self._reset()
-                    elif now - heard > 2 * self.ping_interval + self.timeout:
+                    elif now - heard > silence:
                         raise TimeoutError("the server stopped answering pings")
                     if now - max(heard, pinged) >= self.ping_interval:
                         pubsub.ping()
                         pinged = now
             except Exception as exc:
                 expected = isinstance(exc, self._errors)
-                if self._listening.is_set() or not expected:
+                was_listening = self._listening.is_set()
+                if was_listening:
+                    # From now on announcements are missed: distrust the cache at once, not
+                    # only once a new subscription is up (which may take long).
+                    self._listening.clear()
+                    self._expire_all()
+                    self.losses += 1
                     log.warning(
-                        "invalidation listener lost Redis (%s); reconnecting",
+                        "invalidation listener lost Redis (%s); cache marked stale; reconnecting",
                         type(exc).__name__,
                         exc_info=not expected,
                     )
-                self._listening.clear()
+                elif not expected:
+                    log.warning("invalidation listener failed; reconnecting", exc_info=True)
                 lost = True
             finally:
                 for closing in (pubsub.close, client.close):
@@ -261,15 +312,17 @@ class RedisInvalidator(RedisBackend):
         except Exception:
             log.exception("cache invalidation callback failed for key %s", key_id)
 
-    def _reset(self) -> None:
-        self.resets += 1
+    def _expire_all(self) -> None:
         try:
             if self._cache is not None:
-                self._cache.clear()
+                self._cache.expire_all()
+        except Exception:
+            log.exception("marking the cache stale after a lost subscription failed")
+        try:
             if self._on_reset is not None:
                 self._on_reset()
         except Exception:
-            log.exception("cache reset after reconnection failed")
+            log.exception("on_reset callback failed")
 
     def _after_fork(self) -> None:
         # The parent's thread does not exist here, and its locks may have been held at fork.
