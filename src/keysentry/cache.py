@@ -166,7 +166,7 @@ class TTLCache(Generic[V]):
         expires = self._clock() + ttl
         index = self._index
         with self._lock:
-            if generation is not None and generation != self.generation or ttl <= 0:
+            if (generation is not None and generation != self.generation) or ttl <= 0:
                 return
             old = index.get(key)
             if old is not None:
