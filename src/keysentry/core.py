@@ -779,6 +779,7 @@ class Keysentry:
             issued.record,
             disabled=old.disabled,  # a disabled key's successor is disabled too
             credits_from=(old.credits_from or old.id) if metered else None,
+            line=old.line_id,  # one rate-limit state for the whole line
         )
         changes: KeyChanges = {"rotated_to": record.id}
         if seconds == 0:
