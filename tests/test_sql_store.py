@@ -25,6 +25,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from keysentry import InsufficientCredits, KeyNotFound, Keysentry, StoreUnavailable
+from keysentry.ratelimit import MemoryLimiter
 from keysentry.stores.base import Usage
 from keysentry.stores.sql import SCHEMA_VERSION, SchemaVersionError, SQLStore
 from keysentry.stores.url import from_url
@@ -585,3 +586,22 @@ def test_credits_on_a_sqlite_without_returning(sqlite_store: SQLStore) -> None:
     assert sqlite_store.spend_credits(unlimited.id) is None
     with pytest.raises(KeyNotFound):
         sqlite_store.spend_credits("nosuchkeyid0")
+
+
+@pytest.mark.parametrize("framework", ["starlette", "flask"])
+def test_a_rotation_line_shares_one_rate_limit(backend: Backend, framework: str) -> None:
+    """A -> B -> C rotated on this store, each in its grace period: 5/minute for the three
+    together, through the async face (Starlette) and the blocking one (Flask)."""
+    store = backend.store()
+    try:
+        ks = Keysentry(store, secret=SECRET, limiter=MemoryLimiter(), usage_interval=None)
+        a = ks.issue(name="line", rate_limit="5/minute")
+        b = ks.rotate(a.record.id, grace=3600)
+        c = ks.rotate(b.record.id, grace=3600)
+        assert [ks.get(k.record.id).line for k in (a, b, c)] == [None, a.record.id, a.record.id]
+        client = Client(framework, ks)
+        order = (a, b, c, b, a, c, b, a)
+        statuses = [client.get("/", {"X-API-Key": k.key.reveal()}).status for k in order]
+        assert statuses == [200] * 5 + [429] * 3
+    finally:
+        store.close()

@@ -54,6 +54,9 @@ class Verdict:
     policies: tuple[Policy, ...] = ()  # rate limits in force: the record's or the default
     policy_field: str = ""  # RateLimit-Policy value for those
     policy_field_bytes: bytes = b""
+    #: Whose rate-limit state a request is charged to: one for every key of a rotation line
+    #: (its first key's id), so a rotation's grace period does not double the limit.
+    rate_key: str = ""
     #: Process-local MAC of the key once it has matched the record's digest (see core.check).
     tag: bytes | None = None
     #: Nothing for standing() to check: not revoked, not disabled, never expires.
@@ -95,6 +98,7 @@ class Verdict:
             policies,
             field,
             field.encode(),
+            record.line_id,
             tag,
             record.revoked_at is None and not record.disabled and expired is None,
             restricted,
