@@ -162,6 +162,7 @@ def test_lifecycle_on_every_store(store_url: str) -> None:
         "revoked_at": None,
         "rotated_to": None,
         "credits_from": None,
+        "line": None,
     }
     assert _close_to(created["created_at"], now)
     assert _close_to(created["expires_at"], now + timedelta(days=90))
@@ -208,6 +209,7 @@ def test_lifecycle_on_every_store(store_url: str) -> None:
     assert {k: rotated[k] for k in same} == {k: created[k] for k in same}
     assert rotated["expires_at"] == created["expires_at"]  # rotation is not renewal
     assert rotated["credits_from"] == key_id  # the line shares the first key's balance
+    assert rotated["line"] == key_id  # and its rate limit
     assert (old["id"], old["status"], old["rotated_to"]) == (key_id, "rotated", new_id)
     assert _close_to(old["expires_at"], datetime.now(timezone.utc) + timedelta(hours=1))
     assert ok("keys", "show", key_id, *s, "--json") == old

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from keysentry import Keysentry, MemoryStore
+from keysentry import ImportedFormat, Keysentry, MemoryStore
 from keysentry.ratelimit import Limiter, MemoryLimiter
 from keysentry.ratelimit.redis import RedisLimiter
 
@@ -192,3 +194,75 @@ def test_two_policies_with_one_window_are_told_apart(ks: Keysentry) -> None:
     assert r.headers["RateLimit-Policy"] == '"per-minute";q=5;w=60, "per-minute-2";q=2;w=60'
     assert client.get("/", {"X-API-Key": key}).status == 200
     assert client.get("/", {"X-API-Key": key}).status == 429
+
+
+# -- a rotation line: every key of it is charged to one rate-limit state -----------------------
+
+
+def _status_and_remaining(client: Client, key: str) -> tuple[int, int]:
+    r = client.get("/", {"X-API-Key": key})
+    return r.status, _rate(r.headers)["r"]
+
+
+def _refused_with_shared_state(client: Client, key: str) -> None:
+    r = client.get("/", {"Authorization": f"Bearer {key}"})
+    assert (r.status, r.code) == (429, "RATE_LIMITED")
+    assert r.headers["RateLimit-Policy"] == '"per-minute";q=5;w=60'
+    fields = _rate(r.headers)
+    assert fields["r"] == 0
+    retry_after = int(r.headers["Retry-After"])
+    assert retry_after >= fields["t"] >= 1
+    assert retry_after <= 12  # one request regenerates every 60/5 s
+
+
+@pytest.mark.parametrize("credits", [None, 100], ids=["unmetered", "metered"])
+def test_a_rotation_does_not_double_the_limit(
+    client: Client, ks: Keysentry, credits: int | None
+) -> None:
+    """5/minute, rotated with a grace period: the old and the new key together get 5."""
+    old = ks.issue(name="rotating", rate_limit="5/minute", credits=credits)
+    old_key = old.key.reveal()
+    assert _status_and_remaining(client, old_key) == (200, 4)
+    new = ks.rotate(old.record.id, grace=timedelta(hours=1))
+    assert new.record.line == old.record.id
+    new_key = new.key.reveal()
+    answers = [_status_and_remaining(client, k) for k in (new_key, old_key, new_key, old_key)]
+    assert answers == [(200, 3), (200, 2), (200, 1), (200, 0)]
+    _refused_with_shared_state(client, new_key)
+    _refused_with_shared_state(client, old_key)
+
+
+def test_a_chain_of_rotations_shares_one_limit(client: Client, ks: Keysentry) -> None:
+    """A -> B -> C, each still in its grace period: one state for the three."""
+    a = ks.issue(name="chain", rate_limit="5/minute")
+    b = ks.rotate(a.record.id, grace=3600)
+    c = ks.rotate(b.record.id, grace=3600)
+    assert (b.record.line, c.record.line) == (a.record.id, a.record.id)
+    keys = [issued.key.reveal() for issued in (a, b, c)]
+    answers = [_status_and_remaining(client, k) for k in (*keys, c.key.reveal(), keys[0])]
+    assert answers == [(200, 4), (200, 3), (200, 2), (200, 1), (200, 0)]
+    for key in keys:
+        _refused_with_shared_state(client, key)
+
+
+GRX = ImportedFormat("grx_sk_", length=48, alphabet="0123456789abcdef")
+
+
+@pytest.mark.parametrize("framework", ["starlette", "werkzeug"])
+def test_an_imported_key_and_its_successor_share_the_default_limit(
+    store: MemoryStore, limiter: Limiter, framework: str
+) -> None:
+    """An imported key (found by digest) rotates to a native one; under the app's default
+    policy the two still draw on one state."""
+    ks = Keysentry(store, secret=SECRET, limiter=limiter, imported=[GRX], rate_limit="5/minute")
+    client = Client(framework, ks)
+    legacy = "grx_sk_" + secrets.token_hex(24)
+    record = ks.import_key(legacy, name="legacy")
+    assert [_status_and_remaining(client, legacy) for _ in range(2)] == [(200, 4), (200, 3)]
+    new = ks.rotate(record.id, grace=3600)
+    assert new.record.line == record.id
+    new_key = new.key.reveal()
+    answers = [_status_and_remaining(client, k) for k in (new_key, legacy, new_key)]
+    assert answers == [(200, 2), (200, 1), (200, 0)]
+    _refused_with_shared_state(client, legacy)
+    _refused_with_shared_state(client, new_key)

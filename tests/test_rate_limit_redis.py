@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,8 @@ from .services import (
     namespace,
     redis_or_skip,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -263,3 +266,53 @@ def test_cancelled_trial_call_does_not_wedge_the_breaker(redis_server: RedisServ
 
     assert asyncio.run(scenario())
     assert limiter.breaker.state == "closed"
+
+
+LINE_WORKER = textwrap.dedent(
+    """
+    import json, sys
+    from keysentry import Keysentry
+    from keysentry.ratelimit.redis import RedisLimiter
+    from keysentry.stores.redis import RedisStore
+    from tests.apps import Client
+
+    url, ns, secret, key, framework = sys.argv[1:6]
+    store = RedisStore(url, namespace=ns)
+    limiter = RedisLimiter(url, namespace=ns, timeout=2.0)
+    guard = Keysentry(store, secret=secret, limiter=limiter, usage_interval=None)
+    client = Client(framework, guard)
+    print(json.dumps([client.get("/", {"X-API-Key": key}).status for _ in range(10)]))
+    limiter.close()
+    store.close()
+    """
+)
+
+
+def test_a_rotation_line_shares_one_state_across_processes(ns: str) -> None:
+    """The old key in one process (ASGI), its successor in another (WSGI), the records in
+    Redis: together they get the line's 10 an hour, not 10 each."""
+    from keysentry.stores.redis import RedisStore
+
+    store = RedisStore(REDIS_URL, namespace=ns)
+    try:
+        ks = Keysentry(store, secret=SECRET, usage_interval=None)
+        old = ks.issue(name="line", rate_limit="10/hour", credits=100)
+        new = ks.rotate(old.record.id, grace=3600)
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", LINE_WORKER, REDIS_URL, ns, SECRET, key, framework],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for key, framework in ((old.key.reveal(), "starlette"), (new.key.reveal(), "werkzeug"))
+        ]
+        statuses: list[int] = []
+        for worker in workers:
+            out, _ = worker.communicate(timeout=120)
+            assert worker.returncode == 0
+            statuses += json.loads(out)
+        assert sorted(statuses) == [200] * 10 + [429] * 10
+        assert ks.credits_of(ks.get(new.record.id)) == 90  # refusals spent nothing
+    finally:
+        store.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -24,6 +25,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from keysentry import InsufficientCredits, KeyNotFound, Keysentry, StoreUnavailable
+from keysentry.ratelimit import MemoryLimiter
 from keysentry.stores.base import Usage
 from keysentry.stores.sql import SCHEMA_VERSION, SchemaVersionError, SQLStore
 from keysentry.stores.url import from_url
@@ -244,8 +246,9 @@ def test_a_version_1_table_is_migrated_in_place_and_keeps_its_keys(backend: Back
         store.create(record)
     finally:
         store.close()
-    # What release 0.1 wrote: no request_count, rotated_to or credits_from; version 1.
+    # What release 0.1 wrote: no request_count, rotated_to, credits_from or line; version 1.
     with backend.outside_transaction() as execute:
+        execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN line", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN request_count", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN rotated_to", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN credits_from", ())
@@ -262,11 +265,60 @@ def test_a_version_1_table_is_migrated_in_place_and_keeps_its_keys(backend: Back
         migrated.update(record.id, {"rotated_to": "successor000"})
     finally:
         migrated.close()
-    again = backend.store()  # a second start finds version 2 and changes nothing
+    again = backend.store()  # a second start finds the current version and changes nothing
     try:
         got = again.get(record.id)
         assert got is not None
         assert got.rotated_to == "successor000"
+    finally:
+        again.close()
+
+
+def test_a_version_2_table_is_migrated_in_place_and_its_lines_still_share(
+    backend: Backend,
+) -> None:
+    """Version 3 added ``line``. A version-2 table keeps every row; its successors, which
+    name only ``credits_from``, still share their line's rate-limit state, and a rotation
+    after the migration names the line's first key."""
+    first = make_record(owner="v2", credits=5)
+    second = make_record(owner="v2", credits_from=first.id)
+    first = dataclasses.replace(first, rotated_to=second.id)
+    plain = make_record(owner="v2", request_count=3)
+    store = backend.store()
+    try:
+        for record in (first, second, plain):
+            store.create(record)
+    finally:
+        store.close()
+    # What the previous layout held: no line; version 2.
+    with backend.outside_transaction() as execute:
+        execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN line", ())
+        execute(f"UPDATE {backend.table('schema')} SET version = %s", (2,))  # noqa: S608
+    migrated = backend.store()
+    try:
+        assert [migrated.get(r.id) for r in (first, second, plain)] == [first, second, plain]
+        got = migrated.get(second.id)
+        assert got is not None
+        assert (got.line, got.line_id) == (None, first.id)
+        ks = Keysentry(migrated, secret=SECRET, usage_interval=None)
+        third = ks.rotate(second.id, grace=60)
+        assert (third.record.line, third.record.credits_from) == (first.id, first.id)
+        assert migrated.get(third.record.id) == third.record
+        assert migrated.spend_credits(first.id) == 4
+    finally:
+        migrated.close()
+    version_table = backend.table("schema")
+    if backend.path is not None:
+        with contextlib.closing(sqlite3.connect(backend.path)) as lite:
+            rows = lite.execute(f"SELECT component, version FROM {version_table}").fetchall()  # noqa: S608
+    else:
+        with _pg_connect() as conn:
+            rows = conn.execute(f"SELECT component, version FROM {version_table}").fetchall()  # noqa: S608
+    assert rows == [("keys", SCHEMA_VERSION)] == [("keys", 3)]
+    again = backend.store()  # a second start finds version 3 and changes nothing
+    try:
+        assert again.get(third.record.id) == third.record
+        assert again.get(plain.id) == plain
     finally:
         again.close()
 
@@ -534,3 +586,22 @@ def test_credits_on_a_sqlite_without_returning(sqlite_store: SQLStore) -> None:
     assert sqlite_store.spend_credits(unlimited.id) is None
     with pytest.raises(KeyNotFound):
         sqlite_store.spend_credits("nosuchkeyid0")
+
+
+@pytest.mark.parametrize("framework", ["starlette", "flask"])
+def test_a_rotation_line_shares_one_rate_limit(backend: Backend, framework: str) -> None:
+    """A -> B -> C rotated on this store, each in its grace period: 5/minute for the three
+    together, through the async face (Starlette) and the blocking one (Flask)."""
+    store = backend.store()
+    try:
+        ks = Keysentry(store, secret=SECRET, limiter=MemoryLimiter(), usage_interval=None)
+        a = ks.issue(name="line", rate_limit="5/minute")
+        b = ks.rotate(a.record.id, grace=3600)
+        c = ks.rotate(b.record.id, grace=3600)
+        assert [ks.get(k.record.id).line for k in (a, b, c)] == [None, a.record.id, a.record.id]
+        client = Client(framework, ks)
+        order = (a, b, c, b, a, c, b, a)
+        statuses = [client.get("/", {"X-API-Key": k.key.reveal()}).status for k in order]
+        assert statuses == [200] * 5 + [429] * 3
+    finally:
+        store.close()

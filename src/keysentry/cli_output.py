@@ -56,6 +56,7 @@ def record_json(record: KeyRecord, now: datetime) -> dict[str, Any]:
         "revoked_at": _iso(record.revoked_at),
         "rotated_to": record.rotated_to,
         "credits_from": record.credits_from,
+        "line": record.line,
     }
 
 
@@ -102,6 +103,7 @@ def record_fields(record: KeyRecord, now: datetime) -> str:
         "disabled": "yes" if record.disabled else "no",
         "revoked_at": when(record.revoked_at),
         "rotated_to": record.rotated_to or "-",
+        "line": record.line or "-",
     }
     width = max(map(len, values)) + 1
     return "\n".join(f"{name + ':':<{width}} {cell(value)}" for name, value in values.items())

@@ -412,12 +412,13 @@ class Keysentry:
 
     def limit(self, verdict: Verdict, cost: int = 1) -> RateDecision | Denial | None:
         """Charge one request to the key's rate limits: the decision if allowed, the refusal,
-        or None when nothing limits this key (or the limiter is down and ``fail_open``)."""
+        or None when nothing limits this key (or the limiter is down and ``fail_open``).
+        Every key of a rotation line is charged to one state (``Verdict.rate_key``)."""
         limiter = self.limiter
         if limiter is None or not verdict.policies:
             return None
         try:
-            decision = limiter.hit(verdict.record.id, verdict.policies, cost)
+            decision = limiter.hit(verdict.rate_key, verdict.policies, cost)
         except StoreUnavailable:
             return self._limiter_down()
         return decision if decision.allowed else self._rate_limited(verdict, decision)
@@ -428,7 +429,7 @@ class Keysentry:
         if limiter is None or not verdict.policies:
             return None
         try:
-            decision = await limiter.ahit(verdict.record.id, verdict.policies, cost)
+            decision = await limiter.ahit(verdict.rate_key, verdict.policies, cost)
         except StoreUnavailable:
             return self._limiter_down()
         return decision if decision.allowed else self._rate_limited(verdict, decision)
@@ -738,7 +739,8 @@ class Keysentry:
         The old key keeps working for ``grace`` (seconds or a timedelta), then is refused as
         expired; with no grace it is revoked at once. Credits are not copied: the successor
         spends the same balance as the old key (``credits_from``), so stale caches, a chain of
-        rotations and requests racing the rotation all draw on one account.
+        rotations and requests racing the rotation all draw on one account. Nor is the rate
+        limit doubled: every key of the line (``line``) is charged to one rate-limit state.
 
         The successor is created first, then the old key is changed on the condition that it
         is still unrotated and unrevoked (so of two racing rotations one wins, the other's
@@ -828,6 +830,7 @@ class Keysentry:
             issued.record,
             disabled=old.disabled,  # a disabled key's successor is disabled too
             credits_from=(old.credits_from or old.id) if metered else None,
+            line=old.line_id,  # one rate-limit state for the whole line
         )
         changes: KeyChanges = {"rotated_to": record.id}
         if seconds == 0:

@@ -58,6 +58,9 @@ class Verdict:
     policies: tuple[Policy, ...] = ()  # rate limits in force: the record's or the default
     policy_field: str = ""  # RateLimit-Policy value for those
     policy_field_bytes: bytes = b""
+    #: Whose rate-limit state a request is charged to: one for every key of a rotation line
+    #: (its first key's id), so a rotation's grace period does not double the limit.
+    rate_key: str = ""
     #: Nothing for standing() to check: not revoked, not disabled, never expires.
     in_good_standing: bool = False
     #: The key is bound to client networks (client_allowed() must run).
@@ -96,6 +99,7 @@ class Verdict:
             policies,
             described,
             described.encode(),
+            record.line_id,
             record.revoked_at is None and not record.disabled and expired is None,
             restricted,
             charged,

@@ -105,6 +105,10 @@ class KeyRecord:
     #: The key whose credits this one spends (a rotated key's successors share the first
     #: key's balance: rotation moves no money); None: its own ``credits``.
     credits_from: str | None = None
+    #: The id of the first key of this key's rotation line; None for a first key (one never
+    #: made by a rotation). Every key of a line is charged to one rate-limit state (see
+    #: :attr:`line_id`). Fixed at creation.
+    line: str | None = None
 
     def __post_init__(self) -> None:
         # Accept friendly inputs (lists, CIDR strings, dicts) but keep the record immutable.
@@ -140,6 +144,14 @@ class KeyRecord:
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def line_id(self) -> str:
+        """The id that names this key's rotation line: its first key's (its own for a first
+        key). The successors written before records carried ``line`` (SQL schema version 2)
+        name only the key whose credits they spend, a key of the same line: that is the
+        best known of their line."""
+        return self.line or self.credits_from or self.id
 
     def identity(self) -> KeyIdentity:
         return KeyIdentity(

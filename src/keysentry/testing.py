@@ -69,6 +69,8 @@ def _full_record() -> KeyRecord:
         metadata={"plan": "pro", "tags": ["a", "b"], "nested": {"n": 1}},
         request_count=12,
         rotated_to="successor12x",
+        credits_from="firstkey12x",
+        line="firstkey12x",
     )
 
 
@@ -209,6 +211,28 @@ class KeyStoreContract:
         with pytest.raises(ValueError, match="cannot be changed"):
             store.update(record.id, {"digest": bytes(32)})  # type: ignore[typeddict-unknown-key]
         assert store.get(record.id) == record
+
+    def test_a_rotation_line_is_kept_and_fixed(self, store: KeyStore) -> None:
+        """A successor names the first key of its rotation line (``line``), which every
+        read returns and no update changes: the line's keys share one rate-limit state."""
+        first = make_record(owner="line")
+        second = make_record(owner="line", line=first.id)
+        store.create(first)
+        store.create(second)
+        assert store.get(first.id) == first
+        assert first.line is None
+        got = store.get(second.id)
+        assert got is not None
+        assert got.line == first.id
+        assert store.find_by_digest(second.digest) == got
+        assert [r.line for r in store.list_keys(owner="line")] == [
+            r.line for r in sorted((first, second), key=lambda r: r.id)
+        ]
+        renamed = store.update(second.id, {"name": "renamed", "rotated_to": "third0000000"})
+        assert renamed.line == first.id
+        with pytest.raises(ValueError, match="cannot be changed"):
+            store.update(second.id, {"line": None})  # type: ignore[typeddict-unknown-key]
+        assert store.get(second.id) == renamed
 
     def test_revocation_is_an_update(self, store: KeyStore) -> None:
         record = make_record()

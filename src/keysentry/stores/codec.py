@@ -36,6 +36,7 @@ FIELDS = (
     "request_count",
     "rotated_to",
     "credits_from",
+    "line",
 )
 
 
@@ -85,6 +86,7 @@ def encode(record: KeyRecord) -> dict[str, str | int | None]:
         "request_count": record.request_count,
         "rotated_to": record.rotated_to,
         "credits_from": record.credits_from,
+        "line": record.line,
     }
 
 
@@ -119,4 +121,5 @@ def decode(row: Mapping[str, Any]) -> KeyRecord:
         request_count=int(values.get("request_count") or 0),
         rotated_to=none("rotated_to"),
         credits_from=none("credits_from"),
+        line=none("line"),
     )

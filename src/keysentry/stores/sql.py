@@ -60,11 +60,12 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "SQLStore", "SchemaVersionError"]
 
 #: Version of the table layout this release writes and reads. 2 added ``request_count``,
-#: ``rotated_to`` and ``credits_from``; a version-1 table is migrated in place (ADD COLUMN)
-#: on first use.
-SCHEMA_VERSION = 2
+#: ``rotated_to`` and ``credits_from``, 3 added ``line``; an older table is migrated in place
+#: (ADD COLUMN) on first use. Rows keep their values; a migrated row's ``line`` is NULL (see
+#: :attr:`~keysentry.records.KeyRecord.line_id` for how such a successor finds its line).
+SCHEMA_VERSION = 3
 #: Columns each version added, which a migration adds to an older table.
-_ADDED = {2: ("request_count", "rotated_to", "credits_from")}
+_ADDED = {2: ("request_count", "rotated_to", "credits_from"), 3: ("line",)}
 
 T = TypeVar("T")
 
@@ -136,10 +137,10 @@ def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table]:
         "allowed_networks": TextType(),
         "metadata": TextType(),
     }
-    text["rotated_to"] = text["credits_from"] = String()
+    text["rotated_to"] = text["credits_from"] = text["line"] = String()
     nullable = {
         "owner", "expires_at", "last_used_at", "revoked_at", "rate_limit", "credits",
-        "rotated_to", "credits_from",
+        "rotated_to", "credits_from", "line",
     }  # fmt: skip
     columns = []
     for name in FIELDS:
