@@ -192,7 +192,9 @@ def safe_url(url: str) -> str:
 def scrub(message: str, url: str) -> str:
     """``message`` (a driver's, a parser's) without anything of ``url``'s secrets: each one
     as written, decoded and encoded, and each part of it between two of the characters that
-    parsers cut URLs at, down to two characters. Never raises."""
+    parsers cut URLs at. Parts under four characters are taken out only where they stand
+    alone (``'Le'``, not the "le" of "unavailable"); single characters are left. Never
+    raises."""
     try:
         fragments: set[str] = set(_read_secrets(url) or ())
         for begin, end in _secret_spans(url):
@@ -201,8 +203,13 @@ def scrub(message: str, url: str) -> str:
                 fragments |= {form, quote(form, safe=""), quote_plus(form)}
                 fragments.update(_CUTS.split(form))
         for fragment in sorted(fragments, key=len, reverse=True):
-            if len(fragment) >= 2 and fragment != MASK:
+            if len(fragment) < 2 or fragment == MASK:
+                continue
+            if len(fragment) >= 4:
                 message = message.replace(fragment, MASK)
+            else:
+                alone = rf"(?<!\w){re.escape(fragment)}(?!\w)"
+                message = re.sub(alone, MASK, message)
         return message
     except Exception:
         return MASK
