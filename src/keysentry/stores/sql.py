@@ -394,7 +394,8 @@ class SQLStore:
     :param pool_size: connections each engine keeps open.
     :param max_overflow: connections each engine may open beyond ``pool_size``.
     :param engine_options: more keyword arguments for both ``create_engine`` calls
-        (``connect_args`` are added to the store's own).
+        (``connect_args`` are added to the store's own). ``hide_parameters`` stays on: bound
+        values are digests, which errors and echo logs would otherwise print.
 
     Share one store per process. :meth:`close` and :meth:`aclose` release the connections.
     """
