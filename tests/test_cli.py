@@ -389,6 +389,50 @@ def test_an_unreachable_store_is_named_without_its_password(url: str) -> None:
     assert "hunter2" not in line
 
 
+#: Forms of the password "Le/ak" that must never be printed, nor its tail after the '/'.
+LEAKS = ("Le/ak", "Le%2Fak", "Le%2fak", "ak@")
+
+
+@pytest.mark.parametrize(
+    ("url", "leaks"),
+    [
+        ("postgresql://u:Le/ak@127.0.0.1:1/x", LEAKS),
+        ("postgresql+psycopg://u:Le%2Fak@127.0.0.1:1/x", LEAKS),
+        ("postgresql://u@127.0.0.1:1/x?password=Le/ak", LEAKS),
+        # SQLAlchemy reads the port "wd@127.0.0.1:1" and says so: "wd" is the password's.
+        ("postgresql://u:p@ss:wd@127.0.0.1:1/x", ("p@ss", "wd", "ss:")),
+        # urllib ends the authority at the '/': redis-py would call "Le" the port.
+        ("redis://u:Le/ak@127.0.0.1:1/0", (*LEAKS, "'Le'")),
+        ("redis://127.0.0.1:1/0?password=Le%2Fak", LEAKS),
+        ("u:Le/ak@127.0.0.1:1/x", LEAKS),  # the scheme forgotten
+    ],
+)
+def test_a_password_of_any_characters_is_never_printed(url: str, leaks: tuple[str, ...]) -> None:
+    r = keysentry("keys", "--store", url, "list")
+    assert r.returncode in (1, 2), (r.returncode, r.stdout, r.stderr)
+    assert r.stdout == ""
+    assert r.stderr.startswith("keysentry: ")
+    assert r.stderr.count("\n") == 1, r.stderr
+    for leak in leaks:
+        assert leak not in r.stdout + r.stderr, (leak, r.stderr)
+
+
+def test_an_invalidator_password_is_never_printed(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'k.db'}"
+    line = fails(
+        "keys",
+        "create",
+        "--store",
+        store,
+        "--invalidator",
+        "redis://:Le/ak@127.0.0.1:1/0",
+        status=2,
+    )
+    assert line.startswith("keysentry: invalidator redis://:***@127.0.0.1:1/0: ")
+    for leak in (*LEAKS, "'Le'"):
+        assert leak not in line
+
+
 @contextlib.contextmanager
 def _silent_server() -> Iterator[int]:
     """A port whose server accepts connections and never answers (a frozen store)."""

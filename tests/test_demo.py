@@ -114,6 +114,69 @@ def test_demo_refuses_a_bad_store_url() -> None:
     assert "Traceback" not in r.stderr
 
 
+#: Forms of the password "Le/ak" that must never be printed, nor its tail after the '/'.
+LEAKS = ("Le/ak", "Le%2Fak", "Le%2fak", "ak@")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--store", "postgresql://u:Le/ak@127.0.0.1:1/x"],
+        ["--store", "postgresql://u:p@ss:Le/ak@127.0.0.1:1/x"],
+        ["--store", "redis://u:Le/ak@127.0.0.1:1/0"],
+        ["--store", "memory://", "--limiter", "redis://u:Le/ak@127.0.0.1:1/0"],
+        ["--store", "memory://", "--invalidator", "redis://:Le/ak@127.0.0.1:1/0"],
+    ],
+    ids=["postgres", "postgres-port", "redis", "limiter", "invalidator"],
+)
+def test_demo_errors_never_print_a_password(args: list[str], tmp_path: Path) -> None:
+    r = subprocess.run(
+        [str(SCRIPT), "demo", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert r.returncode in (1, 2), (r.returncode, r.stdout, r.stderr)
+    assert r.stderr.startswith("keysentry demo: ")
+    assert r.stderr.count("\n") == 1, r.stderr
+    for leak in (*LEAKS, "'Le'"):
+        assert leak not in r.stdout + r.stderr, (leak, r.stderr)
+
+
+@pytest.mark.postgres
+def test_the_demo_banner_never_prints_a_password(pg_schema: str, tmp_path: Path) -> None:
+    from sqlalchemy.engine import make_url
+
+    # The server trusts local connections: the password is sent and ignored, the demo runs.
+    pg = make_url(PG_URL)
+    where = f"{pg.host}:{pg.port or 5432}/{pg.database}"
+    store = f"postgresql://{pg.username}:Le/ak@{where}?options=-csearch_path%3D{pg_schema}"
+    limiter = "redis://u:Le%2Fak@127.0.0.1:1/0?password=Le%2Fak"  # not used until a request
+    proc = subprocess.Popen(
+        [str(SCRIPT), "demo", "--port", "0", "--store", store, "--limiter", limiter],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        text = ""
+        while "Ctrl-C" not in text:
+            line = proc.stdout.readline()
+            assert line, text
+            text += line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    assert f"(store: postgresql://{pg.username}:***@{where}?options=" in text
+    assert "(limiter: redis://u:***@127.0.0.1:1/0?password=***)" in text
+    for leak in LEAKS:
+        assert leak not in text, (leak, text)
+
+
 @pytest.mark.parametrize(
     "demo_args",
     [

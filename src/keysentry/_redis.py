@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from .breaker import CircuitBreaker
 from .errors import KeysentryError, StoreUnavailable
+from .stores.url import safe_url, scrub
 
 __all__ = ["RedisBackend", "client_options"]
 
@@ -44,10 +45,20 @@ class RedisBackend:
 
     def __init__(self, url: str, *, timeout: float, failures: int, cooldown: float) -> None:
         try:
+            from redis.connection import parse_url
             from redis.exceptions import RedisError
         except ImportError:
             hint = f"{self.kind} needs redis-py: pip install 'keysentry[redis]'"
             raise ImportError(hint) from None
+        try:
+            # Read now, as every client of this URL will read it: a mistake is reported once,
+            # here, without the password (redis-py's own message may quote a piece of it as
+            # the port), rather than by each client on first use.
+            parse: Callable[[str], object] = parse_url  # untyped in redis-py
+            parse(url)
+        except ValueError as exc:
+            reason = scrub(str(exc), url)
+            raise ValueError(f"{self.kind}: not a Redis URL: {safe_url(url)} ({reason})") from None
         if timeout <= 0:
             raise ValueError("timeout must be > 0 seconds")
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)

@@ -23,7 +23,7 @@ from .core import Keysentry
 from .errors import KeyNotFound, KeysentryError, StoreUnavailable
 from .keys import Digester
 from .stores.base import KeyStore
-from .stores.url import from_url, safe_url
+from .stores.url import from_url, safe_url, scrub
 
 __all__ = ["DEFAULT_STORE", "guard_from_env", "main"]
 
@@ -62,13 +62,14 @@ def guard_from_env(
         try:
             options["invalidator"] = RedisInvalidator(invalidator_url)
         except ValueError as exc:
-            raise ValueError(f"invalidator {safe_url(invalidator_url)}: {exc}") from None
+            shown = safe_url(invalidator_url)
+            raise ValueError(f"invalidator {shown}: {scrub(str(exc), invalidator_url)}") from None
     try:
         store = from_url(store_url, **(store_options or {}))
     except ValueError as exc:
-        raise ValueError(f"store {safe_url(store_url)}: {exc}") from None
+        raise ValueError(f"store {safe_url(store_url)}: {scrub(str(exc), store_url)}") from None
     except ImportError as exc:  # the store's client library is not installed
-        raise ImportError(f"store {safe_url(store_url)}: {exc}") from None
+        raise ImportError(f"store {safe_url(store_url)}: {scrub(str(exc), store_url)}") from None
     secret = os.environ.get(SECRET_ENV) or None
     try:
         Digester(secret)  # the one setting here that comes from the environment: say so
@@ -141,20 +142,22 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
+    store_url = getattr(args, "store", None) or default_store()
+    urls = [store_url, args.limiter, args.invalidator or os.environ.get(INVALIDATOR_ENV) or ""]
     try:
         run(
             host=args.host,
             port=args.port,
-            store_url=getattr(args, "store", None) or default_store(),
+            store_url=store_url,
             rate_limit=args.rate_limit,
             limiter_url=args.limiter,
             invalidator_url=args.invalidator,
         )
     except (ValueError, ImportError) as exc:
-        print(f"keysentry demo: {exc}", file=sys.stderr)
+        print(f"keysentry demo: {_masked(str(exc), *urls)}", file=sys.stderr)
         return 2
     except KeysentryError as exc:
-        print(f"keysentry demo: {exc}", file=sys.stderr)
+        print(f"keysentry demo: {_masked(str(exc), *urls)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
@@ -165,30 +168,31 @@ def _keys(args: argparse.Namespace) -> int:
     from .cli_keys import refuse_store, run
 
     url = getattr(args, "store", None) or default_store()
+    invalidator = getattr(args, "invalidator", None) or os.environ.get(INVALIDATOR_ENV) or ""
     shown = safe_url(url)
     refused = refuse_store(url, args.keys_command)
     if refused is not None:
         status, reason = refused
-        return _fail(status, f"store {shown}: {reason}")
+        return _fail(status, f"store {shown}: {_masked(reason, url)}")
     _one_line_logs()
     try:
         ks = guard_from_env(
             url,
             store_options={"timeout": CLI_TIMEOUT},
-            invalidator_url=getattr(args, "invalidator", None),
+            invalidator_url=invalidator or None,
             usage_interval=None,
         )
     except (ValueError, ImportError) as exc:
-        return _fail(2, _masked(str(exc), url))
+        return _fail(2, _masked(str(exc), url, invalidator))
     try:
         return run(ks, args, sys.stdout)
     except KeyNotFound as exc:
         return _fail(1, str(exc))
     except StoreUnavailable as exc:
-        return _fail(1, f"store {shown} is unavailable: {_masked(str(exc), url)}")
+        return _fail(1, f"store {shown} is unavailable: {_masked(str(exc), url, invalidator)}")
     except (KeysentryError, ValueError) as exc:
         # The store is fine, the key's state forbids the change (rotating a revoked key...).
-        return _fail(1, _masked(str(exc), url))
+        return _fail(1, _masked(str(exc), url, invalidator))
     finally:
         _close(ks)
 
@@ -220,17 +224,14 @@ def _close(ks: Keysentry) -> None:
         pass  # nothing was pending: every command's writes are done, or failed and said so
 
 
-def _masked(message: str, url: str) -> str:
-    """``message`` on one line, without the store's password should a driver quote it."""
-    from urllib.parse import urlsplit
-
+def _masked(message: str, *urls: str) -> str:
+    """``message`` on one line, without the URLs' secrets should a driver or parser quote
+    them (whole, or the part of a password it took for a port)."""
     lines = message.strip().splitlines()
     message = lines[0] if lines else ""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return message.replace(password, "***") if password else message
+    for url in urls:
+        message = scrub(message, url)
+    return message
 
 
 def main(argv: Sequence[str] | None = None) -> int:

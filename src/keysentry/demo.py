@@ -82,7 +82,7 @@ def limiter_from_url(url: str) -> Limiter:
         from .ratelimit.redis import RedisLimiter
 
         return RedisLimiter(url)
-    raise ValueError(f"unsupported limiter URL scheme {scheme!r}: use 'memory://' or 'redis://'")
+    raise ValueError(f"unsupported limiter URL {safe_url(url)!r}: use 'memory://' or 'redis://'")
 
 
 def run(

@@ -50,7 +50,7 @@ from ..keys import shown_id
 from ..records import KeyRecord
 from .base import KeyChanges, Usage, apply_changes, check_expected
 from .codec import FIELDS, decode, encode
-from .url import safe_url
+from .url import safe_url, scrub
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine, Table
@@ -395,7 +395,8 @@ class SQLStore:
     :param pool_size: connections each engine keeps open.
     :param max_overflow: connections each engine may open beyond ``pool_size``.
     :param engine_options: more keyword arguments for both ``create_engine`` calls
-        (``connect_args`` are added to the store's own).
+        (``connect_args`` are added to the store's own). ``hide_parameters`` stays on: bound
+        values are digests, which errors and echo logs would otherwise print.
 
     Share one store per process. :meth:`close` and :meth:`aclose` release the connections.
     """
@@ -437,8 +438,11 @@ class SQLStore:
         text = "postgresql" + url[len("postgres") :] if short else url
         try:
             parsed = make_url(text)
-        except ArgumentError:
-            raise ValueError(f"not a database URL: {safe_url(url)!r}") from None
+        except (ArgumentError, ValueError) as exc:
+            # SQLAlchemy's message may quote the URL, or a piece of the password it took for a
+            # port ("invalid literal for int()"): only what is left without the secrets.
+            reason = scrub(str(exc), url)
+            raise ValueError(f"not a database URL: {safe_url(url)!r} ({reason})") from None
         backend = parsed.get_backend_name()
         if backend not in _DRIVERS or (
             "+" in parsed.drivername and parsed.get_driver_name() not in _DRIVERS[backend]
@@ -468,18 +472,26 @@ class SQLStore:
         self._options = self._engine_options(
             parsed, timeout, application_name, pool_size, max_overflow, engine_options
         )
-        from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+        from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
         self._integrity_error: type[Exception] = IntegrityError
         self._dbapi_error: type[DBAPIError] = DBAPIError
         errors: list[type[BaseException]] = [SQLAlchemyError, OSError, asyncio.TimeoutError]
+        #: Driver errors whose text quotes the values of a row: PostgreSQL's DETAIL says
+        #: ``Key (digest)=(<hex>) already exists`` or ``Failing row contains (...)``, a data
+        #: error quotes the value it could not take. None of that text may reach an error
+        #: of ours, nor its chain (so no logged traceback shows it).
+        quoting: list[type[BaseException]] = [IntegrityError, DataError]
         if backend == "postgresql":
             errors.append(psycopg.Error)
+            quoting += (psycopg.IntegrityError, psycopg.DataError)
         else:
             import sqlite3
 
             errors.append(sqlite3.Error)
+            quoting += (sqlite3.IntegrityError, sqlite3.DataError)
         self._errors = tuple(errors)
+        self._quoting = tuple(quoting)
         self.breaker = CircuitBreaker(failures, cooldown)
         self._lock = threading.Lock()
         self._sync: Engine | None = None
@@ -532,6 +544,9 @@ class SQLStore:
             "connect_args": connect_args,
         }
         extra = dict(extra)
+        if not extra.pop("hide_parameters", True):
+            # SQLAlchemy would print the bound values (digests) in its errors and echo logs.
+            raise ValueError("hide_parameters=False would print key digests in errors and logs")
         connect_args.update(extra.pop("connect_args", {}))
         engine.update(extra)
         return url, engine
@@ -614,16 +629,48 @@ class SQLStore:
         if not self.breaker.allow():
             raise StoreUnavailable("SQL store circuit is open (recent calls failed)")
 
-    def _translate(self, exc: BaseException, duplicate: bool) -> StoreUnavailable | DuplicateKey:
-        """The contract error for a driver error: DuplicateKey or StoreUnavailable."""
-        if duplicate and isinstance(exc, self._integrity_error):
-            self.breaker.success()
-            return DuplicateKey("a key with this id or the same digest exists")
-        self.breaker.failure()
+    def _translate(
+        self, exc: BaseException, duplicate: str | None
+    ) -> tuple[StoreUnavailable | DuplicateKey, BaseException | None]:
+        """The contract error for a driver error (DuplicateKey or StoreUnavailable), and the
+        cause to chain it to: None when the driver's text may quote a row's values (a digest),
+        and the error must then be raised outside the handler, lest it be the context."""
         cause = getattr(exc, "orig", None) or exc
-        detail = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
         name = type(cause).__name__
-        return StoreUnavailable(f"SQL store failed: {name}" + (f": {detail}" if detail else ""))
+        if duplicate is not None and isinstance(exc, self._integrity_error):
+            self.breaker.success()
+            taken = self._taken(cause)
+            if taken == "id":
+                return DuplicateKey(f"a key with id {duplicate!r} exists"), None
+            if taken == "digest":
+                return DuplicateKey(f"a key with the digest of {duplicate!r} exists"), None
+            return DuplicateKey(f"a key with id {duplicate!r} or the same digest exists"), None
+        self.breaker.failure()
+        if isinstance(exc, self._quoting) or isinstance(cause, self._quoting):
+            constraint = getattr(getattr(cause, "diag", None), "constraint_name", None)
+            where = f" (constraint {constraint})" if isinstance(constraint, str) else ""
+            return StoreUnavailable(f"SQL store failed: {name}{where}"), None
+        detail = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
+        detail = scrub(detail, self.url)  # a driver may quote what it was given to connect
+        return StoreUnavailable(
+            f"SQL store failed: {name}" + (f": {detail}" if detail else "")
+        ), exc
+
+    def _taken(self, cause: BaseException) -> str | None:
+        """Which unique constraint a duplicate broke, "id" or "digest", by its name only
+        (PostgreSQL's diagnostics; SQLite's message names ``table.column``)."""
+        table = f"{self.table_prefix}keys"
+        constraint = getattr(getattr(cause, "diag", None), "constraint_name", None)
+        if constraint == f"{table}_pkey":
+            return "id"
+        if constraint == f"{table}_digest":
+            return "digest"
+        text = str(cause) if self.dialect == "sqlite" else ""
+        if text.endswith(f"{table}.id"):
+            return "id"
+        if text.endswith(f"{table}.digest"):
+            return "digest"
+        return None
 
     def _retry_read(self, exc: BaseException, attempt: int) -> bool:
         """A read whose connection died under it (a restarted server, a terminated backend)
@@ -644,14 +691,18 @@ class SQLStore:
                     if not self._retry_read(exc, attempt):
                         raise
         except self._errors as exc:
-            raise self._translate(exc, False) from exc
+            error, cause = self._translate(exc, None)
+            if cause is not None:
+                raise error from cause
         except StoreUnavailable:
             self.breaker.failure()
             raise
-        self.breaker.success()
-        return result
+        else:
+            self.breaker.success()
+            return result
+        raise error  # outside the handler: the driver's text is not even its __context__
 
-    def _write(self, query: Callable[..., T], *args: Any, duplicate: bool = False) -> T:
+    def _write(self, query: Callable[..., T], *args: Any, duplicate: str | None = None) -> T:
         self._allow()
         try:
             _, writer = self._faces()
@@ -659,15 +710,19 @@ class SQLStore:
             with writer.begin() as conn:
                 result = query(conn, *args)
         except self._errors as exc:
-            raise self._translate(exc, duplicate) from exc
+            error, cause = self._translate(exc, duplicate)
+            if cause is not None:
+                raise error from cause
         except StoreUnavailable:
             self.breaker.failure()
             raise
         except (KeyNotFound, InsufficientCredits, ValueError):  # Conflict is a ValueError
             self.breaker.success()  # a contract error: the database answered
             raise
-        self.breaker.success()
-        return result
+        else:
+            self.breaker.success()
+            return result
+        raise error  # outside the handler: the driver's text is not even its __context__
 
     async def _aread(self, query: Callable[..., T], *args: Any) -> T:
         if self._threaded:
@@ -685,14 +740,18 @@ class SQLStore:
                     if not self._retry_read(exc, attempt):
                         raise
         except self._errors as exc:
-            raise self._translate(exc, False) from exc
+            error, cause = self._translate(exc, None)
+            if cause is not None:
+                raise error from cause
         except StoreUnavailable:
             self.breaker.failure()
             raise
-        self.breaker.success()
-        return result
+        else:
+            self.breaker.success()
+            return result
+        raise error  # outside the handler: the driver's text is not even its __context__
 
-    async def _awrite(self, query: Callable[..., T], *args: Any, duplicate: bool = False) -> T:
+    async def _awrite(self, query: Callable[..., T], *args: Any, duplicate: str | None = None) -> T:
         if self._threaded:
             return await asyncio.to_thread(self._write, query, *args, duplicate=duplicate)
         self._allow()
@@ -702,15 +761,19 @@ class SQLStore:
             async with writer.begin() as conn:
                 result = await conn.run_sync(query, *args)
         except self._errors as exc:
-            raise self._translate(exc, duplicate) from exc
+            error, cause = self._translate(exc, duplicate)
+            if cause is not None:
+                raise error from cause
         except StoreUnavailable:
             self.breaker.failure()
             raise
         except (KeyNotFound, InsufficientCredits, ValueError):  # Conflict is a ValueError
             self.breaker.success()  # a contract error: the database answered
             raise
-        self.breaker.success()
-        return result
+        else:
+            self.breaker.success()
+            return result
+        raise error  # outside the handler: the driver's text is not even its __context__
 
     # -- the blocking face -----------------------------------------------------------------------
 
@@ -721,7 +784,7 @@ class SQLStore:
         return self._read(self._queries.find, digest.hex())
 
     def create(self, record: KeyRecord) -> None:
-        self._write(self._queries.create, _row(record), duplicate=True)
+        self._write(self._queries.create, _row(record), duplicate=record.id)
 
     def update(
         self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
@@ -770,7 +833,7 @@ class SQLStore:
         return await self._aread(self._queries.find, digest.hex())
 
     async def acreate(self, record: KeyRecord) -> None:
-        await self._awrite(self._queries.create, _row(record), duplicate=True)
+        await self._awrite(self._queries.create, _row(record), duplicate=record.id)
 
     async def aupdate(
         self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
