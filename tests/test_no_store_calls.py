@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-import keysentry.decision
+import keysentry.core
 from keysentry import ImportedFormat, KeyChanges, KeyRecord, Keysentry, MemoryStore
 from keysentry.cache import TTLCache
 from keysentry.stores.base import Usage
@@ -203,7 +203,7 @@ def compares(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(keysentry.decision.hmac, "compare_digest", counting)
+    monkeypatch.setattr(keysentry.core.hmac, "compare_digest", counting)
     return calls
 
 

@@ -177,3 +177,25 @@ def test_a_secret_key_is_not_pickled(ks: Keysentry) -> None:
         pickle.dumps(issued.key)
     with pytest.raises(TypeError, match="not pickled"):
         pickle.dumps(issued)
+
+
+def test_no_repr_on_the_request_path_shows_a_tag_or_a_digest() -> None:
+    """The warm-hit tag and the digests are secrets of the process: neither a cache entry, a
+    verdict, a pending lookup nor the guard prints them."""
+    from keysentry import Keysentry, MemoryStore, Verdict
+    from keysentry.decision import Entry, Lookup
+
+    ks = Keysentry(MemoryStore(), secret="s" * 32, usage_interval=None)
+    issued = ks.issue(name="k")
+    token = issued.key.reveal().encode()
+    pending = ks.check(token)
+    assert isinstance(pending, Lookup)
+    assert isinstance(ks.resolve(pending), Verdict)
+    entry = ks.cache.get(issued.record.id.encode())
+    assert isinstance(entry, Entry)
+    assert entry.verdict is not None
+    secrets_ = [entry.tag, entry.digest, issued.record.digest, pending.digest]
+    for shown in map(repr, (entry, entry.verdict, pending, ks, ks.cache, issued.record)):
+        for value in secrets_:
+            assert repr(value) not in shown, shown
+            assert value.hex() not in shown, shown

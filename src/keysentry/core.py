@@ -4,7 +4,7 @@
 settings, all validated once here. Its request path is two short twins,
 :meth:`Keysentry.authenticate` (blocking store, WSGI) and :meth:`Keysentry.aauthenticate`
 (async store, ASGI), that differ only in how they wait for the store on a cache miss; the
-decision itself is :func:`keysentry.decision.judge`, shared.
+decision itself (:meth:`Keysentry._judge`, :func:`keysentry.decision.standing`) is shared.
 
 Per request on a warm cache: one ``rfind``, one ``crc32``, one HMAC, one locked dict hit, one
 ``compare_digest``. Nothing else is allocated or looked up, and garbage never reaches the cache.

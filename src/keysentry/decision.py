@@ -1,9 +1,9 @@
 """The decision on a presented key, given what the store (or the cache) knows of it.
 
 Pure and synchronous: the drivers fetch, this decides. Order matters for what a client can
-learn: possession of the key is proven first (constant-time digest comparison, against a dummy
-digest when the id is unknown, so timing does not reveal which ids exist), and only then does
-the answer say anything about the key's state (expired, disabled).
+learn: possession of the key is proven first (constant-time digest comparison, made the same
+way whether the id is known or not, so timing does not reveal which ids exist), and only then
+does the answer say anything about the key's state (expired, disabled).
 
 A :class:`Verdict` is built once per record, the first time a presented key matches it, and
 cached with it in an :class:`Entry`: the identity handed to the app and the denials that depend
@@ -14,7 +14,6 @@ the id exists or not.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import math
 from collections.abc import Callable
@@ -32,7 +31,6 @@ __all__ = [
     "Lookup",
     "Verdict",
     "client_allowed",
-    "judge",
     "standing",
 ]
 
@@ -44,7 +42,6 @@ IP_NOT_ALLOWED = Denial.of(
 NO_CREDITS = Denial.of(
     "INSUFFICIENT_CREDITS", "The API key has no credits left: top it up or use another key."
 )
-_DUMMY_DIGEST = bytes(32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,20 +136,9 @@ class Lookup:
     """A well-formed key the cache knows nothing about: what to ask the store for."""
 
     key_id: bytes | None  # a native key's id; None for an imported key (found by digest)
-    digest: bytes
+    digest: bytes = field(repr=False)
     tag: bytes | None = field(repr=False)  # the presented native key's process-local MAC
     generation: int  # the cache's, when the lookup began
-
-
-def judge(verdict: Verdict | None, digest: bytes, clock: Callable[[], float]) -> Verdict | Denial:
-    """Allow (the verdict) or deny a key whose digest is ``digest``; ``clock`` gives POSIX time
-    (read only for keys that expire)."""
-    if verdict is None:
-        hmac.compare_digest(digest, _DUMMY_DIGEST)
-        return UNKNOWN_KEY
-    if not hmac.compare_digest(digest, verdict.record.digest):
-        return UNKNOWN_KEY
-    return standing(verdict, clock)
 
 
 def standing(verdict: Verdict, clock: Callable[[], float]) -> Verdict | Denial:
