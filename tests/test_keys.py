@@ -84,7 +84,7 @@ def test_any_single_character_change_is_refused(
     position = data.draw(st.integers(0, len(key) - 1), label="position")
     replacement = data.draw(st.integers(0, 255).filter(lambda b: b != key[position]))
     changed = key[:position] + bytes([replacement]) + key[position + 1 :]
-    assert isinstance(ks.format.identify(changed), Denial)
+    assert isinstance(ks.settings.format.identify(changed), Denial)
     verdict = ks.authenticate(changed)
     assert isinstance(verdict, Denial)
     assert verdict.code == "INVALID_API_KEY"

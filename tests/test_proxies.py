@@ -245,9 +245,9 @@ def test_other_headers_are_refused(header: str) -> None:
 
 
 def test_configuration() -> None:
-    assert Keysentry(MemoryStore()).trusted_proxies is None
+    assert Keysentry(MemoryStore()).settings.proxies is None
     ks = Keysentry(MemoryStore(), trusted_proxies="10.0.0.0/8", forwarded_header="forwarded")
-    proxies = ks.trusted_proxies
+    proxies = ks.settings.proxies
     assert proxies is not None
     assert proxies.networks == (ipaddress.ip_network("10.0.0.0/8"),)
     assert (proxies.header, proxies.header_name, proxies.environ_key) == (

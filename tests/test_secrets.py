@@ -132,8 +132,8 @@ def test_repr_and_str_mask_the_key(ks: Keysentry) -> None:
     refusals = [
         ks.authenticate(key[:-1].encode() + b"x"),
         ks.authenticate((key * 10).encode()),
-        ks.reader.read(f"Bearer {key}".encode(), b"other"),
-        ks.reader.read(key.encode(), None),
+        ks.settings.reader.read(f"Bearer {key}".encode(), b"other"),
+        ks.settings.reader.read(key.encode(), None),
     ]
     assert all(isinstance(d, Denial) for d in refusals)
     for thing in (issued.key, issued, issued.record, ks, verdict, verdict.identity, *refusals):
@@ -188,9 +188,9 @@ def test_no_repr_on_the_request_path_shows_a_tag_or_a_digest() -> None:
     ks = Keysentry(MemoryStore(), secret="s" * 32, usage_interval=None)
     issued = ks.issue(name="k")
     token = issued.key.reveal().encode()
-    pending = ks.check(token)
+    pending = ks._pipeline.check(token)
     assert isinstance(pending, Lookup)
-    assert isinstance(ks.resolve(pending), Verdict)
+    assert isinstance(ks.authenticate(token), Verdict)
     entry = ks.cache.get(issued.record.id.encode())
     assert isinstance(entry, Entry)
     assert entry.verdict is not None

@@ -31,13 +31,10 @@ from collections.abc import Callable
 
 from .errors import Denial, StoreUnavailable
 from .ratelimit.base import Limiter
-from .ratelimit.gcra import Policy, policies_of
+from .ratelimit.gcra import Policy
 from .ratelimit.memory import MemoryLimiter
-from .records import Rate
 
-__all__ = ["DEFAULT_FAILURE_LIMIT", "FailedAttempts"]
-
-DEFAULT_FAILURE_LIMIT = "30/minute"
+__all__ = ["FailedAttempts", "bucket"]
 
 #: Namespace of the limiter keys: key ids are letters and digits, so these never collide.
 _KEY = "!failed:"
@@ -70,23 +67,27 @@ def too_many(retry_after: int) -> Denial:
 class FailedAttempts:
     """Counts failed attempts per client and remembers, in this process, who is blocked.
 
-    :param rate: failed attempts allowed per client, e.g. ``"30/minute"``.
+    :param policies: failed attempts allowed per client (``Settings.failure_policies``).
     :param limiter: where the count lives; None keeps it in this process.
     :param max_blocked: most blocked clients remembered here (the oldest go first).
     """
 
-    __slots__ = ("_blocked", "_clock", "_lock", "limiter", "max_blocked", "policies")
+    __slots__ = ("_blocked", "_clock", "_lock", "limiter", "local", "max_blocked", "policies")
 
     def __init__(
         self,
-        rate: str | Rate,
+        policies: tuple[Policy, ...],
         limiter: Limiter | None = None,
         *,
         max_blocked: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.policies: tuple[Policy, ...] = policies_of(Rate.parse_many(rate))
+        if not policies:
+            raise ValueError("failed-attempt throttling needs a rate")
+        self.policies = policies
         self.limiter: Limiter = MemoryLimiter() if limiter is None else limiter
+        #: The count is kept in this process: :meth:`failed` never waits on I/O.
+        self.local: bool = bool(getattr(self.limiter, "local", False))
         self.max_blocked = max_blocked
         self._clock = clock
         self._lock = threading.Lock()

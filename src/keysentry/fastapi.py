@@ -112,7 +112,7 @@ class _APIKeyQuery(APIKeyQuery):
 def _schemes(keysentry: Keysentry) -> dict[str, _Bearer | _APIKeyHeader | _APIKeyQuery]:
     """The ways ``keysentry`` reads a key, as OpenAPI security schemes, by parameter name."""
     schemes: dict[str, _Bearer | _APIKeyHeader | _APIKeyQuery] = {}
-    if keysentry.header.lower() == "authorization":
+    if keysentry.settings.header.lower() == "authorization":
         schemes["bearer"] = _Bearer(
             scheme_name="HTTPBearer",
             description="The API key, as `Authorization: Bearer <key>`.",
@@ -120,19 +120,19 @@ def _schemes(keysentry: Keysentry) -> dict[str, _Bearer | _APIKeyHeader | _APIKe
         )
     else:
         schemes["bearer"] = _APIKeyHeader(
-            name=keysentry.header,
+            name=keysentry.settings.header,
             scheme_name="BearerHeader",
-            description=f"The API key, as `{keysentry.header}: Bearer <key>`.",
+            description=f"The API key, as `{keysentry.settings.header}: Bearer <key>`.",
             auto_error=False,
         )
-    if keysentry.api_key_header is not None:
+    if keysentry.settings.api_key_header is not None:
         schemes["api_key"] = _APIKeyHeader(
-            name=keysentry.api_key_header,
+            name=keysentry.settings.api_key_header,
             scheme_name="APIKeyHeader",
-            description=f"The API key, as `{keysentry.api_key_header}: <key>`.",
+            description=f"The API key, as `{keysentry.settings.api_key_header}: <key>`.",
             auto_error=False,
         )
-    query = keysentry.reader.query_param
+    query = keysentry.settings.query_param
     if query is not None:
         schemes["query"] = _APIKeyQuery(
             name=query,

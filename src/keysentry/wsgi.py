@@ -4,27 +4,25 @@ Header values arrive as latin-1 ``str``; they are encoded back to the bytes the 
 Servers fold repeated headers, and headers whose names differ only by ``-`` versus ``_``
 (``X-Api-Key`` and ``X_Api_Key``), into one comma-joined value; a key never contains a comma,
 so such a value is read as the several credentials it is and refused unless all are the same.
+Every decision is the pipeline's (``pipeline.py``); this module only reads and writes WSGI.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from time import perf_counter
 from typing import Any
 
 from .core import CHARGED, Keysentry
-from .decision import UNKNOWN_KEY, Lookup, Verdict, client_allowed
-from .errors import Denial
-from .ratelimit.gcra import RateDecision
-from .ratelimit.headers import rate_headers
+from .decision import Verdict
+from .pipeline import PASS, Admitted, Pending
 
-__all__ = ["WSGIMiddleware"]
+__all__ = ["ENVIRON_KEY", "WSGIMiddleware"]
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
-Headers = list[tuple[str, str]]
 
+#: Where an admitted request's key identity is, in the environ.
 ENVIRON_KEY = "keysentry.api_key"
 
 
@@ -46,125 +44,88 @@ class WSGIMiddleware:
         keysentry.require_sync()
         self.app = app
         self.keysentry = keysentry
-        self._auth = _environ_name(keysentry.header)
-        self._key = (
-            None if keysentry.api_key_header is None else _environ_name(keysentry.api_key_header)
-        )
+        self._pipeline = keysentry._pipeline
+        settings = keysentry.settings
+        self._auth = _environ_name(settings.header)
+        key = settings.api_key_header
+        self._key = None if key is None else _environ_name(key)
+        self._strip = settings.strip_credentials
+        self._query = settings.reader.query_values
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        ks = self.keysentry
-        if ks.exempt and ks.exempt.match(environ.get("PATH_INFO") or "/"):
-            return self.app(environ, start_response)
-        started = perf_counter() if ks.on_decision is not None else 0.0
         auth = environ.get(self._auth)
         key = None if self._key is None else environ.get(self._key)
-        if (
-            auth is None
-            and key is None
-            and ks.allow_preflight
-            and environ.get("REQUEST_METHOD") == "OPTIONS"
-            and "HTTP_ORIGIN" in environ
-            and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
-        ):
+        pipeline = self._pipeline
+        outcome = pipeline.decide(
+            self,
+            environ,
+            None if auth is None else auth.encode("latin-1", "replace"),
+            None if key is None else key.encode("latin-1", "replace"),
+            (auth is not None and "," in auth) or (key is not None and "," in key),
+        )
+        while type(outcome) is Pending:
+            outcome = pipeline.resume(outcome, outcome.run())
+        if type(outcome) is Verdict:
+            verdict = outcome
+        elif type(outcome) is Admitted:
+            verdict = outcome.verdict
+            start_response = _HeaderStart(start_response, outcome.wsgi_headers())
+        elif outcome is PASS:
             return self.app(environ, start_response)
-        query: list[bytes] = []
-        if ks.reader.query_param is not None:
-            query = ks.reader.query_values(
-                environ.get("QUERY_STRING", "").encode("latin-1", "replace")
-            )
-        if (auth and "," in auth) or (key and "," in key) or len(query) > 1:
-            token = ks.reader.read_all(_values(auth), _values(key), query)
         else:
-            token = ks.reader.read(
-                None if auth is None else auth.encode("latin-1", "replace"),
-                None if key is None else key.encode("latin-1", "replace"),
-                query[0] if query else None,
-            )
-        result = token if isinstance(token, Denial) else ks.check(token)
-        if type(result) is not Verdict:
-            attempts = ks.attempts
-            if isinstance(result, Lookup):
-                blocked = None if attempts is None else attempts.blocked(self._client(environ))
-                result = blocked or ks.resolve(result)
-            if isinstance(result, Denial):
-                if result is UNKNOWN_KEY and attempts is not None:
-                    result = attempts.failed(self._client(environ), result)
-                return self._deny(environ, result, None, started, start_response, token)
-        if result.admit:
-            admitted = self._admit(environ, result)
-            if isinstance(admitted, Denial):
-                return self._deny(environ, admitted, result, started, start_response)
-            if admitted is not None:
-                start_response = _adding_headers(start_response, admitted)
-        if ks.usage is not None:
-            ks.usage.note(result.record.id)
-        if ks.on_decision is not None:
-            ks.emit(result, None, started, environ.get("REQUEST_METHOD", ""), _path(environ))
-        environ[ENVIRON_KEY] = result.identity
-        if result.charged:
-            environ[CHARGED] = result.credit_account
-        if ks.strip_credentials:
+            rendered = pipeline.render(outcome)  # type: ignore[arg-type]
+            start_response(rendered.wsgi_status, list(rendered.wsgi_headers))
+            return [rendered.body]
+        environ[ENVIRON_KEY] = verdict.identity
+        if verdict.charged:
+            environ[CHARGED] = verdict.credit_account
+        if self._strip:
             environ.pop(self._auth, None)
             if self._key is not None:
                 environ.pop(self._key, None)
         return self.app(environ, start_response)
 
-    def _admit(self, environ: Environ, verdict: Verdict) -> Denial | Headers | None:
-        """Client address, rate limit, credits, in that order (see the ASGI driver)."""
-        ks = self.keysentry
-        if verdict.restricted:
-            refused = client_allowed(verdict, self._client(environ))
-            if refused is not None:
-                return refused
-        limited: RateDecision | None = None
-        if ks.limiter is not None and verdict.policies:
-            decided = ks.limit(verdict)
-            if isinstance(decided, Denial):
-                return decided
-            limited = decided
-        if verdict.charged:
-            unpaid = ks.spend(verdict)
-            if unpaid is not None:
-                return ks.with_rate_headers(unpaid, verdict, limited)
-        if limited is None:
-            return None
-        return rate_headers(limited, verdict.policy_field, ks.legacy_rate_headers)
+    # -- what the pipeline asks (keysentry.pipeline.Driver) --------------------------------------
 
-    def _client(self, environ: Environ) -> str | None:
-        """The client address an allowlist checks: the peer, or behind trusted proxies the
-        address their forwarding header names (repeated lines arrive folded into one)."""
-        address: str | None = environ.get("REMOTE_ADDR")
-        proxies = self.keysentry.trusted_proxies
-        if proxies is None:
-            return address
-        value: str | None = environ.get(proxies.environ_key)
-        values = () if value is None else (value.encode("latin-1", "replace"),)
-        return proxies.client(address, values)
+    def credentials(self, environ: Environ) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        key = None if self._key is None else environ.get(self._key)
+        query = environ.get("QUERY_STRING", "").encode("latin-1", "replace")
+        return _values(environ.get(self._auth)), _values(key), self._query(query)
 
-    def _deny(
-        self,
-        environ: Environ,
-        denial: Denial,
-        verdict: Verdict | None,
-        started: float,
-        start_response: StartResponse,
-        token: bytes | Denial | None = None,
-    ) -> list[bytes]:
-        ks = self.keysentry
-        if ks.on_decision is not None:
-            method = environ.get("REQUEST_METHOD", "")
-            ks.emit(verdict, denial, started, method, _path(environ), token)
-        rendered = ks.render(denial)
-        start_response(rendered.wsgi_status, list(rendered.wsgi_headers))
-        return [rendered.body]
+    def preflight(self, environ: Environ) -> bool:
+        return (
+            environ.get("REQUEST_METHOD") == "OPTIONS"
+            and "HTTP_ORIGIN" in environ
+            and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+        )
+
+    def route_path(self, environ: Environ) -> str:
+        return str(environ.get("PATH_INFO") or "/")
+
+    def path(self, environ: Environ) -> str:
+        return str((environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "/"))
+
+    def method(self, environ: Environ) -> str:
+        return str(environ.get("REQUEST_METHOD", ""))
+
+    def peer(self, environ: Environ) -> str | None:
+        address = environ.get("REMOTE_ADDR")
+        return None if address is None else str(address)
+
+    def forwarded(self, environ: Environ, header: bytes) -> list[bytes]:
+        # Repeated lines arrive folded into one value.
+        value = environ.get("HTTP_" + header.decode().upper().replace("-", "_"))
+        return [] if value is None else [value.encode("latin-1", "replace")]
 
 
-def _path(environ: Environ) -> str:
-    return (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "/")
+class _HeaderStart:
+    """``start_response`` that appends RateLimit fields to the app's headers."""
 
+    __slots__ = ("extra", "start_response")
 
-def _adding_headers(start_response: StartResponse, extra: Headers) -> StartResponse:
-    def start_with_headers(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
-        return start_response(status, [*headers, *extra], *exc_info)
+    def __init__(self, start_response: StartResponse, extra: list[tuple[str, str]]) -> None:
+        self.start_response = start_response
+        self.extra = extra
 
-    return start_with_headers
+    def __call__(self, status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+        return self.start_response(status, [*headers, *self.extra], *exc_info)

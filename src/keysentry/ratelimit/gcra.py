@@ -36,12 +36,12 @@ returns the state, and :func:`describe` turns state into header values for both 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..records import Rate
 
-__all__ = ["Policy", "RateDecision", "decide", "describe", "policies_of"]
+__all__ = ["Policy", "RateDecision", "decide", "describe", "policies_of", "remaining"]
 
 US = 1_000_000
 
@@ -63,6 +63,12 @@ class Policy:
     interval: int  # T, µs between requests at the sustained rate
     burst: int  # B
     tolerance: int  # B * T
+    #: ``"name";r=``, the start of this policy's RateLimit field, as ASGI sends it: built once
+    #: per policy, so a request adds only its two numbers.
+    head: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "head", f'"{self.name}";r='.encode())
 
     @classmethod
     def of(cls, rate: Rate, name: str | None = None) -> Policy:
@@ -134,6 +140,13 @@ def _state(p: Policy, tat: int, now: int) -> tuple[int, int, int]:
     # lowered limit left more owed than the new burst holds).
     wait = used - interval * min(-(-used // interval) - 1, p.burst - 1) if used else 0
     return (room // interval if room > 0 else 0), -(-wait // US), interval - room
+
+
+def remaining(p: Policy, tat: int, now: int) -> tuple[int, int]:
+    """(r, t) of an allowed request whose TAT is now ``tat``: :func:`describe` for one policy,
+    without building the decision."""
+    r, t, _ = _state(p, tat, now)
+    return r, t
 
 
 def describe(

@@ -54,7 +54,11 @@ def encoded_rate_headers(
     decision: RateDecision, policy: bytes, legacy: bool
 ) -> list[tuple[bytes, bytes]]:
     """:func:`rate_headers` for an allowed request, as ASGI wants them (lowercase bytes)."""
-    headers = [(b"ratelimit-policy", policy), (b"ratelimit", rate_field(decision).encode())]
+    if len(decision.policies) == 1:
+        field = b"%s%d;t=%d" % (decision.policies[0].head, decision.remaining[0], decision.reset[0])
+    else:
+        field = rate_field(decision).encode()
+    headers = [(b"ratelimit-policy", policy), (b"ratelimit", field)]
     if legacy:
         headers += [(k.lower().encode(), v.encode()) for k, v in legacy_headers(decision)]
     return headers

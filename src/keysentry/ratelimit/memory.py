@@ -13,12 +13,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .gcra import US, Policy, RateDecision, decide, describe
+from .gcra import US, Policy, RateDecision, decide, describe, remaining
 
 __all__ = ["MemoryLimiter"]
 
 
 class MemoryLimiter:
+    #: In this process: the request path calls :meth:`hit` in line, with no wait.
+    local = True
+
     def __init__(
         self, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
     ) -> None:
@@ -38,6 +41,35 @@ class MemoryLimiter:
         return len(self._tats)
 
     def hit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
+        if len(policies) != 1:
+            return self._hit_all(key, policies, cost)
+        # One policy, the common case: a dict lookup and integer arithmetic (gcra.decide,
+        # inline), the state updated in place.
+        p = policies[0]
+        name = p.name
+        now = int(self._clock() * US)
+        data = self._tats
+        with self._lock:
+            stored = data.get(key)
+            tat = None if stored is None else stored.get(name)
+            if tat is None or tat < now:
+                tat = now
+            new = tat + cost * p.interval
+            if new - p.tolerance > now:
+                return describe(policies, (tat,), now, False, cost)
+            if stored is None:
+                data[key] = {name: new}
+            else:
+                stored[name] = new
+                data.move_to_end(key)
+            self._hits += 1
+            if self._hits & 63 == 0 or len(data) > self.max_keys:
+                self._sweep(now)
+        r, t = remaining(p, new, now)
+        return RateDecision(True, policies, (r,), (t,), 0)
+
+    def _hit_all(self, key: str, policies: tuple[Policy, ...], cost: int) -> RateDecision:
+        """Several policies, all-or-nothing; a policy the key no longer has is dropped."""
         now = int(self._clock() * US)
         data = self._tats
         with self._lock:

@@ -1,0 +1,430 @@
+"""The key lifecycle: minting, importing, reading, changing, revoking and rotating keys.
+
+:class:`KeyLifecycle` is the admin half of :class:`~keysentry.Keysentry` (which inherits it):
+what a sign-up flow, a dashboard or the CLI calls, each with an ``a*`` twin for async code.
+Every change goes through the store's atomic ``update``; then this process forgets its cached
+copy and the invalidator (if any) tells the others, so a change takes effect everywhere at once
+rather than within ``cache_ttl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from .cache import TTLCache
+from .decision import Entry
+from .errors import Conflict, InvalidKeyFormat, KeyNotFound, StoreUnavailable
+from .keys import ALPHABET, KEY_ID_LENGTH, SecretKey, mint, shown_id
+from .pipeline import Outages
+from .records import KeyRecord, Network, Rate, utcnow
+from .settings import Settings
+from .stores.base import AsyncKeyStore, KeyChanges, KeyStore
+
+__all__ = ["Invalidator", "IssuedKey", "KeyLifecycle"]
+
+log = logging.getLogger("keysentry")
+
+
+class Invalidator(Protocol):
+    """What the guard needs of a cross-process invalidation channel."""
+
+    def start(self, *, cache: TTLCache[Entry]) -> None: ...
+
+    def publish(self, key_id: str, digest: bytes | None = None) -> int: ...
+
+    async def apublish(self, key_id: str, digest: bytes | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A key just created: the full key, to show its owner once, and its stored record."""
+
+    key: SecretKey
+    record: KeyRecord
+
+
+class KeyLifecycle:
+    """Creating and changing keys: the half of :class:`~keysentry.Keysentry` that is not on
+    the request path. Keysentry sets the attributes below."""
+
+    settings: Settings
+    store: KeyStore | AsyncKeyStore
+    cache: TTLCache[Entry]
+    invalidator: Invalidator | None
+    _outages: Outages
+    _sync_store: KeyStore | None  # the store, if it has a blocking face
+    _async_store: AsyncKeyStore | None  # the store, if it has an async face
+
+    def invalidate(self, record: KeyRecord) -> None:
+        """Forget what this process cached about a key, so its next request asks the store."""
+        self.cache.discard(record.id.encode())
+        self.cache.discard(record.digest)
+
+    def require_sync(self) -> None:
+        """Raise now, not on the first cache miss, if the store has no blocking face."""
+        self._need_sync()
+
+    def require_async(self) -> None:
+        """Raise now, not on the first cache miss, if the store has no async face."""
+        self._need_async()
+
+    def _need_sync(self) -> KeyStore:
+        if self._sync_store is None:
+            raise TypeError(f"{type(self.store).__name__} has no blocking face: use the a* methods")
+        return self._sync_store
+
+    def _need_async(self) -> AsyncKeyStore:
+        if self._async_store is None:
+            raise TypeError(f"{type(self.store).__name__} has no async face: use the sync methods")
+        return self._async_store
+
+    def new_key(
+        self,
+        *,
+        name: str = "",
+        owner: str | None = None,
+        scopes: Iterable[str] = (),
+        prefix: str | None = None,
+        expires_at: datetime | None = None,
+        rate_limit: str | Rate | Iterable[str | Rate] | None = None,
+        allowed_networks: Iterable[str | Network] = (),
+        credits: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> IssuedKey:
+        """Mint a key and build its record, without storing it (see :meth:`issue`)."""
+        key_id, key = mint(self.settings.prefix if prefix is None else prefix)
+        record = KeyRecord(
+            id=key_id,
+            digest=self.settings.digest(key.reveal().encode()),
+            prefix=key.public,
+            name=name,
+            owner=owner,
+            scopes=frozenset(scopes),
+            expires_at=expires_at,
+            rate_limit=None if rate_limit is None else Rate.parse_many(rate_limit),
+            allowed_networks=tuple(allowed_networks),  # type: ignore[arg-type]
+            credits=credits,
+            metadata=dict(metadata or {}),
+        )
+        return IssuedKey(key, record)
+
+    def issue(self, **fields: Any) -> IssuedKey:
+        """Create a key in the store. The full key is in the result and nowhere else."""
+        issued = self.new_key(**fields)
+        self._need_sync().create(issued.record)
+        return issued
+
+    async def aissue(self, **fields: Any) -> IssuedKey:
+        issued = self.new_key(**fields)
+        await self._need_async().acreate(issued.record)
+        return issued
+
+    def imported_record(self, key: str, *, name: str = "", **fields: Any) -> KeyRecord:
+        """The record for a key issued by another system (see ``imported``), not yet stored."""
+        raw = key.encode()
+        if not any(fmt.matches(raw) for fmt in self.settings.imported):
+            raise InvalidKeyFormat("the key matches none of the configured imported formats")
+        fmt = next(f for f in self.settings.imported if f.matches(raw))
+        key_id = "".join(secrets.choice(ALPHABET) for _ in range(KEY_ID_LENGTH))
+        return KeyRecord(
+            id=key_id,
+            digest=self.settings.digest(raw),
+            prefix=key[: len(fmt.prefix) + 4],
+            name=name,
+            **fields,
+        )
+
+    def import_key(self, key: str, *, name: str = "", **fields: Any) -> KeyRecord:
+        record = self.imported_record(key, name=name, **fields)
+        self._need_sync().create(record)
+        return record
+
+    async def aimport_key(self, key: str, *, name: str = "", **fields: Any) -> KeyRecord:
+        record = self.imported_record(key, name=name, **fields)
+        await self._need_async().acreate(record)
+        return record
+
+    # Every lifecycle change goes through update()/aupdate(): the store applies it atomically,
+    # this process forgets its cached copy, and the invalidator (if any) tells the others.
+
+    def get(self, key_id: str) -> KeyRecord:
+        """The record of a key, revoked or not; :class:`KeyNotFound` when there is none."""
+        record = self._need_sync().get(key_id)
+        if record is None:
+            raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
+        return record
+
+    async def aget(self, key_id: str) -> KeyRecord:
+        record = await self._need_async().aget(key_id)
+        if record is None:
+            raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
+        return record
+
+    def list_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        """One page of records in id order; pass the last id of a page as ``after`` for the
+        next. ``owner`` keeps one owner's keys."""
+        return self._need_sync().list_keys(owner=owner, after=after, limit=_page(limit))
+
+    async def alist_keys(
+        self, *, owner: str | None = None, after: str | None = None, limit: int = 100
+    ) -> Sequence[KeyRecord]:
+        return await self._need_async().alist_keys(owner=owner, after=after, limit=_page(limit))
+
+    def update(self, key_id: str, **changes: Any) -> KeyRecord:
+        """Change a key: ``name``, ``owner``, ``scopes``, ``expires_at``, ``disabled``,
+        ``rate_limit``, ``allowed_networks``, ``credits``, ``metadata`` (see
+        :class:`~keysentry.stores.base.KeyChanges`). Bad values raise ``ValueError`` and
+        change nothing. ``credits`` of a rotated key's successor set the balance it shares
+        (the first key's of the line)."""
+        checked = _changes(changes)
+        if "credits" in checked:
+            account = self.get(key_id).credits_from
+            if account is not None:
+                self._apply(account, {"credits": checked.pop("credits")})
+        return self._apply(key_id, checked) if checked else self.get(key_id)
+
+    async def aupdate(self, key_id: str, **changes: Any) -> KeyRecord:
+        checked = _changes(changes)
+        if "credits" in checked:
+            account = (await self.aget(key_id)).credits_from
+            if account is not None:
+                await self._aapply(account, {"credits": checked.pop("credits")})
+        return await self._aapply(key_id, checked) if checked else await self.aget(key_id)
+
+    def _apply(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        record = self._need_sync().update(key_id, changes)
+        self._changed(record)
+        return record
+
+    async def _aapply(self, key_id: str, changes: KeyChanges) -> KeyRecord:
+        record = await self._need_async().aupdate(key_id, changes)
+        await self._achanged(record)
+        return record
+
+    def disable(self, key_id: str) -> KeyRecord:
+        """Refuse the key (403 ``API_KEY_DISABLED``) until :meth:`enable`."""
+        return self.update(key_id, disabled=True)
+
+    async def adisable(self, key_id: str) -> KeyRecord:
+        return await self.aupdate(key_id, disabled=True)
+
+    def enable(self, key_id: str) -> KeyRecord:
+        return self.update(key_id, disabled=False)
+
+    async def aenable(self, key_id: str) -> KeyRecord:
+        return await self.aupdate(key_id, disabled=False)
+
+    def revoke(self, key_id: str) -> KeyRecord:
+        """Refuse this key from now on, for good (in every process, with an invalidator).
+        Revoking a revoked key changes nothing: ``revoked_at`` keeps the first time."""
+        try:
+            record = self._need_sync().update(key_id, {"revoked_at": utcnow()}, _UNREVOKED)
+        except Conflict:
+            return self.get(key_id)
+        self._changed(record)
+        return record
+
+    async def arevoke(self, key_id: str) -> KeyRecord:
+        try:
+            record = await self._need_async().aupdate(key_id, {"revoked_at": utcnow()}, _UNREVOKED)
+        except Conflict:
+            return await self.aget(key_id)
+        await self._achanged(record)
+        return record
+
+    def set_expiry(self, key_id: str, expires_at: datetime | timedelta | None) -> KeyRecord:
+        """Expire the key at a time, after a duration from now, or never (None)."""
+        return self.update(key_id, expires_at=_when(expires_at))
+
+    async def aset_expiry(self, key_id: str, expires_at: datetime | timedelta | None) -> KeyRecord:
+        return await self.aupdate(key_id, expires_at=_when(expires_at))
+
+    def rotate(self, key_id: str, *, grace: float | timedelta = 0.0) -> IssuedKey:
+        """Replace a key by a new one with the same settings, shown once in the result.
+
+        The old key keeps working for ``grace`` (seconds or a timedelta), then is refused as
+        expired; with no grace it is revoked at once. Credits are not copied: the successor
+        spends the same balance as the old key (``credits_from``), so stale caches, a chain of
+        rotations and requests racing the rotation all draw on one account. Nor is the rate
+        limit doubled: every key of the line (``line``) is charged to one rate-limit state.
+
+        The successor is created first, then the old key is changed on the condition that it
+        is still unrotated and unrevoked (so of two racing rotations one wins, the other's
+        successor is revoked and :class:`ValueError` raised). If that change fails without
+        saying whether it landed (a timeout), the old key is read again to find out.
+        """
+        store = self._need_sync()
+        issued, changes = self._successor(self.get(key_id), grace)
+        store.create(issued.record)
+        try:
+            old = store.update(key_id, changes, _UNROTATED)
+        except Conflict:
+            store.update(issued.record.id, {"revoked_at": utcnow()})
+            raise ValueError(f"key {shown_id(key_id)} was rotated or revoked meanwhile") from None
+        except StoreUnavailable:
+            try:
+                reread = store.get(key_id)
+            except StoreUnavailable:
+                reread = None
+            landed = _landed(reread, issued)
+            if landed is None:
+                self._abandon(issued.record.id)
+                raise
+            old = landed
+        self._changed(old)
+        return issued
+
+    async def arotate(self, key_id: str, *, grace: float | timedelta = 0.0) -> IssuedKey:
+        store = self._need_async()
+        issued, changes = self._successor(await self.aget(key_id), grace)
+        await store.acreate(issued.record)
+        try:
+            old = await store.aupdate(key_id, changes, _UNROTATED)
+        except Conflict:
+            await store.aupdate(issued.record.id, {"revoked_at": utcnow()})
+            raise ValueError(f"key {shown_id(key_id)} was rotated or revoked meanwhile") from None
+        except StoreUnavailable:
+            try:
+                reread = await store.aget(key_id)
+            except StoreUnavailable:
+                reread = None
+            landed = _landed(reread, issued)
+            if landed is None:
+                await self._aabandon(issued.record.id)
+                raise
+            old = landed
+        await self._achanged(old)
+        return issued
+
+    def _abandon(self, key_id: str) -> None:
+        """Revoke a successor whose rotation did not happen; log if even that fails."""
+        try:
+            self._need_sync().update(key_id, {"revoked_at": utcnow()})
+        except StoreUnavailable:
+            log.error("rotation failed; its new key %s could not be revoked: revoke it", key_id)
+
+    async def _aabandon(self, key_id: str) -> None:
+        try:
+            await self._need_async().aupdate(key_id, {"revoked_at": utcnow()})
+        except StoreUnavailable:
+            log.error("rotation failed; its new key %s could not be revoked: revoke it", key_id)
+
+    def _successor(self, old: KeyRecord, grace: float | timedelta) -> tuple[IssuedKey, KeyChanges]:
+        if old.revoked_at is not None:
+            raise ValueError(f"key {old.id} is revoked: issue a new key instead")
+        if old.rotated_to is not None:
+            raise ValueError(f"key {old.id} was already rotated, to {old.rotated_to}")
+        now = utcnow()
+        if old.expires_at is not None and old.expires_at <= now:
+            raise ValueError(f"key {old.id} has expired: issue a new key instead")
+        seconds = grace.total_seconds() if isinstance(grace, timedelta) else float(grace)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError("the grace period must be zero or more seconds")
+        native = old.prefix.endswith("_" + old.id)
+        issued = self.new_key(
+            name=old.name,
+            owner=old.owner,
+            scopes=old.scopes,
+            prefix=old.prefix[: -len(old.id) - 1] if native else None,
+            expires_at=old.expires_at,
+            rate_limit=old.rate_limit,
+            allowed_networks=old.allowed_networks,
+            metadata=old.metadata,
+        )
+        metered = old.credits is not None or old.credits_from is not None
+        record = dataclasses.replace(
+            issued.record,
+            disabled=old.disabled,  # a disabled key's successor is disabled too
+            credits_from=(old.credits_from or old.id) if metered else None,
+            line=old.line_id,  # one rate-limit state for the whole line
+        )
+        changes: KeyChanges = {"rotated_to": record.id}
+        if seconds == 0:
+            changes["revoked_at"] = now
+        else:
+            until = now + timedelta(seconds=seconds)
+            if old.expires_at is None or until < old.expires_at:
+                changes["expires_at"] = until
+        return IssuedKey(issued.key, record), changes
+
+    def credits_of(self, record: KeyRecord) -> int | None:
+        """The balance a key spends: its own, or the first key's of its rotation line; None
+        when unmetered."""
+        if record.credits_from is None:
+            return record.credits
+        return self.get(record.credits_from).credits
+
+    async def acredits_of(self, record: KeyRecord) -> int | None:
+        if record.credits_from is None:
+            return record.credits
+        return (await self.aget(record.credits_from)).credits
+
+    def _changed(self, record: KeyRecord) -> None:
+        self.invalidate(record)
+        if self.invalidator is not None:
+            try:
+                self.invalidator.publish(record.id, record.digest)
+            except StoreUnavailable:
+                self._outages.warn(
+                    "invalidator", "could not announce a change; others see it by TTL"
+                )
+
+    async def _achanged(self, record: KeyRecord) -> None:
+        self.invalidate(record)
+        if self.invalidator is not None:
+            try:
+                await self.invalidator.apublish(record.id, record.digest)
+            except StoreUnavailable:
+                self._outages.warn(
+                    "invalidator", "could not announce a change; others see it by TTL"
+                )
+
+
+_UNANNOUNCED = "could not announce a change; others see it by TTL"
+
+#: The condition a rotation changes the old key on: nobody rotated or revoked it meanwhile.
+_UNROTATED: Mapping[str, object] = {"rotated_to": None, "revoked_at": None}
+_UNREVOKED: Mapping[str, object] = {"revoked_at": None}
+
+
+def _landed(old: KeyRecord | None, issued: IssuedKey) -> KeyRecord | None:
+    """After a rotation step failed without an answer: the old key's record, read again, if
+    the rotation landed after all (it names the new key), else None."""
+    return old if old is not None and old.rotated_to == issued.record.id else None
+
+
+def _page(limit: int) -> int:
+    if not 1 <= limit <= 1000:
+        raise ValueError("a page holds 1 to 1000 keys")
+    return limit
+
+
+_FIXED = frozenset({"rotated_to", "credits_from", "last_used_at", "revoked_at"})
+
+
+def _changes(changes: Mapping[str, Any]) -> KeyChanges:
+    """What a caller may change through :meth:`Keysentry.update`; revocation and rotation
+    have methods of their own, usage is recorded by the flusher."""
+    fixed = _FIXED & changes.keys()
+    if fixed:
+        raise ValueError(f"use revoke()/rotate() rather than setting {', '.join(sorted(fixed))}")
+    return changes  # type: ignore[return-value]
+
+
+def _when(value: datetime | timedelta | None) -> datetime | None:
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            raise ValueError("an expiry duration must be positive")
+        return utcnow() + value
+    return value
