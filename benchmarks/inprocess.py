@@ -52,14 +52,20 @@ from starlette.routing import Route
 from werkzeug.test import EnvironBuilder
 
 from keysentry import ASGIMiddleware, Keysentry, MemoryStore, WSGIMiddleware
+from keysentry.ratelimit import MemoryLimiter
 
 SECRET = "benchmark-secret-0123456789abcdef"
 HIGH_LIMIT = "1000000/minute"
 #: Pairs whose overheads (median minus the bare app's) are compared.
 VERSUS = [
     ("starlette-keysentry", "starlette-authmw"),
+    ("starlette-keysentry-memory", "starlette-authmw"),
     ("starlette-keysentry", "fastapi-apikey-slowapi"),
+    ("starlette-keysentry-memory", "fastapi-apikey-slowapi"),
+    ("flask-keysentry", "flask-before"),
+    ("flask-keysentry-memory", "flask-before"),
     ("flask-keysentry", "flask-before-limiter"),
+    ("flask-keysentry-memory", "flask-before-limiter"),
 ]
 #: Pairs whose whole per-request costs are compared: a rejected request against a valid one.
 REJECTED = [
@@ -149,6 +155,24 @@ def fastapi_protected(
 
 def flask_bare() -> Flask:
     app = Flask(__name__)
+
+    @app.get("/")
+    def root() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app
+
+
+def flask_before(digests: dict[str, str]) -> Flask:
+    """The hand-rolled Flask check alone: a ``before_request`` hook, no limiter."""
+    app = Flask(__name__)
+
+    @app.before_request
+    def check_key() -> tuple[dict[str, str], int] | None:
+        scheme, _, key = flask_request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or sha256_hex(key) not in digests:
+            return {"error": "invalid API key"}, 401
+        return None
 
     @app.get("/")
     def root() -> dict[str, bool]:
@@ -314,6 +338,12 @@ def build(loop: asyncio.AbstractEventLoop) -> list[Variant]:
     flask_limited, flimiter = flask_protected(digests, HIGH_LIMIT)
     flask_ks = flask_bare()
     flask_ks.wsgi_app = WSGIMiddleware(flask_ks.wsgi_app, ks)  # type: ignore[method-assign]
+    # The same key on a guard with the memory limiter (a limit never reached, RateLimit fields
+    # on every response).
+    limited = Keysentry(ks.store, secret=SECRET, limiter=MemoryLimiter(), rate_limit=HIGH_LIMIT)
+    starlette_ks_memory = starlette_app(Middleware(ASGIMiddleware, keysentry=limited))
+    flask_ks_memory = flask_bare()
+    flask_ks_memory.wsgi_app = WSGIMiddleware(flask_ks_memory.wsgi_app, limited)  # type: ignore[method-assign]
 
     auth, x_key = "Authorization", "X-API-Key"
     ok, bad = f"Bearer {key}", f"Bearer {garbage}"
@@ -323,14 +353,17 @@ def build(loop: asyncio.AbstractEventLoop) -> list[Variant]:
         make("starlette-authmw-unknown", starlette_auth, auth, bad, 401, "starlette"),
         make("starlette-keysentry", starlette_ks, auth, ok, 200, "starlette"),
         make("starlette-keysentry-garbage", starlette_ks, auth, bad, 401, "starlette"),
+        make("starlette-keysentry-memory", starlette_ks_memory, auth, ok, 200, "starlette"),
         make("fastapi", fastapi_bare(), x_key, key),
         make("fastapi-apikey-slowapi", fastapi_slow, x_key, key, 200, "fastapi"),
         make("fastapi-apikey-slowapi-unknown", fastapi_slow, x_key, garbage, 401, "fastapi"),
         make("flask", flask_bare(), auth, ok),
+        make("flask-before", flask_before(digests), auth, ok, 200, "flask"),
         make("flask-before-limiter", flask_limited, auth, ok, 200, "flask"),
         make("flask-before-limiter-unknown", flask_limited, auth, bad, 401, "flask"),
         make("flask-keysentry", flask_ks, auth, ok, 200, "flask"),
         make("flask-keysentry-garbage", flask_ks, auth, bad, 401, "flask"),
+        make("flask-keysentry-memory", flask_ks_memory, auth, ok, 200, "flask"),
     ]
     check(loop, variants, slow, flimiter, digests, key)
     return variants
@@ -368,6 +401,42 @@ def check(
     for v in tiny:
         statuses = [status_of(loop, v) for _ in range(3)]
         assert statuses == [200, 200, 429], f"{v.name} answered {statuses}"
+    # keysentry's limited variants send RateLimit fields, and its own tiny limit refuses too.
+    for v in variants:
+        if v.name.endswith("keysentry-memory"):
+            assert "ratelimit" in headers_of(loop, v), f"{v.name}: no RateLimit fields"
+    tiny_ks = Keysentry(
+        MemoryStore(), secret=SECRET, limiter=MemoryLimiter(), rate_limit="2/minute"
+    )
+    tiny_key = tiny_ks.issue(name="tiny").key.reveal()
+    app = starlette_app(Middleware(ASGIMiddleware, keysentry=tiny_ks))
+    v = make("keysentry, limit 2/minute", app, "Authorization", f"Bearer {tiny_key}")
+    statuses = [status_of(loop, v) for _ in range(3)]
+    assert statuses == [200, 200, 429], f"{v.name} answered {statuses}"
+
+
+def headers_of(loop: asyncio.AbstractEventLoop, v: Variant) -> set[str]:
+    """Names of the response headers, lowercase."""
+    if v.kind == "wsgi":
+        seen_wsgi: list[str] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            seen_wsgi.extend(k.lower() for k, _ in headers)
+
+        body = v.app(v.request.copy(), capture)
+        for _chunk in body:
+            pass
+        if hasattr(body, "close"):
+            body.close()
+        return set(seen_wsgi)
+    seen: list[str] = []
+
+    async def collect(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            seen.extend(k.decode().lower() for k, _ in message["headers"])
+
+    loop.run_until_complete(v.app(dict(v.request), receive, collect))
+    return set(seen)
 
 
 def status_of(loop: asyncio.AbstractEventLoop, v: Variant) -> int:

@@ -116,3 +116,28 @@ def test_memory_limiter_forgets_idle_keys_and_stays_bounded() -> None:
     for i in range(50):
         limiter.hit(f"fresh{i}", policies)
     assert len(limiter) < 100
+
+
+costs = st.lists(st.tuples(st.one_of(st.just(0), st.integers(0, 3 * US)), st.integers(1, 3)),
+                 min_size=1, max_size=120)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=rates, steps=costs)
+def test_memory_limiters_one_policy_path_is_the_general_math(
+    rate: Rate, steps: list[tuple[int, int]]
+) -> None:
+    """MemoryLimiter.hit computes one policy inline; it must answer exactly what the general
+    decide()/describe() pair answers, decision and header values alike."""
+    policy = Policy.of(rate)
+    now = [1_000 * US]
+    limiter = MemoryLimiter(clock=lambda: now[0] / US)
+    tat: int | None = None
+    for gap, cost in steps:
+        now[0] += gap
+        at = int(now[0] / US * US)  # the microsecond the limiter reads from its clock
+        allowed, new = decide((policy,), [tat], at, cost)
+        expected = describe((policy,), new, at, allowed, cost)
+        if allowed:
+            tat = new[0]
+        assert limiter.hit("k", (policy,), cost) == expected

@@ -387,10 +387,10 @@ class Pipeline:
         if verdict.policies:
             local = self._local_limiter
             if local is not None:
-                decided = self._decided(verdict, local.hit(verdict.rate_key, verdict.policies))
-                if type(decided) is not RateDecision:
-                    return self._refused(decided, verdict, driver, raw, started)  # type: ignore[arg-type]
-                limited = decided
+                limited = local.hit(verdict.rate_key, verdict.policies)
+                if not limited.allowed:
+                    denial = self._rate_limited(verdict, limited)
+                    return self._refused(denial, verdict, driver, raw, started)
             elif self._remote_limiter is not None:
                 pending = Pending(self, _LIMIT, driver, raw, started)
                 pending.verdict = verdict
@@ -641,8 +641,9 @@ class Pipeline:
     # -- what the waits answer ----------------------------------------------------------------
 
     def _decided(self, verdict: Verdict, decision: RateDecision) -> RateDecision | Denial:
-        if decision.allowed:
-            return decision
+        return decision if decision.allowed else self._rate_limited(verdict, decision)
+
+    def _rate_limited(self, verdict: Verdict, decision: RateDecision) -> Denial:
         return Denial.of(
             "RATE_LIMITED",
             f"Too many requests for this API key: retry in {decision.retry_after} s.",

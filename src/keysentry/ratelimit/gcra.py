@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 from ..records import Rate
 
-__all__ = ["Policy", "RateDecision", "decide", "describe", "policies_of", "remaining"]
+__all__ = ["Policy", "RateDecision", "decide", "describe", "policies_of"]
 
 US = 1_000_000
 
@@ -140,13 +140,6 @@ def _state(p: Policy, tat: int, now: int) -> tuple[int, int, int]:
     # lowered limit left more owed than the new burst holds).
     wait = used - interval * min(-(-used // interval) - 1, p.burst - 1) if used else 0
     return (room // interval if room > 0 else 0), -(-wait // US), interval - room
-
-
-def remaining(p: Policy, tat: int, now: int) -> tuple[int, int]:
-    """(r, t) of an allowed request whose TAT is now ``tat``: :func:`describe` for one policy,
-    without building the decision."""
-    r, t, _ = _state(p, tat, now)
-    return r, t
 
 
 def describe(

@@ -13,9 +13,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .gcra import US, Policy, RateDecision, decide, describe, remaining
+from .gcra import US, Policy, RateDecision, decide, describe
 
 __all__ = ["MemoryLimiter"]
+
+
+def _decision(fields: tuple[bool, tuple[Policy, ...], tuple[int], tuple[int], int]) -> RateDecision:
+    """A RateDecision without the named tuple's Python-level ``__new__``."""
+    return tuple.__new__(RateDecision, fields)
 
 
 class MemoryLimiter:
@@ -43,13 +48,15 @@ class MemoryLimiter:
     def hit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
         if len(policies) != 1:
             return self._hit_all(key, policies, cost)
-        # One policy, the common case: a dict lookup and integer arithmetic (gcra.decide,
-        # inline), the state updated in place.
+        # One policy, the common case: a dict lookup and integer arithmetic (gcra.decide and
+        # gcra.describe, inline), the state updated in place.
         p = policies[0]
         name = p.name
         now = int(self._clock() * US)
         data = self._tats
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             stored = data.get(key)
             tat = None if stored is None else stored.get(name)
             if tat is None or tat < now:
@@ -65,8 +72,16 @@ class MemoryLimiter:
             self._hits += 1
             if self._hits & 63 == 0 or len(data) > self.max_keys:
                 self._sweep(now)
-        r, t = remaining(p, new, now)
-        return RateDecision(True, policies, (r,), (t,), 0)
+        finally:
+            lock.release()
+        # Allowed, so 0 < used <= B*T: r is the room left, and r next grows when `used` drops
+        # to the multiple of T below it (gcra._state, simplified for that range).
+        used = new - now
+        interval = p.interval
+        wait = (used - 1) % interval + 1
+        return _decision(
+            (True, policies, ((p.tolerance - used) // interval,), (-(-wait // US),), 0)
+        )
 
     def _hit_all(self, key: str, policies: tuple[Policy, ...], cost: int) -> RateDecision:
         """Several policies, all-or-nothing; a policy the key no longer has is dropped."""
