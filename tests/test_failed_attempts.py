@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from werkzeug.test import Client as WerkzeugClient
 
-from keysentry import KeyRecord, Keysentry, MemoryStore, Verdict
+from keysentry import KeyRecord, Keysentry, MemoryStore
 from keysentry.attempts import bucket
+from keysentry.decision import Verdict
 from keysentry.errors import StoreUnavailable
 from keysentry.ratelimit.memory import MemoryLimiter
 from keysentry.ratelimit.redis import RedisLimiter

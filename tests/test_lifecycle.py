@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from keysentry import KeyNotFound, Keysentry, MemoryStore, StoreUnavailable, Verdict
+from keysentry import KeyNotFound, Keysentry, MemoryStore, StoreUnavailable
+from keysentry.decision import Verdict
 from keysentry.ratelimit import MemoryLimiter
 
 from .apps import FRAMEWORKS, Client

@@ -257,7 +257,8 @@ def test_the_tag_is_a_keyed_blake2s_when_the_hash_key_is_fixed(seed: str) -> Non
     code = textwrap.dedent(
         """
         import zlib
-        from keysentry import Keysentry, MemoryStore, Verdict
+        from keysentry import Keysentry, MemoryStore
+        from keysentry.decision import Verdict
         ks = Keysentry(MemoryStore(), secret="s" * 32, usage_interval=None)
         key = ks.issue(name="k").key.reveal().encode()
         assert isinstance(ks.authenticate(key), Verdict)

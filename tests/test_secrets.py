@@ -182,8 +182,8 @@ def test_a_secret_key_is_not_pickled(ks: Keysentry) -> None:
 def test_no_repr_on_the_request_path_shows_a_tag_or_a_digest() -> None:
     """The warm-hit tag and the digests are secrets of the process: neither a cache entry, a
     verdict, a pending lookup nor the guard prints them."""
-    from keysentry import Keysentry, MemoryStore, Verdict
-    from keysentry.decision import Entry, Lookup
+    from keysentry import Keysentry, MemoryStore
+    from keysentry.decision import Entry, Lookup, Verdict
 
     ks = Keysentry(MemoryStore(), secret="s" * 32, usage_interval=None)
     issued = ks.issue(name="k")

@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable
 from zlib import crc32
 
-from keysentry import Keysentry, Verdict
+from keysentry import Keysentry
 from keysentry.cache import MISS
+from keysentry.decision import Verdict
 from keysentry.keys import ALPHABET, KEY_ID_LENGTH, SECRET_LENGTH
 from keysentry.stores.memory import MemoryStore
 
