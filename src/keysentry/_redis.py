@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ._urls import safe_url, scrub
 from .breaker import CircuitBreaker
 from .errors import KeysentryError, StoreUnavailable
-from .stores.url import safe_url, scrub
 
 __all__ = ["RedisBackend", "client_options"]
 

@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from . import __version__
+from ._urls import safe_url, scrub
 from .core import Keysentry
 from .errors import KeyNotFound, KeysentryError, StoreUnavailable
 from .keys import Digester
 from .stores.base import KeyStore
-from .stores.url import from_url, safe_url, scrub
+from .stores.url import from_url
 
 __all__ = ["DEFAULT_STORE", "guard_from_env", "main"]
 

@@ -10,12 +10,12 @@ import socket
 import sys
 from typing import Any, TextIO
 
+from ._urls import safe_url
 from .asgi import ASGIMiddleware
 from .cli import DEFAULT_STORE, guard_from_env
 from .core import Keysentry
 from .ratelimit import Limiter, MemoryLimiter
 from .records import Rate
-from .stores.url import safe_url
 
 __all__ = ["DEFAULT_STORE", "build_app", "run"]
 

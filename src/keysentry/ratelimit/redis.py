@@ -19,8 +19,8 @@ import hashlib
 from importlib.resources import files
 
 from .._redis import RedisBackend
+from .._urls import safe_url
 from ..errors import StoreUnavailable
-from ..stores.url import safe_url
 from .gcra import Policy, RateDecision, describe
 
 __all__ = ["RedisLimiter"]

@@ -47,6 +47,7 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from .._redis import RedisBackend
+from .._urls import safe_url
 from ..errors import (
     Conflict,
     DuplicateKey,
@@ -58,7 +59,6 @@ from ..keys import shown_id
 from ..records import KeyRecord
 from .base import KeyChanges, Usage, apply_changes, check_expected
 from .codec import decode, encode
-from .url import safe_url
 
 if TYPE_CHECKING:
     from ..invalidation import RedisInvalidator

@@ -44,13 +44,13 @@ from datetime import datetime, timezone
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from .._urls import safe_url, scrub
 from ..breaker import CircuitBreaker
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound, StoreUnavailable
 from ..keys import shown_id
 from ..records import KeyRecord
 from .base import KeyChanges, Usage, apply_changes, check_expected
 from .codec import FIELDS, decode, encode
-from .url import safe_url, scrub
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine, Table
