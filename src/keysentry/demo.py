@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from ._urls import safe_url
 from .asgi import ASGIMiddleware
-from .cli import DEFAULT_STORE, guard_from_env
+from .cli_env import DEFAULT_STORE, guard_from_env
 from .core import Keysentry
 from .ratelimit import Limiter, MemoryLimiter
 from .records import Rate
