@@ -37,12 +37,11 @@ def _modules(root: Path) -> dict[str, tuple[Path, bool]]:
     return found
 
 
-def _imported(node: ast.Import | ast.ImportFrom, module: str, package: bool) -> Iterator[str]:
-    """The dotted names an import statement of ``module`` may refer to."""
+def _imported(node: ast.Import | ast.ImportFrom, module: str, package: bool) -> list[list[str]]:
+    """What one import statement of ``module`` imports: per name, the dotted names it may be,
+    most specific first (``from x import y``: the module ``x.y``, else something of ``x``)."""
     if isinstance(node, ast.Import):
-        for alias in node.names:
-            yield alias.name
-        return
+        return [[alias.name] for alias in node.names]
     if node.level:
         base = module.split(".") if package else module.split(".")[:-1]
         if node.level > 1:
@@ -50,33 +49,41 @@ def _imported(node: ast.Import | ast.ImportFrom, module: str, package: bool) -> 
         source = ".".join([*base, node.module] if node.module else base)
     else:
         source = node.module or ""
-    for alias in node.names:
-        yield f"{source}.{alias.name}"  # ``from package import module``
-    yield source
+    return [[f"{source}.{alias.name}", source] for alias in node.names]
+
+
+def _imports(root: Path) -> Iterator[tuple[str, list[str], str]]:
+    """(module, the dotted names one imported name may be, "path:line"), for every import
+    statement of the package at ``root``, wherever it stands."""
+    for name, (path, package) in _modules(root).items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                where = f"{path.relative_to(root.parent)}:{node.lineno}"
+                for candidates in _imported(node, name, package):
+                    yield name, candidates, where
 
 
 def import_graph(root: Path) -> dict[str, list[Edge]]:
     """Each module of the package at ``root`` -> the package's modules it imports."""
     modules = _modules(root)
-    graph: dict[str, list[Edge]] = {}
-    for name, (path, package) in modules.items():
-        edges: dict[str, Edge] = {}
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            if not isinstance(node, ast.Import | ast.ImportFrom):
-                continue
-            where = f"{path.relative_to(root.parent)}:{node.lineno}"
-            names = list(_imported(node, name, package))
-            if isinstance(node, ast.ImportFrom):
-                # ``from x import y``: the module x.y when there is one, else x itself.
-                *submodules, source = names
-                targets = [t for t in submodules if t in modules] or [source]
-            else:
-                targets = names
-            for target in targets:
-                if target in modules and target != name:
-                    edges.setdefault(target, Edge(target, where))
-        graph[name] = sorted(edges.values(), key=lambda e: e.target)
-    return graph
+    edges: dict[str, dict[str, Edge]] = {name: {} for name in modules}
+    for name, candidates, where in _imports(root):
+        target = next((c for c in candidates if c in modules), None)
+        if target is not None and target != name:
+            edges[name].setdefault(target, Edge(target, where))
+    return {name: sorted(found.values(), key=lambda e: e.target) for name, found in edges.items()}
+
+
+def outside_imports(root: Path) -> dict[str, set[str]]:
+    """Each module of the package at ``root`` -> the top-level packages it imports from
+    outside it (``starlette``, ``redis``, ``os``...)."""
+    own = root.name
+    found: dict[str, set[str]] = {name: set() for name in _modules(root)}
+    for name, names, _ in _imports(root):
+        top = names[-1].split(".")[0]
+        if top and top != own:
+            found[name].add(top)
+    return found
 
 
 def find_cycle(graph: dict[str, list[Edge]]) -> list[tuple[str, Edge]] | None:
@@ -115,6 +122,49 @@ def test_the_package_has_no_import_cycles() -> None:
     cycle = find_cycle(import_graph(PACKAGE))
     if cycle is not None:
         pytest.fail("import cycle in keysentry:\n" + _describe(cycle), pytrace=False)
+
+
+#: Web frameworks, by the top-level package they are imported as.
+FRAMEWORKS = frozenset({"starlette", "fastapi", "flask", "werkzeug"})
+
+
+@pytest.mark.parametrize(
+    ("module", "frameworks"),
+    [
+        ("keysentry", set()),
+        ("keysentry.starlette", {"starlette"}),
+        ("keysentry.fastapi", {"fastapi", "starlette"}),  # FastAPI is built on Starlette
+        ("keysentry.flask", {"flask", "werkzeug"}),
+    ],
+)
+def test_each_framework_helper_imports_its_own_framework_only(
+    module: str, frameworks: set[str]
+) -> None:
+    graph, outside = import_graph(PACKAGE), outside_imports(PACKAGE)
+    reached, todo = {module}, [module]
+    while todo:
+        for edge in graph[todo.pop()]:
+            if edge.target not in reached:
+                reached.add(edge.target)
+                todo.append(edge.target)
+    imported = {top: m for m in sorted(reached) for top in outside[m] & FRAMEWORKS}
+    assert set(imported) == frameworks, f"{module} reaches {imported} (framework: importer)"
+
+
+def test_no_module_imports_another_ones_private_names() -> None:
+    """What two modules share lives in a module of its own (``_asgi_scopes.py``, ``_urls.py``),
+    under public names there, rather than behind one module's underscore."""
+    modules = _modules(PACKAGE)
+    private = [
+        f"{where}: {candidates[0]}"
+        for _, candidates, where in _imports(PACKAGE)
+        if len(candidates) == 2
+        and candidates[1] in modules
+        and candidates[0] not in modules
+        and candidates[0].rpartition(".")[2].startswith("_")
+        and not candidates[0].endswith("__")
+    ]
+    assert private == []
 
 
 def test_the_graph_sees_function_level_and_relative_imports() -> None:
