@@ -15,18 +15,14 @@ waits on a socket.
 
 from __future__ import annotations
 
-import hashlib
-from importlib.resources import files
-
-from .._redis import RedisBackend
+from .._redis import LuaScript, RedisBackend
 from .._urls import safe_url
 from ..errors import StoreUnavailable
 from .gcra import Policy, RateDecision, describe
 
 __all__ = ["RedisLimiter"]
 
-SCRIPT = (files(__package__) / "lua" / "gcra.lua").read_text()
-SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
+GCRA = LuaScript(__package__, "gcra.lua")
 
 
 class RedisLimiter(RedisBackend):
@@ -49,9 +45,6 @@ class RedisLimiter(RedisBackend):
         cooldown: float = 2.0,
     ) -> None:
         super().__init__(url, timeout=timeout, failures=failures, cooldown=cooldown)
-        from redis.exceptions import NoScriptError
-
-        self._no_script = NoScriptError
         self.namespace = namespace
 
     def __repr__(self) -> str:
@@ -77,10 +70,7 @@ class RedisLimiter(RedisBackend):
         name = self.state_key(key)
         args = self._args(policies, cost)
         try:
-            try:
-                reply = client.evalsha(SCRIPT_SHA, 1, name, *args)
-            except self._no_script:
-                reply = client.eval(SCRIPT, 1, name, *args)
+            reply = GCRA.run(client, (name,), args)
         except self._errors as exc:
             self.breaker.failure()
             raise StoreUnavailable(f"Redis limiter failed: {type(exc).__name__}") from exc
@@ -97,10 +87,7 @@ class RedisLimiter(RedisBackend):
         name = self.state_key(key)
         args = self._args(policies, cost)
         try:
-            try:
-                reply = await client.evalsha(SCRIPT_SHA, 1, name, *args)
-            except self._no_script:
-                reply = await client.eval(SCRIPT, 1, name, *args)
+            reply = await GCRA.arun(client, (name,), args)
         except self._errors as exc:
             self.breaker.failure()
             raise StoreUnavailable(f"Redis limiter failed: {type(exc).__name__}") from exc
