@@ -15,14 +15,12 @@ import functools
 import hashlib
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from importlib.resources import files
 from typing import Any
 
 from ._urls import safe_url, scrub
-from .breaker import CircuitBreaker
-from .errors import KeysentryError, StoreUnavailable
+from .breaker import CircuitBreaker, Guarded
 
 __all__ = ["LuaScript", "RedisBackend", "client_options"]
 
@@ -147,28 +145,10 @@ class RedisBackend:
             )
         return client
 
-    @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        """Run one exchange with the server under the breaker; driver errors become
-        :class:`StoreUnavailable`.
-
-        Usable around ``await`` too. keysentry's own errors and ``ValueError`` raised inside
-        (a missing key, a refused change) mean the server answered: they count as a success.
-        """
-        if not self.breaker.allow():
-            raise StoreUnavailable(f"{self.kind} circuit is open: {what} not attempted")
-        try:
-            yield
-        except self._errors as exc:
-            self.breaker.failure()
-            raise StoreUnavailable(f"{self.kind} {what} failed: {type(exc).__name__}") from exc
-        except (KeysentryError, ValueError):
-            self.breaker.success()
-            raise
-        except BaseException:
-            self.breaker.failure()  # cancelled mid-call: count it, so a trial is not lost
-            raise
-        self.breaker.success()
+    def _guard(self, what: str) -> Guarded:
+        """One exchange with the server under the breaker (:class:`Guarded`): Redis errors,
+        and the socket's, become :class:`StoreUnavailable`. Usable around ``await`` too."""
+        return Guarded(self.breaker, self.kind, what, self._errors)
 
     def close(self) -> None:
         """Close the blocking client. A later call builds a new one."""
