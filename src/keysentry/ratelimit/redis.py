@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from .._redis import LuaScript, RedisBackend
 from .._urls import safe_url
-from ..errors import StoreUnavailable
 from .gcra import Policy, RateDecision, describe
 
 __all__ = ["RedisLimiter"]
@@ -64,38 +63,17 @@ class RedisLimiter(RedisBackend):
         return args
 
     def hit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
-        if not self.breaker.allow():
-            raise StoreUnavailable("Redis limiter circuit is open")
-        client = self._client()
-        name = self.state_key(key)
-        args = self._args(policies, cost)
-        try:
-            reply = GCRA.run(client, (name,), args)
-        except self._errors as exc:
-            self.breaker.failure()
-            raise StoreUnavailable(f"Redis limiter failed: {type(exc).__name__}") from exc
-        except BaseException:
-            self.breaker.failure()  # never leave a trial call unaccounted for
-            raise
-        self.breaker.success()
+        name, args = self.state_key(key), self._args(policies, cost)
+        with self._guard("hit"):
+            reply = GCRA.run(self._client(), (name,), args)
         return describe(policies, reply[2:], reply[1], reply[0] == 1, cost)
 
     async def ahit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
-        if not self.breaker.allow():
-            raise StoreUnavailable("Redis limiter circuit is open")
-        client = self._aclient()
-        name = self.state_key(key)
-        args = self._args(policies, cost)
-        try:
-            reply = await GCRA.arun(client, (name,), args)
-        except self._errors as exc:
-            self.breaker.failure()
-            raise StoreUnavailable(f"Redis limiter failed: {type(exc).__name__}") from exc
-        except BaseException:
-            self.breaker.failure()  # cancelled mid-call: count it, so a trial is not lost
-            raise
-        self.breaker.success()
+        name, args = self.state_key(key), self._args(policies, cost)
+        with self._guard("hit"):
+            reply = await GCRA.arun(self._aclient(), (name,), args)
         return describe(policies, reply[2:], reply[1], reply[0] == 1, cost)
 
     def reset(self, key: str) -> None:
-        self._client().delete(self.state_key(key))
+        with self._guard("reset"):
+            self._client().delete(self.state_key(key))
