@@ -7,15 +7,23 @@ are importable from here too.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._urls import REDIS_SCHEMES, SQL_SCHEMES, safe_url, scheme_of, scrub, take_param
 from .memory import MemoryStore
 
-__all__ = ["from_url", "safe_url", "scrub"]
+if TYPE_CHECKING:  # imported when a URL names them: redis-py, SQLAlchemy only then
+    from .redis import RedisStore
+    from .sql import SQLStore
+
+__all__ = ["AnyStore", "from_url", "safe_url", "scrub"]
+
+#: What :func:`from_url` returns: each of these is both a
+#: :class:`~keysentry.stores.base.KeyStore` and an :class:`~keysentry.stores.base.AsyncKeyStore`.
+AnyStore: TypeAlias = "MemoryStore | RedisStore | SQLStore"
 
 
-def from_url(url: str, **options: Any) -> Any:
+def from_url(url: str, **options: Any) -> AnyStore:
     """A store for ``url``; ``options`` go to the store's constructor.
 
     * ``memory://``: :class:`MemoryStore`, in this process only;
