@@ -51,7 +51,7 @@ from inprocess import (
 from keysentry import ASGIMiddleware, Keysentry, MemoryStore, Rate, WSGIMiddleware
 from keysentry.ratelimit import Limiter, MemoryLimiter
 from keysentry.ratelimit.gcra import Policy
-from keysentry.ratelimit.redis import SCRIPT, SCRIPT_SHA, RedisLimiter
+from keysentry.ratelimit.redis import GCRA, RedisLimiter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Everything this run writes to Redis starts with this; the cleanup deletes ``PREFIX*``.
@@ -120,7 +120,7 @@ class EvalshaASGI:
         self.key = f"{PREFIX}evalsha-asgi:{{bench}}"
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.client.evalsha(SCRIPT_SHA, 1, self.key, *EVALSHA_ARGS)
+        await self.client.evalsha(GCRA.sha, 1, self.key, *EVALSHA_ARGS)
         await self.app(scope, receive, send)
 
 
@@ -133,7 +133,7 @@ class EvalshaWSGI:
         self.key = f"{PREFIX}evalsha-wsgi:{{bench}}"
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
-        self.client.evalsha(SCRIPT_SHA, 1, self.key, *EVALSHA_ARGS)
+        self.client.evalsha(GCRA.sha, 1, self.key, *EVALSHA_ARGS)
         return self.app(environ, start_response)
 
 
@@ -214,7 +214,7 @@ def build(s: Setup) -> None:
     flask_evalsha = flask_bare()
     s.evalsha = EvalshaASGI(starlette_app()), EvalshaWSGI(flask_evalsha.wsgi_app)
     flask_evalsha.wsgi_app = s.evalsha[1]  # type: ignore[method-assign]
-    s.evalsha[1].client.script_load(SCRIPT)
+    GCRA.load(s.evalsha[1].client)
     s.variants += [
         make("starlette-evalsha", s.evalsha[0], auth, f"Bearer {key}", 200, "starlette"),
         make("flask-evalsha", flask_evalsha, auth, f"Bearer {key}", 200, "flask"),

@@ -3,12 +3,15 @@ Keysentry on top of it through Starlette and Flask, including a server that dies
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 
 import pytest
 
 from keysentry import KeyChanges, KeyNotFound, Keysentry, StoreUnavailable, from_url
+from keysentry.stores.base import Usage
 from keysentry.stores.redis import RedisStore
 from keysentry.testing import AsyncKeyStoreContract, KeyStoreContract, make_record
 
@@ -274,4 +277,40 @@ def test_stalled_redis_costs_at_most_the_timeout(redis_server: RedisServer, fram
         assert sorted(waits)[:4] == pytest.approx([0, 0, 0, 0], abs=0.1)
     finally:
         redis_server.thaw()
+    store.close()
+
+
+def test_every_script_runs_again_after_a_script_flush(redis_server: RedisServer) -> None:
+    """A restarted or failed-over server has no scripts: each is sent again, on both faces."""
+    import redis
+
+    store = RedisStore(redis_server.url)
+    flush = redis.Redis.from_url(redis_server.url).script_flush
+    used = Usage(1, datetime(2030, 1, 2, tzinfo=timezone.utc))
+
+    flush()
+    record = make_record(credits=3)
+    store.create(record)
+    flush()
+    assert store.update(record.id, {"name": "flushed"}).name == "flushed"
+    flush()
+    assert store.spend_credits(record.id) == 2
+    flush()
+    store.record_usage({record.id: used})
+
+    async def async_face() -> None:
+        flush()
+        twin = make_record(credits=3)
+        await store.acreate(twin)
+        flush()
+        assert (await store.aupdate(twin.id, {"name": "again"})).name == "again"
+        flush()
+        assert await store.aspend_credits(twin.id) == 2
+        flush()
+        await store.arecord_usage({twin.id: used})
+        assert (await store.aget(twin.id)).last_used_at == used.last_used_at  # type: ignore[union-attr]
+        await store.aclose()
+
+    asyncio.run(async_face())
+    assert store.get(record.id).last_used_at == used.last_used_at  # type: ignore[union-attr]
     store.close()

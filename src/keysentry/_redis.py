@@ -1,5 +1,5 @@
-"""What every Redis-backed part of keysentry shares: how clients are built, and how failures
-become :class:`~keysentry.errors.StoreUnavailable`.
+"""What every Redis-backed part of keysentry shares: how clients are built, how failures
+become :class:`~keysentry.errors.StoreUnavailable`, and how the package's Lua scripts run.
 
 Clients use short timeouts and never retry on their own: a request must not wait on a sick
 server longer than one timeout, and a :class:`~keysentry.breaker.CircuitBreaker` stops even that
@@ -11,17 +11,18 @@ per loop, dropped (and its connections with it) when the loop is.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from importlib.resources import files
 from typing import Any
 
-from .breaker import CircuitBreaker
-from .errors import KeysentryError, StoreUnavailable
-from .stores.url import safe_url, scrub
+from ._urls import safe_url, scrub
+from .breaker import CircuitBreaker, Guarded
 
-__all__ = ["RedisBackend", "client_options"]
+__all__ = ["LuaScript", "RedisBackend", "client_options"]
 
 
 def client_options(timeout: float) -> dict[str, Any]:
@@ -35,6 +36,57 @@ def client_options(timeout: float) -> dict[str, Any]:
         "retry": Retry(NoBackoff(), 0),
         "health_check_interval": 0,
     }
+
+
+class LuaScript:
+    """A Lua script of this package (``<package>/lua/<name>``), run by ``EVALSHA``.
+
+    On ``NOSCRIPT`` (a restarted or failed-over server, a ``SCRIPT FLUSH``) it is sent once
+    with ``EVAL``, which caches it on the server again. Clients are redis-py's, blocking
+    (:meth:`run`) or asyncio (:meth:`arun`); redis-py is imported only when a call fails.
+    """
+
+    __slots__ = ("name", "sha", "text")
+
+    def __init__(self, package: str, name: str) -> None:
+        self.name = name
+        self.text = (files(package) / "lua" / name).read_text(encoding="utf-8")
+        self.sha = hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"LuaScript({self.name!r}, sha={self.sha[:12]})"
+
+    def run(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except _no_script():
+            return client.eval(self.text, len(keys), *keys, *args)
+
+    async def arun(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except _no_script():
+            return await client.eval(self.text, len(keys), *keys, *args)
+
+    def load(self, client: Any) -> None:
+        """Make sure the server has the script (``SCRIPT LOAD`` is idempotent): before
+        :meth:`queue`, where a ``NOSCRIPT`` reply cannot be retried command by command."""
+        client.script_load(self.text)
+
+    async def aload(self, client: Any) -> None:
+        await client.script_load(self.text)
+
+    def queue(self, pipeline: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Add one call to a pipeline, by ``EVALSHA`` only: :meth:`load` it first."""
+        pipeline.evalsha(self.sha, len(keys), *keys, *args)
+
+
+@functools.cache
+def _no_script() -> type[Exception]:
+    # Called only when a script call raised: an except clause is evaluated when reached.
+    from redis.exceptions import NoScriptError
+
+    return NoScriptError
 
 
 class RedisBackend:
@@ -93,28 +145,10 @@ class RedisBackend:
             )
         return client
 
-    @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        """Run one exchange with the server under the breaker; driver errors become
-        :class:`StoreUnavailable`.
-
-        Usable around ``await`` too. keysentry's own errors and ``ValueError`` raised inside
-        (a missing key, a refused change) mean the server answered: they count as a success.
-        """
-        if not self.breaker.allow():
-            raise StoreUnavailable(f"{self.kind} circuit is open: {what} not attempted")
-        try:
-            yield
-        except self._errors as exc:
-            self.breaker.failure()
-            raise StoreUnavailable(f"{self.kind} {what} failed: {type(exc).__name__}") from exc
-        except (KeysentryError, ValueError):
-            self.breaker.success()
-            raise
-        except BaseException:
-            self.breaker.failure()  # cancelled mid-call: count it, so a trial is not lost
-            raise
-        self.breaker.success()
+    def _guard(self, what: str) -> Guarded:
+        """One exchange with the server under the breaker (:class:`Guarded`): Redis errors,
+        and the socket's, become :class:`StoreUnavailable`. Usable around ``await`` too."""
+        return Guarded(self.breaker, self.kind, what, self._errors)
 
     def close(self) -> None:
         """Close the blocking client. A later call builds a new one."""

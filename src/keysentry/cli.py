@@ -1,8 +1,9 @@
 """The ``keysentry`` command: its arguments, the guard it builds, and one-line errors.
 
 ``keysentry demo`` serves an example API (``demo.py``); ``keysentry keys ...`` manages keys on a
-store (``cli_keys.py``). Both build their guard with :func:`guard_from_env`, so a key created
-by the CLI verifies in the demo, or in any app that follows the same rule, on the same store.
+store (``cli_keys.py``). Both build their guard with :func:`guard_from_env` (``cli_env.py``,
+re-exported here), so a key created by the CLI verifies in the demo, or in any app that follows
+the same rule, on the same store.
 
 Exit status: 0 done, 1 the store or the key said no (unknown id, store unreachable, a change
 the key's state forbids), 2 the command line itself was wrong. Errors are one line on stderr,
@@ -16,71 +17,20 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from . import __version__
+from ._urls import safe_url, scrub
+from .cli_env import DEFAULT_STORE, INVALIDATOR_ENV, STORE_ENV, default_store, guard_from_env
 from .core import Keysentry
 from .errors import KeyNotFound, KeysentryError, StoreUnavailable
-from .keys import Digester
 from .stores.base import KeyStore
-from .stores.url import from_url, safe_url, scrub
 
 __all__ = ["DEFAULT_STORE", "guard_from_env", "main"]
 
-#: The embedded default: a SQLite file in the working directory, shared by every command.
-DEFAULT_STORE = "sqlite:///keysentry.db"
-STORE_ENV = "KEYSENTRY_STORE"
-INVALIDATOR_ENV = "KEYSENTRY_INVALIDATOR"
-SECRET_ENV = "KEYSENTRY_SECRET"  # noqa: S105 (the variable's name, not a secret)
 #: Seconds a store call of the CLI may take. Longer than an app's request-path default: an
 #: operator may be far from the store, and nobody is waiting on a response.
 CLI_TIMEOUT = 3.0
-
-
-def default_store() -> str:
-    return os.environ.get(STORE_ENV) or DEFAULT_STORE
-
-
-def guard_from_env(
-    store_url: str,
-    *,
-    store_options: dict[str, Any] | None = None,
-    invalidator_url: str | None = None,
-    **options: Any,
-) -> Keysentry:
-    """The guard on ``store_url``'s store, digesting keys with ``$KEYSENTRY_SECRET`` when set.
-
-    Every command builds its guard here: a key verifies only under the digest it was created
-    with, so the demo and ``keysentry keys`` must agree on the secret. With a Redis URL for
-    pub/sub invalidation (``invalidator_url`` or ``$KEYSENTRY_INVALIDATOR``), the guard
-    announces its changes (``keys``) and hears others' (``demo``) at once.
-    """
-    invalidator_url = invalidator_url or os.environ.get(INVALIDATOR_ENV) or None
-    if invalidator_url is not None:
-        from .invalidation import RedisInvalidator
-
-        try:
-            options["invalidator"] = RedisInvalidator(invalidator_url)
-        except ValueError as exc:
-            shown = safe_url(invalidator_url)
-            raise ValueError(f"invalidator {shown}: {scrub(str(exc), invalidator_url)}") from None
-    try:
-        store = from_url(store_url, **(store_options or {}))
-    except ValueError as exc:
-        raise ValueError(f"store {safe_url(store_url)}: {scrub(str(exc), store_url)}") from None
-    except ImportError as exc:  # the store's client library is not installed
-        raise ImportError(f"store {safe_url(store_url)}: {scrub(str(exc), store_url)}") from None
-    secret = os.environ.get(SECRET_ENV) or None
-    try:
-        Digester(secret)  # the one setting here that comes from the environment: say so
-    except ValueError as exc:
-        store.close()
-        raise ValueError(f"${SECRET_ENV}: {exc}") from None
-    try:
-        return Keysentry(store, secret=secret, **options)
-    except (ValueError, TypeError):
-        store.close()
-        raise
 
 
 class _Parser(argparse.ArgumentParser):

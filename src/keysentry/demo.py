@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from ._urls import safe_url
 from .asgi import ASGIMiddleware
-from .cli import DEFAULT_STORE, guard_from_env
+from .cli_env import DEFAULT_STORE, guard_from_env
 from .core import Keysentry
 from .ratelimit import Limiter, MemoryLimiter
 from .records import Rate
-from .stores.url import safe_url
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 __all__ = ["DEFAULT_STORE", "build_app", "run"]
 
 
-def build_app(ks: Keysentry) -> Any:
+def build_app(ks: Keysentry) -> Starlette:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse

@@ -40,13 +40,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from ._asgi_scopes import deny, identity_of, refund
 from ._scopes import UNAUTHENTICATED, Requirement
 from .asgi import ASGIMiddleware
 from .core import Keysentry
 from .errors import Denial
 from .records import KeyIdentity
 from .responses import Rendered
-from .starlette import _deny, _identity_of, _refund
 
 __all__ = ["FastAPIKeys", "Refused"]
 
@@ -85,7 +85,7 @@ class Refused(HTTPException):
 
 async def _render_refused(conn: HTTPConnection, exc: Exception) -> Response | None:
     assert isinstance(exc, Refused)
-    return await _deny(conn, exc.rendered, exc.denial.code)
+    return await deny(conn, exc.rendered, exc.denial.code)
 
 
 class _Bearer(HTTPBearer):
@@ -189,10 +189,10 @@ class FastAPIKeys:
         guard = self.keysentry
 
         async def api_key(conn: HTTPConnection, **_schemes: None) -> KeyIdentity:
-            identity = _identity_of(conn)
+            identity = identity_of(conn)
             denial = requirement.check(identity)
             if denial is insufficient:
-                await _refund(guard, conn)
+                await refund(guard, conn)
                 raise Refused(forbidden)
             if denial is not None:
                 raise Refused(unauthenticated)

@@ -50,8 +50,8 @@ from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 from ._redis import RedisBackend, client_options
+from ._urls import safe_url
 from .breaker import CircuitBreaker
-from .stores.url import safe_url
 
 __all__ = ["RedisInvalidator"]
 

@@ -27,81 +27,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from starlette.requests import HTTPConnection
-from starlette.responses import Response
-from starlette.websockets import WebSocket
 
+from ._asgi_scopes import DenialResponse, deny, identity_of, refund, refund_from_thread
 from ._scopes import UNAUTHENTICATED, Requirement
-from .core import CHARGED, Keysentry
-from .responses import Rendered
-from .stores.base import KeyStore
+from .core import Keysentry
 
 __all__ = ["DenialResponse", "Scopes"]
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
-
-#: ASGI extension that lets a refused websocket handshake carry an HTTP response.
-_DENIAL_EXTENSION = "websocket.http.response"
-
-
-class DenialResponse(Response):
-    """A refusal as rendered by a guard (``ks.render(denial)``), as a Starlette response."""
-
-    def __init__(self, rendered: Rendered) -> None:
-        self.status_code = rendered.status
-        self.body = rendered.body
-        self.background = None
-        # A copy: outer middleware (CORS, for one) may append to the header list it is sent.
-        self.raw_headers = list(rendered.headers)
-
-
-def _identity_of(conn: HTTPConnection) -> object:
-    """What the middleware left for this request (a :class:`~keysentry.KeyIdentity`), or None.
-
-    Read from the scope itself: ``request.state`` would build a ``State`` object to answer.
-    Shared with ``fastapi.py``.
-    """
-    state = conn.scope.get("state")
-    return state.get("api_key") if state else None
-
-
-def _charged(conn: HTTPConnection) -> str | None:
-    """The credit account the middleware charged for this request (taken: refunded once)."""
-    state = conn.scope.get("state")
-    return state.pop(CHARGED, None) if state else None
-
-
-async def _refund(keysentry: Keysentry, conn: HTTPConnection) -> None:
-    """A request refused for a scope spends no credit: give back what the middleware took."""
-    account = _charged(conn)
-    if account is not None:
-        await keysentry.arefund(account)
-
-
-def _refund_from_thread(keysentry: Keysentry, conn: HTTPConnection) -> None:
-    """:func:`_refund` for a sync endpoint, on Starlette's threadpool."""
-    account = _charged(conn)
-    if account is None:
-        return
-    if isinstance(keysentry.store, KeyStore):
-        keysentry.refund(account)
-    else:
-        import anyio.from_thread
-
-        anyio.from_thread.run(keysentry.arefund, account)
-
-
-async def _deny(conn: HTTPConnection, rendered: Rendered, code: str) -> Response | None:
-    """Answer a refusal: the response to send for HTTP; for a websocket, refuse the handshake
-    here (the HTTP response where the server supports it, else a close with 1008, as the
-    middleware does) and return None."""
-    if conn.scope["type"] != "websocket":
-        return DenialResponse(rendered)
-    websocket = cast(WebSocket, conn)
-    if _DENIAL_EXTENSION in (conn.scope.get("extensions") or {}):
-        await websocket.send_denial_response(DenialResponse(rendered))
-    else:
-        await websocket.close(1008, code)
-    return None
 
 
 class Scopes:
@@ -140,21 +73,21 @@ class Scopes:
                 @functools.wraps(endpoint)
                 async def guarded(*args: Any) -> Any:
                     conn: HTTPConnection = args[-1]
-                    denial = requirement.check(_identity_of(conn))
+                    denial = requirement.check(identity_of(conn))
                     if denial is insufficient:
-                        await _refund(guard, conn)
-                        return await _deny(conn, forbidden, denial.code)
+                        await refund(guard, conn)
+                        return await deny(conn, forbidden, denial.code)
                     if denial is not None:
-                        return await _deny(conn, unauthenticated, denial.code)
+                        return await deny(conn, unauthenticated, denial.code)
                     return await endpoint(*args)
 
                 return cast(Endpoint, guarded)
 
             @functools.wraps(endpoint)
             def guarded_sync(*args: Any) -> Any:
-                denial = requirement.check(_identity_of(args[-1]))
+                denial = requirement.check(identity_of(args[-1]))
                 if denial is insufficient:
-                    _refund_from_thread(guard, args[-1])
+                    refund_from_thread(guard, args[-1])
                     return DenialResponse(forbidden)
                 if denial is not None:
                     return DenialResponse(unauthenticated)

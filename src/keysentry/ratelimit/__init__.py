@@ -1,8 +1,13 @@
 """Per-key rate limiting: GCRA math (``gcra``), backends (``memory``, ``redis``), headers."""
 
+from typing import TYPE_CHECKING
+
 from .base import Limiter
 from .gcra import Policy, RateDecision
 from .memory import MemoryLimiter
+
+if TYPE_CHECKING:  # loaded on first use, by __getattr__
+    from .redis import RedisLimiter
 
 __all__ = ["Limiter", "MemoryLimiter", "Policy", "RateDecision", "RedisLimiter"]
 

@@ -15,18 +15,13 @@ waits on a socket.
 
 from __future__ import annotations
 
-import hashlib
-from importlib.resources import files
-
-from .._redis import RedisBackend
-from ..errors import StoreUnavailable
-from ..stores.url import safe_url
+from .._redis import LuaScript, RedisBackend
+from .._urls import safe_url
 from .gcra import Policy, RateDecision, describe
 
 __all__ = ["RedisLimiter"]
 
-SCRIPT = (files(__package__) / "lua" / "gcra.lua").read_text()
-SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
+GCRA = LuaScript(__package__, "gcra.lua")
 
 
 class RedisLimiter(RedisBackend):
@@ -49,9 +44,6 @@ class RedisLimiter(RedisBackend):
         cooldown: float = 2.0,
     ) -> None:
         super().__init__(url, timeout=timeout, failures=failures, cooldown=cooldown)
-        from redis.exceptions import NoScriptError
-
-        self._no_script = NoScriptError
         self.namespace = namespace
 
     def __repr__(self) -> str:
@@ -71,44 +63,17 @@ class RedisLimiter(RedisBackend):
         return args
 
     def hit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
-        if not self.breaker.allow():
-            raise StoreUnavailable("Redis limiter circuit is open")
-        client = self._client()
-        name = self.state_key(key)
-        args = self._args(policies, cost)
-        try:
-            try:
-                reply = client.evalsha(SCRIPT_SHA, 1, name, *args)
-            except self._no_script:
-                reply = client.eval(SCRIPT, 1, name, *args)
-        except self._errors as exc:
-            self.breaker.failure()
-            raise StoreUnavailable(f"Redis limiter failed: {type(exc).__name__}") from exc
-        except BaseException:
-            self.breaker.failure()  # never leave a trial call unaccounted for
-            raise
-        self.breaker.success()
+        name, args = self.state_key(key), self._args(policies, cost)
+        with self._guard("hit"):
+            reply = GCRA.run(self._client(), (name,), args)
         return describe(policies, reply[2:], reply[1], reply[0] == 1, cost)
 
     async def ahit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
-        if not self.breaker.allow():
-            raise StoreUnavailable("Redis limiter circuit is open")
-        client = self._aclient()
-        name = self.state_key(key)
-        args = self._args(policies, cost)
-        try:
-            try:
-                reply = await client.evalsha(SCRIPT_SHA, 1, name, *args)
-            except self._no_script:
-                reply = await client.eval(SCRIPT, 1, name, *args)
-        except self._errors as exc:
-            self.breaker.failure()
-            raise StoreUnavailable(f"Redis limiter failed: {type(exc).__name__}") from exc
-        except BaseException:
-            self.breaker.failure()  # cancelled mid-call: count it, so a trial is not lost
-            raise
-        self.breaker.success()
+        name, args = self.state_key(key), self._args(policies, cost)
+        with self._guard("hit"):
+            reply = await GCRA.arun(self._aclient(), (name,), args)
         return describe(policies, reply[2:], reply[1], reply[0] == 1, cost)
 
     def reset(self, key: str) -> None:
-        self._client().delete(self.state_key(key))
+        with self._guard("reset"):
+            self._client().delete(self.state_key(key))

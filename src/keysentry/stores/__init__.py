@@ -6,11 +6,15 @@ picks a backend from a URL. The remote stores load on first use, so ``import key
 free of sqlalchemy and redis-py.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import AsyncKeyStore, KeyChanges, KeyStore, apply_changes
 from .memory import MemoryStore
 from .url import from_url
+
+if TYPE_CHECKING:  # loaded on first use, by __getattr__
+    from .redis import RedisStore
+    from .sql import SQLStore
 
 __all__ = [
     "AsyncKeyStore",

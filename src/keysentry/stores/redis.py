@@ -43,10 +43,10 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from datetime import timezone
-from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
-from .._redis import RedisBackend
+from .._redis import LuaScript, RedisBackend
+from .._urls import safe_url
 from ..errors import (
     Conflict,
     DuplicateKey,
@@ -58,7 +58,6 @@ from ..keys import shown_id
 from ..records import KeyRecord
 from .base import KeyChanges, Usage, apply_changes, check_expected
 from .codec import decode, encode
-from .url import safe_url
 
 if TYPE_CHECKING:
     from ..invalidation import RedisInvalidator
@@ -68,18 +67,10 @@ __all__ = ["RedisStore"]
 log = logging.getLogger("keysentry")
 
 
-class _Script:
-    """A Lua script of this package, run by EVALSHA (EVAL when the server lacks it)."""
-
-    def __init__(self, name: str) -> None:
-        self.text = (files(__package__) / "lua" / name).read_text()
-        self.sha = hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
-
-
-CREATE = _Script("create.lua")
-SPEND = _Script("spend.lua")
-UPDATE = _Script("update.lua")
-USAGE = _Script("usage.lua")
+CREATE = LuaScript(__package__, "create.lua")
+SPEND = LuaScript(__package__, "spend.lua")
+UPDATE = LuaScript(__package__, "update.lua")
+USAGE = LuaScript(__package__, "usage.lua")
 
 #: Ids this store accepts: public key ids are 12 of these characters. Anything longer or
 #: stranger is refused before it can become part of a Redis key name (a full key passed where
@@ -128,9 +119,6 @@ class RedisStore(RedisBackend):
         invalidator: RedisInvalidator | None = None,
     ) -> None:
         super().__init__(url, timeout=timeout, failures=failures, cooldown=cooldown)
-        from redis.exceptions import NoScriptError
-
-        self._no_script = NoScriptError
         if not namespace:
             raise ValueError("a RedisStore needs a non-empty namespace")
         self.namespace = namespace
@@ -235,18 +223,6 @@ class RedisStore(RedisBackend):
             raise self._not_found(key_id)
         return record
 
-    def _run(self, client: Any, script: _Script, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return client.evalsha(script.sha, len(keys), *keys, *args)
-        except self._no_script:
-            return client.eval(script.text, len(keys), *keys, *args)
-
-    async def _arun(self, client: Any, script: _Script, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
-        except self._no_script:
-            return await client.eval(script.text, len(keys), *keys, *args)
-
     def _spent(self, key_id: str, reply: list[int]) -> int | None:
         code = reply[0]
         if code == 0:
@@ -265,10 +241,10 @@ class RedisStore(RedisBackend):
         ]
 
     def _record_usage_in(self, pipe: Any, usage: Mapping[str, Usage]) -> None:
-        # Scripts are loaded first (SCRIPT LOAD is idempotent), so EVALSHA cannot miss within
-        # the pipeline, where a NOSCRIPT reply cannot be retried command by command.
+        # The script is loaded first, so EVALSHA cannot miss within the pipeline, where a
+        # NOSCRIPT reply cannot be retried command by command.
         for keys, args in self._usage_calls(usage):
-            pipe.evalsha(USAGE.sha, 1, *keys, *args)
+            USAGE.queue(pipe, keys, args)
 
     @staticmethod
     def _not_found(key_id: str) -> KeyNotFound:
@@ -321,7 +297,7 @@ class RedisStore(RedisBackend):
     def create(self, record: KeyRecord) -> None:
         keys, args = self._create_call(record)
         with self._guard("create"):
-            code = self._run(self._client(), CREATE, keys, args)
+            code = CREATE.run(self._client(), keys, args)
             self._created(code, record)
         self._announce(record)
 
@@ -335,7 +311,7 @@ class RedisStore(RedisBackend):
             for _ in range(_ATTEMPTS):
                 current = _decode(client.hgetall(self.record_key(key_id)))
                 keys, args = self._update_call(key_id, current, changes, expect)
-                reply = self._run(client, UPDATE, keys, args)
+                reply = UPDATE.run(client, keys, args)
                 record = self._updated(key_id, reply, expect)
                 if record is not None:
                     break
@@ -369,7 +345,7 @@ class RedisStore(RedisBackend):
         if not _ID.match(key_id):
             raise self._not_found(key_id)
         with self._guard("spend_credits"):
-            reply = self._run(self._client(), SPEND, [self.record_key(key_id)], [amount])
+            reply = SPEND.run(self._client(), [self.record_key(key_id)], [amount])
         return self._spent(key_id, reply)
 
     def record_usage(self, usage: Mapping[str, Usage]) -> None:
@@ -377,7 +353,7 @@ class RedisStore(RedisBackend):
             return
         with self._guard("record_usage"):
             client = self._client()
-            client.script_load(USAGE.text)
+            USAGE.load(client)
             with client.pipeline(transaction=False) as pipe:
                 self._record_usage_in(pipe, usage)
                 pipe.execute()
@@ -404,7 +380,7 @@ class RedisStore(RedisBackend):
     async def acreate(self, record: KeyRecord) -> None:
         keys, args = self._create_call(record)
         with self._guard("create"):
-            code = await self._arun(self._aclient(), CREATE, keys, args)
+            code = await CREATE.arun(self._aclient(), keys, args)
             self._created(code, record)
         await self._aannounce(record)
 
@@ -418,7 +394,7 @@ class RedisStore(RedisBackend):
             for _ in range(_ATTEMPTS):
                 current = _decode(await client.hgetall(self.record_key(key_id)))
                 keys, args = self._update_call(key_id, current, changes, expect)
-                reply = await self._arun(client, UPDATE, keys, args)
+                reply = await UPDATE.arun(client, keys, args)
                 record = self._updated(key_id, reply, expect)
                 if record is not None:
                     break
@@ -452,7 +428,7 @@ class RedisStore(RedisBackend):
         if not _ID.match(key_id):
             raise self._not_found(key_id)
         with self._guard("spend_credits"):
-            reply = await self._arun(self._aclient(), SPEND, [self.record_key(key_id)], [amount])
+            reply = await SPEND.arun(self._aclient(), [self.record_key(key_id)], [amount])
         return self._spent(key_id, reply)
 
     async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
@@ -460,7 +436,7 @@ class RedisStore(RedisBackend):
             return
         with self._guard("record_usage"):
             client = self._aclient()
-            await client.script_load(USAGE.text)
+            await USAGE.aload(client)
             async with client.pipeline(transaction=False) as pipe:
                 self._record_usage_in(pipe, usage)
                 await pipe.execute()

@@ -41,16 +41,16 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ..breaker import CircuitBreaker
+from .._urls import safe_url, scrub
+from ..breaker import CircuitBreaker, Guarded
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound, StoreUnavailable
 from ..keys import shown_id
 from ..records import KeyRecord
 from .base import KeyChanges, Usage, apply_changes, check_expected
 from .codec import FIELDS, decode, encode
-from .url import safe_url, scrub
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine, Table
@@ -625,36 +625,42 @@ class SQLStore:
 
     # -- error handling --------------------------------------------------------------------------
 
-    def _allow(self) -> None:
-        if not self.breaker.allow():
-            raise StoreUnavailable("SQL store circuit is open (recent calls failed)")
+    def _guard(self, what: str, duplicate: str | None = None) -> Guarded:
+        """One call under the breaker; driver errors become :class:`StoreUnavailable`, or
+        :class:`DuplicateKey` when ``duplicate`` (the id of a record being created) is taken.
+        A store that meets tables of a newer release fails every call: that counts too."""
+        return Guarded(
+            self.breaker,
+            "SQLStore",
+            what,
+            self._errors,
+            translate=partial(self._translate, what=what, duplicate=duplicate),
+            failing=(SchemaVersionError,),
+        )
 
     def _translate(
-        self, exc: BaseException, duplicate: str | None
+        self, exc: BaseException, *, what: str, duplicate: str | None
     ) -> tuple[StoreUnavailable | DuplicateKey, BaseException | None]:
         """The contract error for a driver error (DuplicateKey or StoreUnavailable), and the
         cause to chain it to: None when the driver's text may quote a row's values (a digest),
-        and the error must then be raised outside the handler, lest it be the context."""
+        and the driver's error must then not ride along at all, not even as the context."""
         cause = getattr(exc, "orig", None) or exc
         name = type(cause).__name__
         if duplicate is not None and isinstance(exc, self._integrity_error):
-            self.breaker.success()
             taken = self._taken(cause)
             if taken == "id":
                 return DuplicateKey(f"a key with id {duplicate!r} exists"), None
             if taken == "digest":
                 return DuplicateKey(f"a key with the digest of {duplicate!r} exists"), None
             return DuplicateKey(f"a key with id {duplicate!r} or the same digest exists"), None
-        self.breaker.failure()
+        failed = f"SQLStore {what} failed: {name}"
         if isinstance(exc, self._quoting) or isinstance(cause, self._quoting):
             constraint = getattr(getattr(cause, "diag", None), "constraint_name", None)
             where = f" (constraint {constraint})" if isinstance(constraint, str) else ""
-            return StoreUnavailable(f"SQL store failed: {name}{where}"), None
+            return StoreUnavailable(failed + where), None
         detail = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
         detail = scrub(detail, self.url)  # a driver may quote what it was given to connect
-        return StoreUnavailable(
-            f"SQL store failed: {name}" + (f": {detail}" if detail else "")
-        ), exc
+        return StoreUnavailable(failed + (f": {detail}" if detail else "")), exc
 
     def _taken(self, cause: BaseException) -> str | None:
         """Which unique constraint a duplicate broke, "id" or "digest", by its name only
@@ -677,9 +683,8 @@ class SQLStore:
         is worth one more try: the pool has dropped the dead connections by now."""
         return attempt == 0 and isinstance(exc, self._dbapi_error) and exc.connection_invalidated
 
-    def _read(self, query: Callable[..., T], *args: Any) -> T:
-        self._allow()
-        try:
+    def _read(self, what: str, query: Callable[..., T], *args: Any) -> T:
+        with self._guard(what):
             reader, writer = self._faces()
             self._ensure_tables(writer)
             for attempt in range(2):
@@ -690,45 +695,21 @@ class SQLStore:
                 except self._errors as exc:
                     if not self._retry_read(exc, attempt):
                         raise
-        except self._errors as exc:
-            error, cause = self._translate(exc, None)
-            if cause is not None:
-                raise error from cause
-        except StoreUnavailable:
-            self.breaker.failure()
-            raise
-        else:
-            self.breaker.success()
-            return result
-        raise error  # outside the handler: the driver's text is not even its __context__
+        return result
 
-    def _write(self, query: Callable[..., T], *args: Any, duplicate: str | None = None) -> T:
-        self._allow()
-        try:
+    def _write(
+        self, what: str, query: Callable[..., T], *args: Any, duplicate: str | None = None
+    ) -> T:
+        with self._guard(what, duplicate):
             _, writer = self._faces()
             self._ensure_tables(writer)
             with writer.begin() as conn:
-                result = query(conn, *args)
-        except self._errors as exc:
-            error, cause = self._translate(exc, duplicate)
-            if cause is not None:
-                raise error from cause
-        except StoreUnavailable:
-            self.breaker.failure()
-            raise
-        except (KeyNotFound, InsufficientCredits, ValueError):  # Conflict is a ValueError
-            self.breaker.success()  # a contract error: the database answered
-            raise
-        else:
-            self.breaker.success()
-            return result
-        raise error  # outside the handler: the driver's text is not even its __context__
+                return query(conn, *args)
 
-    async def _aread(self, query: Callable[..., T], *args: Any) -> T:
+    async def _aread(self, what: str, query: Callable[..., T], *args: Any) -> T:
         if self._threaded:
-            return await asyncio.to_thread(self._read, query, *args)
-        self._allow()
-        try:
+            return await asyncio.to_thread(self._read, what, query, *args)
+        with self._guard(what):
             reader, writer = await self._afaces()
             await self._aensure_tables(writer)
             for attempt in range(2):
@@ -739,69 +720,46 @@ class SQLStore:
                 except self._errors as exc:
                     if not self._retry_read(exc, attempt):
                         raise
-        except self._errors as exc:
-            error, cause = self._translate(exc, None)
-            if cause is not None:
-                raise error from cause
-        except StoreUnavailable:
-            self.breaker.failure()
-            raise
-        else:
-            self.breaker.success()
-            return result
-        raise error  # outside the handler: the driver's text is not even its __context__
+        return result
 
-    async def _awrite(self, query: Callable[..., T], *args: Any, duplicate: str | None = None) -> T:
+    async def _awrite(
+        self, what: str, query: Callable[..., T], *args: Any, duplicate: str | None = None
+    ) -> T:
         if self._threaded:
-            return await asyncio.to_thread(self._write, query, *args, duplicate=duplicate)
-        self._allow()
-        try:
+            return await asyncio.to_thread(self._write, what, query, *args, duplicate=duplicate)
+        with self._guard(what, duplicate):
             _, writer = await self._afaces()
             await self._aensure_tables(writer)
             async with writer.begin() as conn:
-                result = await conn.run_sync(query, *args)
-        except self._errors as exc:
-            error, cause = self._translate(exc, duplicate)
-            if cause is not None:
-                raise error from cause
-        except StoreUnavailable:
-            self.breaker.failure()
-            raise
-        except (KeyNotFound, InsufficientCredits, ValueError):  # Conflict is a ValueError
-            self.breaker.success()  # a contract error: the database answered
-            raise
-        else:
-            self.breaker.success()
-            return result
-        raise error  # outside the handler: the driver's text is not even its __context__
+                return await conn.run_sync(query, *args)
 
     # -- the blocking face -----------------------------------------------------------------------
 
     def get(self, key_id: str) -> KeyRecord | None:
-        return self._read(self._queries.get, key_id)
+        return self._read("get", self._queries.get, key_id)
 
     def find_by_digest(self, digest: bytes) -> KeyRecord | None:
-        return self._read(self._queries.find, digest.hex())
+        return self._read("find_by_digest", self._queries.find, digest.hex())
 
     def create(self, record: KeyRecord) -> None:
-        self._write(self._queries.create, _row(record), duplicate=record.id)
+        self._write("create", self._queries.create, _row(record), duplicate=record.id)
 
     def update(
         self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
     ) -> KeyRecord:
-        return self._write(self._queries.update, key_id, changes, expect)
+        return self._write("update", self._queries.update, key_id, changes, expect)
 
     def list_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
     ) -> Sequence[KeyRecord]:
-        return self._read(self._queries.list, owner, after, limit)
+        return self._read("list_keys", self._queries.list, owner, after, limit)
 
     def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
-        return self._write(self._queries.spend, key_id, _amount(amount))
+        return self._write("spend_credits", self._queries.spend, key_id, _amount(amount))
 
     def record_usage(self, usage: Mapping[str, Usage]) -> None:
         if usage:
-            self._write(self._queries.usage, _usage_rows(usage))
+            self._write("record_usage", self._queries.usage, _usage_rows(usage))
 
     def close(self) -> None:
         """Close the blocking engine's connections, and the async engines' when no event loop
@@ -827,30 +785,30 @@ class SQLStore:
     # -- the async face --------------------------------------------------------------------------
 
     async def aget(self, key_id: str) -> KeyRecord | None:
-        return await self._aread(self._queries.get, key_id)
+        return await self._aread("get", self._queries.get, key_id)
 
     async def afind_by_digest(self, digest: bytes) -> KeyRecord | None:
-        return await self._aread(self._queries.find, digest.hex())
+        return await self._aread("find_by_digest", self._queries.find, digest.hex())
 
     async def acreate(self, record: KeyRecord) -> None:
-        await self._awrite(self._queries.create, _row(record), duplicate=record.id)
+        await self._awrite("create", self._queries.create, _row(record), duplicate=record.id)
 
     async def aupdate(
         self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
     ) -> KeyRecord:
-        return await self._awrite(self._queries.update, key_id, changes, expect)
+        return await self._awrite("update", self._queries.update, key_id, changes, expect)
 
     async def alist_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
     ) -> Sequence[KeyRecord]:
-        return await self._aread(self._queries.list, owner, after, limit)
+        return await self._aread("list_keys", self._queries.list, owner, after, limit)
 
     async def aspend_credits(self, key_id: str, amount: int = 1) -> int | None:
-        return await self._awrite(self._queries.spend, key_id, _amount(amount))
+        return await self._awrite("spend_credits", self._queries.spend, key_id, _amount(amount))
 
     async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
         if usage:
-            await self._awrite(self._queries.usage, _usage_rows(usage))
+            await self._awrite("record_usage", self._queries.usage, _usage_rows(usage))
 
     async def aclose(self) -> None:
         """Close the connections of this loop's engine (and of engines of finished loops);

@@ -1,0 +1,182 @@
+"""URLs of backends, as the CLI, the demo and configuration files name them: their scheme, a
+query parameter taken out, and how to show one (or a message that may quote one) without its
+secrets.
+
+The stores, the limiter and the invalidator all import it; it imports none of them, and no
+driver until a URL must be parsed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlencode, urlsplit
+
+__all__ = ["MASK", "REDIS_SCHEMES", "SQL_SCHEMES", "safe_url", "scheme_of", "scrub", "take_param"]
+
+
+#: Schemes of the SQL store (``stores/sql.py``, which imports SQLAlchemy only when used),
+#: with or without a ``+driver``; the store refuses drivers it does not speak.
+SQL_SCHEMES = frozenset({"sqlite", "postgresql", "postgres"})
+#: Schemes redis-py connects to: TCP, TLS, a Unix socket.
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+#: What stands in for a secret.
+MASK = "***"
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
+#: Query parameters whose value is taken for a secret (``password``, ``sslpassword``,
+#: ``auth_token``, ``client_secret``...), by their decoded name, in any case.
+_SECRET_NAME = re.compile(r"pass|pwd|secret|token|credential|api[-_]?key", re.IGNORECASE)
+#: A ``name=`` that may start a parameter: at the start, or after ``?``, ``&``, ``;`` or a
+#: space (libpq's ``key=value`` strings), wherever it is: a password may hold a raw ``?``.
+_PARAM = re.compile(r"(?:^|(?<=[?&;\s]))([^=&;?#\s]+)=")
+#: Where a parameter's value ends: an ``&`` that starts another ``name=``. A lone ``&`` may
+#: belong to the value, as the writer meant it: kept in the mask.
+_VALUE_END = re.compile(r"&(?=[^=&;?#\s]+=)")
+#: Where parsers cut a URL; a part of a secret between two of them may show up on its own in
+#: a parser's message (``Port could not be cast to integer value as 'Le'``).
+_CUTS = re.compile(r"[/?#@:&;=\[\]\s]")
+
+
+def scheme_of(url: str) -> str | None:
+    """The URL's scheme in lower case; None unless it starts with ``scheme://``."""
+    found = _SCHEME.match(url)
+    return found.group(1).lower() if found else None
+
+
+def take_param(url: str, name: str) -> tuple[str, str | None]:
+    """``url`` without the query parameter ``name``, and its value (None when absent)."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    found = [v for k, v in pairs if k == name]
+    if not found:
+        return url, None
+    rest = urlencode([(k, v) for k, v in pairs if k != name])
+    return parts._replace(query=rest).geturl(), found[-1]
+
+
+# -- secrets in URLs -----------------------------------------------------------------------------
+#
+# Parsers disagree on where a URL's password ends. SQLAlchemy's make_url takes everything from
+# the first ':' to the next '@' (so '/', '?', '#' may stand in it raw); urllib, and redis-py on
+# top of it, end the authority at the first '/', '?' or '#' and the password at the last '@'
+# before that; a person may have meant a password with any of these in it. So the mask covers
+# what each of them could read as the password: everything from the first ':' after '://' to
+# the LAST '@' of the URL (more than any parser, never less); and the value of every query
+# parameter whose name says it is a secret, found after any '?', '&' or ';' (a raw '?' in a
+# password starts a query for urllib, not for SQLAlchemy). The text outside the masks is the
+# URL as given, so what is shown is what was typed. The parser that will connect (SQLAlchemy for
+# SQL schemes, redis-py for Redis ones, imported only then and only when installed) then reads
+# the masked URL: should it still find a password or a secret parameter that is not the mask,
+# nothing but the scheme is shown.
+
+
+def _secret_spans(url: str) -> list[tuple[int, int]]:
+    """Sorted, disjoint ``(start, end)`` ranges of ``url`` that may hold a secret."""
+    found = _SCHEME.match(url)
+    start = found.end() if found else 0
+    spans: list[tuple[int, int]] = []
+    at = url.rfind("@", start)
+    if at >= 0:
+        colon = url.find(":", start, at)
+        if colon >= 0:
+            spans.append((colon + 1, at))
+    for param in _PARAM.finditer(url, start):
+        # parse_qsl (SQLAlchemy's and redis-py's reader) decodes names: 'pass%77ord' counts.
+        if _SECRET_NAME.search(unquote_plus(param.group(1))):
+            stop = _VALUE_END.search(url, param.end())
+            spans.append((param.end(), stop.start() if stop else len(url)))
+    merged: list[tuple[int, int]] = []
+    for begin, end in sorted(spans):
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((begin, end))
+    return merged
+
+
+def _read_secrets(url: str) -> list[str] | None:
+    """The secrets the library that connects to ``url`` reads from it: the password and the
+    values of secret-named query parameters. None when that library is not installed, the
+    scheme is not one it reads, or it cannot parse ``url``."""
+    scheme = scheme_of(url)
+    if scheme is None:
+        return None
+    base = scheme.partition("+")[0]
+    found: list[object] = []
+    try:
+        if base in SQL_SCHEMES:
+            try:
+                from sqlalchemy.engine import make_url
+            except ImportError:
+                return None
+            parsed = make_url(url)
+            found.append(parsed.password)
+            for name, value in parsed.query.items():
+                if _SECRET_NAME.search(name):
+                    found += [value] if isinstance(value, str) else list(value)
+        elif base in REDIS_SCHEMES:
+            try:
+                from redis.connection import parse_url
+            except ImportError:
+                return None
+            parse: Callable[[str], dict[str, Any]] = parse_url  # untyped in redis-py
+            # redis+sentinel://, redis+cluster://: the authority and the query read the same.
+            kwargs = parse(base + url[len(scheme) :])
+            found += [v for k, v in kwargs.items() if k == "password" or _SECRET_NAME.search(k)]
+        else:
+            return None
+    except Exception:  # the library cannot parse it, so it cannot connect with it either
+        return None
+    return [str(value) for value in found if value is not None and str(value) != ""]
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its secrets, for ``repr()``, logs, errors and the demo's banner.
+
+    The password in the URL's userinfo, whatever characters it holds, and the value of every
+    query parameter named for a secret (``password``, ``sslpassword``, ``token``...) become
+    ``***``; the rest is shown as given. Never raises: when in doubt, less is shown.
+    """
+    try:
+        spans = _secret_spans(url)
+        parts: list[str] = []
+        last = 0
+        for begin, end in spans:
+            parts += (url[last:begin], MASK)
+            last = end
+        parts.append(url[last:])
+        shown = "".join(parts)
+        if any(value != MASK for value in _read_secrets(shown) or ()):
+            scheme = scheme_of(url)
+            return f"{scheme}://{MASK}" if scheme else MASK
+        return shown
+    except Exception:
+        return MASK
+
+
+def scrub(message: str, url: str) -> str:
+    """``message`` (a driver's, a parser's) without anything of ``url``'s secrets: each one
+    as written, decoded and encoded, and each part of it between two of the characters that
+    parsers cut URLs at. Parts under four characters are taken out only where they stand
+    alone (``'Le'``, not the "le" of "unavailable"); single characters are left. Never
+    raises."""
+    try:
+        fragments: set[str] = set(_read_secrets(url) or ())
+        for begin, end in _secret_spans(url):
+            written = url[begin:end]
+            for form in {written, unquote(written), unquote_plus(written)}:
+                fragments |= {form, quote(form, safe=""), quote_plus(form)}
+                fragments.update(_CUTS.split(form))
+        for fragment in sorted(fragments, key=len, reverse=True):
+            if len(fragment) < 2 or fragment == MASK:
+                continue
+            if len(fragment) >= 4:
+                message = message.replace(fragment, MASK)
+            else:
+                alone = rf"(?<!\w){re.escape(fragment)}(?!\w)"
+                message = re.sub(alone, MASK, message)
+        return message
+    except Exception:
+        return MASK
