@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from redis.connection import parse_url
 from sqlalchemy.engine import make_url
@@ -155,6 +155,9 @@ def test_a_unix_socket_password_is_never_shown(password: str, name: str, in_user
 def test_a_password_parameter_is_never_shown(
     template: str, password: str, name: str, encoded: bool
 ) -> None:
+    # Written raw, '&' or '#' end the value where the parser reads it (password=0&0= is the
+    # password 0 and a parameter named 0): that is another URL, whose other parts show.
+    assume(encoded or not any(c in password for c in "&#"))
     url = template.format(name=name, value=quote_plus(password) if encoded else password)
     shown = template.format(name=name, value="***")
     read = _redis_secrets(url) if url.startswith("redis") else _sql_secrets(url)
