@@ -18,7 +18,6 @@ from .decision import Verdict
 from .errors import Denial
 from .paths import app_path
 from .pipeline import PASS, Admitted, Pending
-from .usage import UsageRecorder
 
 __all__ = ["ASGIMiddleware"]
 
@@ -50,7 +49,7 @@ class ASGIMiddleware:
         if kind != "http" and kind != "websocket":
             usage = self.keysentry.usage
             if kind == "lifespan" and usage is not None:
-                receive = _lifespan(receive, usage)
+                receive = usage.lifespan(receive)
             await self.app(scope, receive, send)
             return
         auth_name = self._auth
@@ -159,18 +158,3 @@ class _HeaderSend:
             # A new message: the app may reuse its own dict and header list across responses.
             message = {**message, "headers": [*message.get("headers", ()), *self.extra]}
         return self.send(message)
-
-
-def _lifespan(receive: Receive, usage: UsageRecorder) -> Receive:
-    """``receive`` that starts the usage flusher at startup and flushes at shutdown, before
-    the app hears of it (its shutdown may close the store)."""
-
-    async def receive_lifespan() -> Message:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            usage.start()
-        elif message["type"] == "lifespan.shutdown":
-            await usage.aclose()
-        return message
-
-    return receive_lifespan

@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -223,6 +223,22 @@ class UsageRecorder:
             await self.aflush()
         except Exception:
             self._failed()
+
+    def lifespan(
+        self, receive: Callable[[], Awaitable[MutableMapping[str, Any]]]
+    ) -> Callable[[], Awaitable[MutableMapping[str, Any]]]:
+        """An ASGI ``receive`` for the lifespan scope that starts the flusher at startup and
+        flushes at shutdown, before the app hears of it (its shutdown may close the store)."""
+
+        async def receive_lifespan() -> MutableMapping[str, Any]:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.start()
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+            return message
+
+        return receive_lifespan
 
     def close(self) -> None:
         """Stop the flusher thread and write what is pending (through the blocking face)."""
