@@ -261,6 +261,13 @@ class Server:
         self.proc.stdin.flush()
         return json.loads(self._line(10.0))  # type: ignore[no-any-return]
 
+    def cpu(self) -> float:
+        """CPU seconds the server process has used, all threads, user and system."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            # Fields 3 onwards (the name, field 2, may hold spaces); 14 and 15: utime, stime.
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def alive(self) -> None:
         if self.proc.poll() is not None:
             raise RuntimeError(f"{self.spec.name}: the server exited\n{self.errors()}")
@@ -502,7 +509,9 @@ def measure_once(
             "hits": hits(server, r),
             "reads": r.reads() if r is not None and spec.limiter == "redis" else None,
         }
+        cpu = server.cpu()
         result = run_wrk(server, args.duration, args.wrk_cpu)
+        result["server_cpu_us_per_request"] = (server.cpu() - cpu) / result["requests"] * 1e6
         notes = [checked, *check_measured(server, r, result, before)]
         result |= {"round": round_, "loop": server.loop, "checks": notes}
         errors = server.errors().strip()
@@ -526,7 +535,8 @@ def run(specs: list[Spec], args: argparse.Namespace, r: Redis | None) -> Results
             print(
                 f"  round {round_ + 1}/{args.rounds}  {spec.name:<30} "
                 f"{result['requests_per_sec']:>9.0f} req/s  p50 {latency['p50']:.2f} ms  "
-                f"p99 {latency['p99']:.2f} ms",
+                f"p99 {latency['p99']:.2f} ms  "
+                f"server {result['server_cpu_us_per_request']:.1f} CPU µs/req",
                 flush=True,
             )
             if round_ == 0:
@@ -549,6 +559,7 @@ def summarize(specs: list[Spec], results: Results) -> list[dict[str, Any]]:
                 "max_rps": max(rps),
                 "p50_ms": statistics.median(x["latency_ms"]["p50"] for x in rounds),
                 "p99_ms": statistics.median(x["latency_ms"]["p99"] for x in rounds),
+                "cpu_us": statistics.median(x["server_cpu_us_per_request"] for x in rounds),
                 "rounds": rounds,
             }
         )
@@ -561,12 +572,13 @@ def summarize(specs: list[Spec], results: Results) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| variant | req/s (median) | req/s min-max | vs bare Starlette | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| variant | req/s (median) | req/s min-max | vs bare Starlette | p50 ms | p99 ms "
+        "| server CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {x['name']} | {x['median_rps']:,.0f} | {x['min_rps']:,.0f}-{x['max_rps']:,.0f} "
-        f"| {x['ratio']:.2f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} |"
+        f"| {x['ratio']:.2f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['cpu_us']:.1f} |"
         for x in rows
     ]
     return "\n".join(lines)

@@ -193,6 +193,7 @@ def test_server(e2e: ModuleType) -> None:
         notes = e2e.check(server, None)
         assert "RateLimit:" in notes
         assert server.stats() == {"limiter_failures": 0}
+        assert 0 < server.cpu() < 60  # the interpreter's start-up at least
         proc = server.proc
     assert proc.returncode is not None
 
@@ -200,24 +201,23 @@ def test_server(e2e: ModuleType) -> None:
 def test_report(e2e: ModuleType, tmp_path: Path) -> None:
     """Medians over rounds, ratios to bare Starlette, the table and the chart."""
 
-    def result(rps: float, p50: float, p99: float) -> dict[str, Any]:
-        return {"requests_per_sec": rps, "latency_ms": {"p50": p50, "p99": p99}}
+    def result(rps: float, p50: float, p99: float, cpu: float = 10.0) -> dict[str, Any]:
+        latency = {"p50": p50, "p99": p99}
+        return {"requests_per_sec": rps, "latency_ms": latency, "server_cpu_us_per_request": cpu}
 
     specs = [e2e.SPECS["starlette"], e2e.SPECS["starlette-keysentry"]]
     results = {
         "starlette": [result(1000, 1.0, 3.0), result(900, 1.2, 2.0), result(1100, 0.9, 9.0)],
-        "starlette-keysentry": [result(500, 2.0, 4.0), result(450, 2.5, 5.0), result(800, 1, 6)],
+        "starlette-keysentry": [result(500, 2, 4, 20), result(450, 2.5, 5, 21), result(800, 1, 6)],
     }
     rows = e2e.summarize(specs, results)
-    assert [(x["median_rps"], x["ratio"], x["p50_ms"], x["p99_ms"]) for x in rows] == [
-        (1000, 1.0, 1.0, 3.0),
-        (500, 0.5, 2.0, 5.0),
-    ]
+    found = [(x["median_rps"], x["ratio"], x["p50_ms"], x["p99_ms"], x["cpu_us"]) for x in rows]
+    assert found == [(1000, 1.0, 1.0, 3.0, 10.0), (500, 0.5, 2.0, 5.0, 20.0)]
     assert rows[1]["min_ratio"] == 0.45
     assert rows[1]["max_ratio"] == 0.8
     lines = e2e.table(rows).splitlines()
-    assert lines[2] == "| starlette | 1,000 | 900-1,100 | 1.00 | 1.00 | 3.00 |"
-    assert lines[3] == "| starlette-keysentry | 500 | 450-800 | 0.50 | 2.00 | 5.00 |"
+    assert lines[2] == "| starlette | 1,000 | 900-1,100 | 1.00 | 1.00 | 3.00 | 10.0 |"
+    assert lines[3] == "| starlette-keysentry | 500 | 450-800 | 0.50 | 2.00 | 5.00 | 20.0 |"
     chart = tmp_path / "e2e.png"
     e2e.chart(rows, str(chart), "test")
     assert chart.read_bytes().startswith(b"\x89PNG")
