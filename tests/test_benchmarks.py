@@ -215,9 +215,10 @@ def test_report(e2e: ModuleType, tmp_path: Path) -> None:
     assert found == [(1000, 1.0, 1.0, 3.0, 10.0), (500, 0.5, 2.0, 5.0, 20.0)]
     assert rows[1]["min_ratio"] == 0.45
     assert rows[1]["max_ratio"] == 0.8
+    assert rows[1]["cpu_ratio"] == 0.5  # bare Starlette's CPU time per request over its own
     lines = e2e.table(rows).splitlines()
-    assert lines[2] == "| starlette | 1,000 | 900-1,100 | 1.00 | 1.00 | 3.00 | 10.0 |"
-    assert lines[3] == "| starlette-keysentry | 500 | 450-800 | 0.50 | 2.00 | 5.00 | 20.0 |"
+    assert lines[2] == "| starlette | 1,000 | 900-1,100 | 1.00 | 1.00 | 3.00 | 10.0 | 1.00 |"
+    assert lines[3] == "| starlette-keysentry | 500 | 450-800 | 0.50 | 2.00 | 5.00 | 20.0 | 0.50 |"
     chart = tmp_path / "e2e.png"
     e2e.chart(rows, str(chart), "test")
     assert chart.read_bytes().startswith(b"\x89PNG")
