@@ -5,8 +5,10 @@ Each variant is one app with one route, ``GET /`` (the apps of ``inprocess.py`` 
 one worker, no access log) pinned to one core, and driven over loopback by wrk pinned to
 another (``wrk -t1 -c32 --latency``, the key in a header). Every round starts a fresh server for
 each variant, in rotating order: it is checked with a few requests, warmed up, then measured.
-The table gives the median over rounds of req/s and of wrk's p50 and p99 latency, and req/s as
-a fraction of bare Starlette's in the same run; the chart shows the same.
+The table gives the median over rounds of req/s, of wrk's p50 and p99 latency and of the
+server's CPU time per request, and two ratios to bare Starlette in the same run: by req/s, and
+by CPU time per request (which other work on the machine disturbs far less); the chart shows
+both.
 
     uv run python benchmarks/e2e.py [--rounds 3] [--duration 5] [--warmup 1]
     uv run python benchmarks/e2e.py --json e2e.json --chart benchmarks/e2e.png
@@ -338,6 +340,16 @@ def parse_wrk(output: str) -> dict[str, Any]:
     return found
 
 
+def core_busy(cpu: int) -> float:
+    """Seconds core ``cpu`` has spent running anything (user, nice, system) since boot."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                user, nice, system = map(int, line.split()[1:4])
+                return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+    raise ValueError(f"no cpu{cpu} in /proc/stat")
+
+
 def wrk_command(server: Server, duration: int, cpu: int) -> list[str]:
     header = f"{server.header}: {server.value}"
     return [
@@ -509,9 +521,15 @@ def measure_once(
             "hits": hits(server, r),
             "reads": r.reads() if r is not None and spec.limiter == "redis" else None,
         }
-        cpu = server.cpu()
+        cpu, core, start = server.cpu(), core_busy(args.server_cpu), time.monotonic()
         result = run_wrk(server, args.duration, args.wrk_cpu)
-        result["server_cpu_us_per_request"] = (server.cpu() - cpu) / result["requests"] * 1e6
+        used, elapsed = server.cpu() - cpu, time.monotonic() - start
+        result["server_cpu_us_per_request"] = used / result["requests"] * 1e6
+        # Below 100 %, something held the server back: other work on its core (the next
+        # figure), or on wrk's, which then sent fewer requests. The noise in req/s.
+        result["server_busy_pct"] = 100 * used / elapsed
+        others = max(0.0, core_busy(args.server_cpu) - core - used)
+        result["server_core_others_pct"] = 100 * others / elapsed
         notes = [checked, *check_measured(server, r, result, before)]
         result |= {"round": round_, "loop": server.loop, "checks": notes}
         errors = server.errors().strip()
@@ -536,7 +554,9 @@ def run(specs: list[Spec], args: argparse.Namespace, r: Redis | None) -> Results
                 f"  round {round_ + 1}/{args.rounds}  {spec.name:<30} "
                 f"{result['requests_per_sec']:>9.0f} req/s  p50 {latency['p50']:.2f} ms  "
                 f"p99 {latency['p99']:.2f} ms  "
-                f"server {result['server_cpu_us_per_request']:.1f} CPU µs/req",
+                f"server {result['server_cpu_us_per_request']:.1f} CPU µs/req, "
+                f"busy {result['server_busy_pct']:.0f} %, "
+                f"others {result['server_core_others_pct']:.0f} % of its core",
                 flush=True,
             )
             if round_ == 0:
