@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,6 +197,17 @@ def test_server(e2e: ModuleType) -> None:
         assert 0 < server.cpu() < 60  # the interpreter's start-up at least
         proc = server.proc
     assert proc.returncode is not None
+
+
+def test_listening_socket_is_tcp(e2e: ModuleType) -> None:
+    """The server's socket names TCP, or asyncio leaves Nagle on: 44 ms per request."""
+    sock = e2e.listening_socket()
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockname()[0] == "127.0.0.1"
+        assert sock.getsockname()[1] > 0
+    finally:
+        sock.close()
 
 
 def test_report(e2e: ModuleType, tmp_path: Path) -> None:
