@@ -154,7 +154,8 @@ class _HeaderSend:
         self.extra = extra
 
     def __call__(self, message: Message) -> Awaitable[None]:
-        if message["type"] in ("http.response.start", "websocket.accept"):
+        kind = message["type"]
+        if kind == "http.response.start" or kind == "websocket.accept":
             # A new message: the app may reuse its own dict and header list across responses.
             message = {**message, "headers": [*message.get("headers", ()), *self.extra]}
         return self.send(message)

@@ -54,8 +54,9 @@ def encoded_rate_headers(
     decision: RateDecision, policy: bytes, legacy: bool
 ) -> list[tuple[bytes, bytes]]:
     """:func:`rate_headers` for an allowed request, as ASGI wants them (lowercase bytes)."""
-    if len(decision.policies) == 1:
-        field = b"%s%d;t=%d" % (decision.policies[0].head, decision.remaining[0], decision.reset[0])
+    policies = decision.policies
+    if len(policies) == 1:
+        field = b"%s%d;t=%d" % (policies[0].head, decision.remaining[0], decision.reset[0])
     else:
         field = rate_field(decision).encode()
     headers = [(b"ratelimit-policy", policy), (b"ratelimit", field)]

@@ -66,11 +66,13 @@ class MemoryLimiter:
                 return describe(policies, (tat,), now, False, cost)
             if stored is None:
                 data[key] = {name: new}
+                if len(data) > self.max_keys:
+                    self._sweep(now)
             else:
                 stored[name] = new
                 data.move_to_end(key)
-            self._hits += 1
-            if self._hits & 63 == 0 or len(data) > self.max_keys:
+            self._hits = hits = self._hits + 1
+            if not hits & 63:
                 self._sweep(now)
         finally:
             lock.release()
