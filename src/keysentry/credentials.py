@@ -132,11 +132,14 @@ class CredentialReader:
             return EMPTY
         if value[0] in _WHITESPACE or value[-1] in _WHITESPACE:
             return WHITESPACE
-        scheme, space, token = value.partition(b" ")
-        if scheme != b"Bearer" and scheme.lower() != b"bearer":
-            return OTHER_SCHEME if space else NO_SCHEME
-        if not space:
-            return EMPTY
+        if value.startswith(b"Bearer "):  # as clients send it: no partition, one slice
+            token = value[7:]
+        else:
+            scheme, space, token = value.partition(b" ")
+            if scheme.lower() != b"bearer":
+                return OTHER_SCHEME if space else NO_SCHEME
+            if not space:
+                return EMPTY
         # Empty, or whitespace inside (the value's ends were checked above): split() is the
         # fastest test for all of ASCII whitespace at once.
         if len(token.split()) != 1 or token[0] in _WHITESPACE:

@@ -213,7 +213,7 @@ class KeyFormat:
         if self._prefixes is not None and token[:cut] not in self._prefixes:
             return UNKNOWN_PREFIX
         # Inline _checksum: a function call is a tenth of this method's cost.
-        if b"%08x" % crc32(token[:-CHECKSUM_LENGTH]) != body[-CHECKSUM_LENGTH:]:
+        if not token.endswith(b"%08x" % crc32(token[:-CHECKSUM_LENGTH])):
             return BAD_CHECKSUM
         return body[:KEY_ID_LENGTH]
 
