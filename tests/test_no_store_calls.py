@@ -291,3 +291,73 @@ def _same_id_other_secret(key: str, other: Keysentry) -> str:
     fresh = other.new_key().key.reveal()
     head = key[: len("sk_live_") + 12] + fresh[len("sk_live_") + 12 : -8]
     return head + f"{zlib.crc32(head.encode()):08x}"
+
+
+class CountingCache(TTLCache[Any]):
+    """A TTLCache that counts its reads."""
+
+    reads = 0
+
+    def get(self, key: Any) -> Any:
+        self.reads += 1
+        return super().get(key)
+
+
+def test_garbage_never_reaches_the_cache_even_once_keys_are_warm(setup: Setup) -> None:
+    """The warm path finds a verified key by its tag before parsing it; anything else, typos
+    of that very key included, is parsed and refused on its format or checksum first."""
+    cache = CountingCache(10_000, 30, NEGATIVE_TTL, clock=setup.clock)
+    setup.ks.cache = cache
+    for _ in range(3):
+        assert setup.get(setup.key) == 200
+    reads = cache.reads
+    key = setup.key
+    for token in ["hunter2", key[:-1], key + "0", _typo(key, 10), _typo(key, len(key) - 1)]:
+        assert setup.get(token) == 401
+    assert cache.reads == reads
+    assert setup.store.lookups == 1
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer {key} ",  # trailing whitespace
+        "Bearer  {key}",  # two spaces
+        "Bearer {key}\t",
+        "Basic {key}",
+        "{key}",  # no scheme
+    ],
+)
+def test_a_verified_key_in_a_malformed_header_is_still_refused(setup: Setup, header: str) -> None:
+    assert setup.get(setup.key) == 200
+    assert setup.get(setup.key) == 200  # now recognised by its tag
+    value = header.format(key=setup.key)
+    response = setup.client.get("/", {"Authorization": value})
+    assert response.status == 401
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_warm_path_sees_a_change_at_once(framework: str) -> None:
+    """Recognising a key by its tag never outlives its cache entry: a disabled, then
+    revoked, then expired key is refused on the next request."""
+    from datetime import timedelta
+
+    ks = Keysentry(MemoryStore(), secret=SECRET)
+    client = Client(framework, ks)
+    issued = ks.issue(name="k")
+    key_id = issued.record.id
+
+    def status() -> int:
+        return client.get("/", {"Authorization": f"Bearer {issued.key.reveal()}"}).status
+
+    assert [status() for _ in range(3)] == [200, 200, 200]
+    ks.disable(key_id)
+    assert status() == 403
+    ks.enable(key_id)
+    assert [status() for _ in range(3)] == [200, 200, 200]
+    ks.set_expiry(key_id, timedelta(microseconds=1))
+    assert status() == 401
+    ks.set_expiry(key_id, None)
+    assert [status() for _ in range(3)] == [200, 200, 200]
+    ks.revoke(key_id)
+    assert status() == 401
