@@ -489,10 +489,8 @@ class Pipeline:
         entry = self.cache.get(cache_key)
         if not isinstance(entry, Entry) or entry.verdict is None:
             return None
-        if self._siphash:
-            tag = hash(token).to_bytes(8, "little", signed=True)
-        else:
-            tag = self.tag(token)
+        siphash = self._siphash
+        tag = hash(token).to_bytes(8, "little", signed=True) if siphash else self.tag(token)
         if not hmac.compare_digest(tag, entry.tag):
             return None
         verdict = entry.verdict
