@@ -104,3 +104,21 @@ def test_a_decoded_newline_in_the_path_cannot_forge_a_log_line(
     (line,) = [r.getMessage() for r in caplog.records if r.name == "keysentry.decisions"]
     assert "\n" not in line
     assert "/x\\nGET /admin allowed key=abc" in line
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_hook_set_after_the_middleware_exists_takes_effect_on_every_driver(
+    framework: str,
+) -> None:
+    """Both drivers read the guard's settings the same way: live, through the pipeline."""
+    ks = Keysentry(MemoryStore(), secret=SECRET)
+    client = Client(framework, ks)  # the middleware exists before the hook
+    key = ks.issue(name="late").key.reveal()
+    seen: list[DecisionEvent] = []
+    ks.on_decision = seen.append
+    assert client.get("/", {"Authorization": f"Bearer {key}"}).status == 200
+    assert client.get("/", {"Authorization": "Bearer nope"}).status == 401
+    assert [(e.allowed, e.code) for e in seen] == [(True, None), (False, "INVALID_API_KEY")]
+    ks.on_decision = None
+    assert client.get("/", {"Authorization": f"Bearer {key}"}).status == 200
+    assert len(seen) == 2
