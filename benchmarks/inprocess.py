@@ -163,9 +163,8 @@ def flask_bare() -> Flask:
     return app
 
 
-def flask_before(digests: dict[str, str]) -> Flask:
-    """The hand-rolled Flask check alone: a ``before_request`` hook, no limiter."""
-    app = Flask(__name__)
+def require_key(app: Flask, digests: dict[str, str]) -> None:
+    """The hand-rolled Flask check: a ``before_request`` hook, SHA-256 digest in a dict."""
 
     @app.before_request
     def check_key() -> tuple[dict[str, str], int] | None:
@@ -173,6 +172,12 @@ def flask_before(digests: dict[str, str]) -> Flask:
         if scheme.lower() != "bearer" or sha256_hex(key) not in digests:
             return {"error": "invalid API key"}, 401
         return None
+
+
+def flask_before(digests: dict[str, str]) -> Flask:
+    """The hand-rolled Flask check alone, no limiter."""
+    app = Flask(__name__)
+    require_key(app, digests)
 
     @app.get("/")
     def root() -> dict[str, bool]:
@@ -189,13 +194,7 @@ def flask_protected(
 ) -> tuple[Flask, FlaskLimiter]:
     """A ``before_request`` key check (registered first, so it runs first) plus Flask-Limiter."""
     app = Flask(__name__)
-
-    @app.before_request
-    def check_key() -> tuple[dict[str, str], int] | None:
-        scheme, _, key = flask_request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or sha256_hex(key) not in digests:
-            return {"error": "invalid API key"}, 401
-        return None
+    require_key(app, digests)
 
     limiter = FlaskLimiter(
         flask_remote_address,
