@@ -51,6 +51,7 @@ from inprocess import (
 from keysentry import ASGIMiddleware, Keysentry, MemoryStore, Rate, WSGIMiddleware
 from keysentry.ratelimit import Limiter, MemoryLimiter
 from keysentry.ratelimit.gcra import Policy
+from keysentry.ratelimit.leased import LeasedLimiter
 from keysentry.ratelimit.redis import GCRA, RedisLimiter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -63,6 +64,8 @@ VERSUS = [
     ("starlette-keysentry-redis", "fastapi-apikey-slowapi-redis", 1.0),
     ("flask-keysentry-redis", "flask-before-limiter-redis", None),
     ("starlette-keysentry-memory", "fastapi-apikey-slowapi-memory", None),
+    ("starlette-keysentry-leased", "fastapi-apikey-slowapi-redis", 0.1),
+    ("flask-keysentry-leased", "flask-before-limiter-redis", None),
 ]
 #: Pairs whose overheads are subtracted: what the second wiring adds to the first.
 DIFFERENCES = [
@@ -163,8 +166,13 @@ class Setup:
         issued = ks.issue(name="bench")
         return ks, issued.key.reveal(), issued.record.id
 
-    def redis_limiter(self, part: str) -> RedisLimiter:
-        limiter = RedisLimiter(REDIS_URL, namespace=f"{PREFIX}{part}")
+    def redis_limiter(self, part: str, lease: int | None = None) -> RedisLimiter:
+        namespace = f"{PREFIX}{part}"
+        limiter = (
+            RedisLimiter(REDIS_URL, namespace=namespace)
+            if lease is None
+            else LeasedLimiter(REDIS_URL, namespace=namespace, lease=lease)
+        )
         self.redis_limiters.append(limiter)
         return limiter
 
@@ -202,6 +210,12 @@ def build(s: Setup) -> None:
         ks("starlette-keysentry", None, None, "starlette"),
         ks("starlette-keysentry-memory", MemoryLimiter(), HIGH_LIMIT, "starlette"),
         ks("starlette-keysentry-redis", s.redis_limiter("ks-asgi"), HIGH_LIMIT, "starlette"),
+        ks(
+            "starlette-keysentry-leased",
+            s.redis_limiter("ks-asgi-leased", 16),
+            HIGH_LIMIT,
+            "starlette",
+        ),
         make("fastapi", fastapi_bare(), x_key, key),
         make("fastapi-apikey-slowapi-memory", slow_mem_app, x_key, key, 200, "fastapi"),
         make("fastapi-apikey-slowapi-redis", slow_redis_app, x_key, key, 200, "fastapi"),
@@ -210,6 +224,7 @@ def build(s: Setup) -> None:
         ks("flask-keysentry", None, None, "flask"),
         ks("flask-keysentry-memory", MemoryLimiter(), HIGH_LIMIT, "flask"),
         ks("flask-keysentry-redis", s.redis_limiter("ks-wsgi"), HIGH_LIMIT, "flask"),
+        ks("flask-keysentry-leased", s.redis_limiter("ks-wsgi-leased", 16), HIGH_LIMIT, "flask"),
     ]
     flask_evalsha = flask_bare()
     s.evalsha = EvalshaASGI(starlette_app()), EvalshaWSGI(flask_evalsha.wsgi_app)
@@ -271,7 +286,13 @@ def check(loop: asyncio.AbstractEventLoop, s: Setup, r: redis.Redis) -> list[str
             assert field is not None, f"{v.name}: no RateLimit header, the limiter did not run"
             assert ks.limiter_failures == 0, f"{v.name}: the limiter failed and failed open"
             note = f"RateLimit: {field}"
-            if isinstance(ks.limiter, RedisLimiter):
+            if isinstance(ks.limiter, LeasedLimiter):
+                # Served from slices: the key's leaseholders are on record for a while.
+                name = ks.limiter._holders_key(key_id)
+                ttl = r.pttl(name)
+                assert ttl > 0, f"{v.name}: no lease under {name}"
+                note += f"; Redis {name} exists, PTTL {ttl} ms"
+            elif isinstance(ks.limiter, RedisLimiter):
                 name = ks.limiter.state_key(key_id)
                 # The state of an idle key expires a millisecond after the request: look at once.
                 for _ in range(5):
