@@ -119,6 +119,7 @@ def test_variants(e2e: ModuleType) -> None:
         "starlette-keysentry",
         "starlette-keysentry-memory",
         "starlette-keysentry-redis",
+        "starlette-keysentry-leased",
     ]
     assert sorted(e2e.SPECS) == sorted(NAMES)
     for spec in e2e.SPECS.values():
@@ -135,6 +136,7 @@ NAMES = [
     "starlette-keysentry",
     "starlette-keysentry-memory",
     "starlette-keysentry-redis",
+    "starlette-keysentry-leased",
 ]
 
 

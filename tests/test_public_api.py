@@ -22,6 +22,7 @@ def test_every_name_in_all_is_importable() -> None:
         ("SQLStore", "keysentry.stores.sql"),
         ("RedisStore", "keysentry.stores.redis"),
         ("RedisLimiter", "keysentry.ratelimit.redis"),
+        ("LeasedLimiter", "keysentry.ratelimit.leased"),
         ("RedisInvalidator", "keysentry.invalidation"),
     ],
 )

@@ -7,9 +7,9 @@ app.add_middleware(ASGIMiddleware, keysentry=ks)
 print(ks.issue(name="ci").key.reveal())   # shown once; only its digest is stored
 
 What this module exports is what users construct, receive or catch. The parts that need an
-extra (``SQLStore``: ``keysentry[sql]``, ``RedisStore``, ``RedisLimiter``,
-``RedisInvalidator``: ``keysentry[redis]``) load on first use, so ``import keysentry`` stays
-free of SQLAlchemy and redis-py.
+extra (``SQLStore``: ``keysentry[sql]``; ``RedisStore``, ``RedisLimiter``, ``LeasedLimiter``,
+``RedisInvalidator``: ``keysentry[redis]``) load on first use, so ``import keysentry`` stays free
+of SQLAlchemy and redis-py.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ from .wsgi import WSGIMiddleware
 
 if TYPE_CHECKING:
     from .invalidation import RedisInvalidator
+    from .ratelimit.leased import LeasedLimiter
     from .ratelimit.redis import RedisLimiter
     from .stores.redis import RedisStore
     from .stores.sql import SQLStore
@@ -62,6 +63,7 @@ __all__ = [
     "KeyStore",
     "Keysentry",
     "KeysentryError",
+    "LeasedLimiter",
     "Limiter",
     "LogDecisions",
     "MemoryLimiter",
@@ -84,6 +86,7 @@ _LAZY = {
     "SQLStore": ".stores.sql",
     "RedisStore": ".stores.redis",
     "RedisLimiter": ".ratelimit.redis",
+    "LeasedLimiter": ".ratelimit.leased",
     "RedisInvalidator": ".invalidation",
 }
 

@@ -1,4 +1,5 @@
-"""Per-key rate limiting: GCRA math (``gcra``), backends (``memory``, ``redis``), headers."""
+"""Per-key rate limiting: GCRA math (``gcra``), backends (``memory``, ``redis``, ``leased``),
+headers."""
 
 from typing import TYPE_CHECKING
 
@@ -7,9 +8,10 @@ from .gcra import Policy, RateDecision
 from .memory import MemoryLimiter
 
 if TYPE_CHECKING:  # loaded on first use, by __getattr__
+    from .leased import LeasedLimiter
     from .redis import RedisLimiter
 
-__all__ = ["Limiter", "MemoryLimiter", "Policy", "RateDecision", "RedisLimiter"]
+__all__ = ["LeasedLimiter", "Limiter", "MemoryLimiter", "Policy", "RateDecision", "RedisLimiter"]
 
 
 def __getattr__(name: str) -> object:
@@ -18,4 +20,8 @@ def __getattr__(name: str) -> object:
         from .redis import RedisLimiter
 
         return RedisLimiter
+    if name == "LeasedLimiter":
+        from .leased import LeasedLimiter
+
+        return LeasedLimiter
     raise AttributeError(name)
