@@ -10,7 +10,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from ._urls import safe_url
+from ._urls import REDIS_SCHEMES, safe_url
 from .asgi import ASGIMiddleware
 from .cli_env import DEFAULT_STORE, guard_from_env
 from .core import Keysentry
@@ -77,11 +77,12 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def limiter_from_url(url: str) -> Limiter:
-    """``memory://`` or ``redis://...`` (also ``rediss://``, ``unix://``)."""
+    """``memory://`` or ``redis://...`` (also ``rediss://``, ``unix://``,
+    ``redis+cluster://``, ``redis+sentinel://``)."""
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":
         return MemoryLimiter()
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in REDIS_SCHEMES:
         from .ratelimit.redis import RedisLimiter
 
         return RedisLimiter(url)
