@@ -95,7 +95,7 @@ def free_port() -> int:
 def free_cluster_port() -> int:
     """A spare port whose cluster bus port (10000 above it) is spare too."""
     for _ in range(100):
-        port = random.randrange(20000, 40000)  # noqa: S311  (a port, not a secret)
+        port = random.randrange(20000, 40000)
         try:
             with socket.socket() as a, socket.socket() as b:
                 a.bind(("127.0.0.1", port))

@@ -125,14 +125,23 @@ def read_redis_url(url: str) -> RedisURL:
     scheme = scheme_of(url)
     if scheme not in REDIS_SCHEMES:
         raise ValueError("the scheme is none of " + ", ".join(sorted(REDIS_SCHEMES)))
-    url, namespace = take_param(url, "namespace")
     if scheme in SINGLE_REDIS_SCHEMES:
+        url, namespace = take_param(url, "namespace")
         return RedisURL(scheme, url, namespace)
-    rest = url[len(scheme) + 3 :]
-    at = rest.rfind("@")
-    userinfo, rest = (rest[:at], rest[at + 1 :]) if at >= 0 else (None, rest)
+    # Read by hand, not by urllib: the userinfo ends at the LAST '@' (as the mask reads it),
+    # and a password may hold what urllib would stop at ('/', '?', '[').
+    authority = len(scheme) + 3
+    at = url.rfind("@", authority)
+    userinfo = url[authority:at] if at >= 0 else None
+    start = at + 1 if at >= 0 else authority  # of the hosts
+    rest = url[start:].partition("#")[0]
     rest, _, query = rest.partition("?")
-    rest = rest.partition("#")[0]
+    pairs = parse_qsl(query, keep_blank_values=True)
+    names = [value for name, value in pairs if name == "namespace"]
+    namespace = names[-1] if names else None
+    if names:
+        query = urlencode([(name, value) for name, value in pairs if name != "namespace"])
+        url = url[: start + len(rest)] + (f"?{query}" if query else "")
     hosts, _, path = rest.partition("/")
     username = password = None
     if userinfo is not None:
