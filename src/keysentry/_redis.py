@@ -124,6 +124,12 @@ def sentinels_of(client: Any) -> list[Any]:
     return list(getattr(manager, "sentinels", ()))
 
 
+def _is_async_cluster(client: Any) -> bool:
+    return hasattr(client, "nodes_manager") and inspect.iscoroutinefunction(
+        getattr(client, "initialize", None)
+    )
+
+
 def _is_async(client: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
 
@@ -246,6 +252,11 @@ class RedisBackend:
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
+        #: asyncio clients known ready for concurrent use (see :meth:`_aclient`).
+        self._ready: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+        self._initializing: weakref.WeakKeyDictionary[Any, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _read(self, url: str) -> RedisURL:
         try:
@@ -295,18 +306,34 @@ class RedisBackend:
                 client = self._sync
         return client
 
-    def _aclient(self) -> Any:
+    async def _aclient(self) -> Any:
+        """The asyncio client for the running loop, ready for concurrent use: an asyncio
+        cluster client (built or given) first learns the cluster's layout alone, as redis-py's
+        breaks connections when many commands find it uninitialized at once."""
         if self._target is None:
             if self._agiven is None:
                 raise self._missing("aclient=", "blocking")
-            return self._agiven
-        loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            client = self._async[loop] = connect(
-                self._target, client_options(self.timeout, asyncio=True), asyncio=True
-            )
+            client = self._agiven
+        else:
+            loop = asyncio.get_running_loop()
+            client = self._async.get(loop)
+            if client is None:
+                client = self._async[loop] = connect(
+                    self._target, client_options(self.timeout, asyncio=True), asyncio=True
+                )
+        if self._ready.get(client) is None:
+            await self._initialize(client)
         return client
+
+    async def _initialize(self, client: Any) -> None:
+        if not _is_async_cluster(client):
+            self._ready[client] = True
+            return
+        lock = self._initializing.setdefault(client, asyncio.Lock())
+        async with lock:
+            if self._ready.get(client) is None:
+                await client.initialize()
+                self._ready[client] = True
 
     def _guard(self, what: str) -> Guarded:
         """One exchange with the server under the breaker (:class:`Guarded`): Redis errors,

@@ -192,7 +192,8 @@ class RedisInvalidator(RedisBackend):
         """The async twin of :meth:`publish`."""
         data = message(key_id, digest)
         with self._guard("publish"):
-            return int(await self._aclient().publish(self.channel, data))
+            client = await self._aclient()
+            return int(await client.publish(self.channel, data))
 
     # -- listening -------------------------------------------------------------------------------
 

@@ -93,7 +93,7 @@ class RedisLimiter(RedisBackend):
     async def ahit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
         name, args = self.state_key(key), self._args(policies, cost)
         with self._guard("hit"):
-            reply = await GCRA.arun(self._aclient(), (name,), args)
+            reply = await GCRA.arun(await self._aclient(), (name,), args)
         return describe(policies, reply[2:], reply[1], reply[0] == 1, cost)
 
     def reset(self, key: str) -> None:

@@ -378,12 +378,13 @@ class RedisStore(RedisBackend):
         if not _ID.match(key_id):
             return None
         with self._guard("get"):
-            raw = await self._aclient().hgetall(self.record_key(key_id))
+            client = await self._aclient()
+            raw = await client.hgetall(self.record_key(key_id))
         return _decode(raw)
 
     async def afind_by_digest(self, digest: bytes) -> KeyRecord | None:
         with self._guard("find_by_digest"):
-            client = self._aclient()
+            client = await self._aclient()
             key_id = await client.get(self.digest_key(digest))
             if key_id is None or not _ID.match(key_id.decode()):
                 return None
@@ -394,7 +395,7 @@ class RedisStore(RedisBackend):
     async def acreate(self, record: KeyRecord) -> None:
         keys, args = self._create_call(record)
         with self._guard("create"):
-            code = await CREATE.arun(self._aclient(), keys, args)
+            code = await CREATE.arun(await self._aclient(), keys, args)
             self._created(code, record)
         await self._aannounce(record)
 
@@ -404,7 +405,7 @@ class RedisStore(RedisBackend):
         if not _ID.match(key_id):
             raise self._not_found(key_id)
         with self._guard("update"):
-            client = self._aclient()
+            client = await self._aclient()
             for _ in range(_ATTEMPTS):
                 current = _decode(await client.hgetall(self.record_key(key_id)))
                 keys, args = self._update_call(key_id, current, changes, expect)
@@ -424,7 +425,7 @@ class RedisStore(RedisBackend):
         found: list[KeyRecord] = []
         index, start = self.index_key(owner), self._page_start(after)
         with self._guard("list_keys"):
-            client = self._aclient()
+            client = await self._aclient()
             while len(found) < limit:
                 ids = await client.zrangebylex(index, start, "+", start=0, num=limit - len(found))
                 if not ids:
@@ -442,14 +443,14 @@ class RedisStore(RedisBackend):
         if not _ID.match(key_id):
             raise self._not_found(key_id)
         with self._guard("spend_credits"):
-            reply = await SPEND.arun(self._aclient(), [self.record_key(key_id)], [amount])
+            reply = await SPEND.arun(await self._aclient(), [self.record_key(key_id)], [amount])
         return self._spent(key_id, reply)
 
     async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
         if not usage:
             return
         with self._guard("record_usage"):
-            client = self._aclient()
+            client = await self._aclient()
             await USAGE.aload(client)
             async with client.pipeline(transaction=False) as pipe:
                 self._record_usage_in(pipe, usage)
