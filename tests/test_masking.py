@@ -237,7 +237,14 @@ def test_sqlite_urls_have_no_password_and_show_as_given(password: str) -> None:
 @given(text=st.text(_CHAR, max_size=60))
 @settings(max_examples=500, deadline=None)
 def test_the_mask_never_raises(text: str) -> None:
-    for url in (text, f"postgresql://{text}", f"redis://{text}", f"unix://{text}"):
+    for url in (
+        text,
+        f"postgresql://{text}",
+        f"redis://{text}",
+        f"unix://{text}",
+        f"redis+cluster://{text}",
+        f"redis+sentinel://{text}",
+    ):
         assert isinstance(safe_url(url), str)
         assert isinstance(scrub(text, url), str)
 
