@@ -133,8 +133,8 @@ def test_a_key_moved_between_masters_is_followed() -> None:
     import redis
 
     cluster = RedisCluster()
-    cluster.start()
     try:
+        cluster.start()
         limiter = RedisLimiter(cluster.url)
         policies = (Policy.of(Rate(3, 60.0)),)
         name = limiter.state_key("moving")
@@ -185,8 +185,8 @@ def _node_id(cluster: RedisCluster, index: int) -> str:
 @pytest.mark.parametrize("fail_open", [True, False])
 def test_a_dead_master_goes_through_the_failure_policy(fail_open: bool) -> None:
     cluster = RedisCluster()
-    cluster.start()
     try:
+        cluster.start()
         limiter = RedisLimiter(cluster.url, timeout=0.2, failures=2, cooldown=30)
         ks = Keysentry(MemoryStore(), secret=SECRET, limiter=limiter, fail_open=fail_open)
         keys = keys_on_every_node(ks, limiter, cluster, "3/minute")
