@@ -5,7 +5,13 @@ import pytest
 from keysentry import Keysentry, MemoryStore
 
 from .apps import FRAMEWORKS, Client
-from .services import pg_schema, redis_server, store_redis_server  # noqa: F401  (fixtures)
+from .services import (  # noqa: F401  (fixtures)
+    pg_schema,
+    redis_cluster,
+    redis_sentinel,
+    redis_server,
+    store_redis_server,
+)
 
 SECRET = "test-digest-secret-0123456789abcdef"
 

@@ -7,6 +7,7 @@ Tests use their own namespace and delete what they wrote; nothing else is touche
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -91,24 +92,43 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A spare port whose cluster bus port (10000 above it) is spare too."""
+    for _ in range(100):
+        port = random.randrange(20000, 40000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no spare port pair for a cluster node")
+
+
 class RedisServer:
     """A redis-server of our own on a spare port, that tests may stop, freeze and restart."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             unavailable("redis-server binary")
         self.binary = binary
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.dir = tempfile.mkdtemp(prefix="kstest-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
+        """Start (again), with ``extra`` options on top of the usual ones, kept for later
+        restarts."""
         assert self.binary is not None
+        if extra:
+            self.extra = extra
         self.proc = subprocess.Popen(
             [
                 self.binary,
@@ -122,6 +142,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 self.dir,
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -188,3 +209,168 @@ def store_redis_server() -> Iterator[RedisServer]:
     """A second throwaway server, for tests that stop the key store's Redis and the
     invalidation channel's (``redis_server``) apart."""
     yield from _throwaway_redis()
+
+
+def _wait(check: Any, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            up = bool(check())
+        except Exception:  # not up yet
+            up = False
+        if up:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up")
+        time.sleep(0.05)
+
+
+def _redis_cli() -> str:
+    binary = shutil.which("redis-cli")
+    if binary is None:
+        unavailable("redis-cli binary")
+    assert binary is not None
+    return binary
+
+
+class RedisCluster:
+    """Three masters (no replicas) on spare ports, every slot assigned: a real Redis Cluster."""
+
+    def __init__(self, masters: int = 3) -> None:
+        self.servers = [RedisServer(free_cluster_port()) for _ in range(masters)]
+
+    @property
+    def nodes(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", server.port) for server in self.servers]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"{h}:{p}" for h, p in self.nodes)
+
+    def start(self) -> None:
+        import redis
+
+        for server in self.servers:
+            server.start(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                os.path.join(server.dir, "nodes.conf"),
+                "--cluster-node-timeout",
+                "2000",
+            )
+        subprocess.run(
+            [
+                _redis_cli(),
+                "--cluster",
+                "create",
+                *(f"{h}:{p}" for h, p in self.nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        for server in self.servers:
+            client = redis.Redis.from_url(server.url)
+            try:
+                _wait(
+                    lambda c=client: c.cluster("info")["cluster_state"] == "ok",
+                    "the cluster",
+                )
+            finally:
+                client.close()
+
+    def node_of(self, key: str) -> int:
+        """The index in :attr:`servers` of the master owning ``key``'s slot."""
+        import redis
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode())
+        client = redis.Redis.from_url(self.servers[0].url)
+        try:
+            for start, end, master, *_ in client.execute_command("CLUSTER SLOTS"):
+                if start <= slot <= end:
+                    return [s.port for s in self.servers].index(int(master[1]))
+        finally:
+            client.close()
+        raise LookupError(slot)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+            shutil.rmtree(server.dir, ignore_errors=True)
+
+
+class RedisSentinel:
+    """A master and one Sentinel watching it as ``mymaster`` (quorum 1)."""
+
+    service = "mymaster"
+
+    def __init__(self) -> None:
+        self.master = RedisServer()
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.service}"
+
+    def start(self) -> None:
+        import redis
+
+        self.master.start()
+        config = os.path.join(self.master.dir, "sentinel.conf")
+        with open(config, "w") as f:
+            f.write(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.master.dir}\n"
+                f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 1\n"
+                f"sentinel down-after-milliseconds {self.service} 5000\n"
+            )
+        binary = shutil.which("redis-sentinel")
+        command = [binary, config] if binary else [self.master.binary, config, "--sentinel"]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        try:
+            _wait(
+                lambda: (
+                    client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+                    is not None
+                ),
+                "the sentinel",
+            )
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+        self.master.stop()
+        shutil.rmtree(self.master.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A 3-master Redis Cluster for the session, stopped at its end."""
+    cluster = RedisCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinel]:
+    """A Redis master with one Sentinel for the session, stopped at its end."""
+    sentinel = RedisSentinel()
+    try:
+        sentinel.start()
+        yield sentinel
+    finally:
+        sentinel.stop()

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from .services import PG_URL, REDIS_URL, RedisServer, delete_namespace, namespace, redis_or_skip
+from .services import (
+    PG_URL,
+    REDIS_URL,
+    RedisCluster,
+    RedisServer,
+    delete_namespace,
+    namespace,
+    redis_or_skip,
+)
 
 SCRIPT = Path(sys.executable).with_name("keysentry")
 
@@ -205,6 +213,52 @@ def test_demo_rate_limit_answers_the_sixth_request_with_429(
 
         client = redis.Redis.from_url(REDIS_URL)
         client.delete(f"keysentry:rl:{{{key[len('sk_live_') : len('sk_live_') + 12]}}}")
+        client.close()
+
+
+class TestDemoLimitingOnACluster:
+    """``keysentry demo --limiter redis+cluster://...``: the limiter on a real Redis Cluster."""
+
+    @pytest.fixture
+    def demo_args(self, redis_cluster: RedisCluster) -> list[str]:
+        return ["--rate-limit", "5/minute", "--limiter", f"{redis_cluster.url}?namespace=demo"]
+
+    def test_the_sixth_request_gets_429(
+        self, demo: tuple[str, int], redis_cluster: RedisCluster
+    ) -> None:
+        key, port = demo
+        statuses = [_get(port, "/v1/me", {"Authorization": f"Bearer {key}"})[0] for _ in range(6)]
+        assert statuses == [200] * 5 + [429]
+        import redis.cluster
+
+        host, node_port = redis_cluster.nodes[0]
+        client = redis.cluster.RedisCluster(host=host, port=node_port)
+        key_id = key[len("sk_live_") : len("sk_live_") + 12]
+        assert client.delete(f"demo:rl:{{{key_id}}}") == 1  # under the URL's namespace
+        client.close()
+
+
+class TestDemoLeasedLimitingOnACluster:
+    """``--limiter "redis+cluster://...?lease=16"``: slices of 16, the limit still exact."""
+
+    @pytest.fixture
+    def demo_args(self, redis_cluster: RedisCluster) -> list[str]:
+        url = f"{redis_cluster.url}?namespace=demo-leased&lease=16"
+        return ["--rate-limit", "5/minute", "--limiter", url]
+
+    def test_the_sixth_request_gets_429(
+        self, demo: tuple[str, int], redis_cluster: RedisCluster
+    ) -> None:
+        key, port = demo
+        statuses = [_get(port, "/v1/me", {"Authorization": f"Bearer {key}"})[0] for _ in range(8)]
+        assert statuses == [200] * 5 + [429] * 3
+        import redis.cluster
+
+        host, node_port = redis_cluster.nodes[0]
+        client = redis.cluster.RedisCluster(host=host, port=node_port)
+        key_id = key[len("sk_live_") : len("sk_live_") + 12]
+        state = f"demo-leased:rl:{{{key_id}}}"
+        assert client.delete(state, f"{state}:holders") >= 1  # leased under the URL's namespace
         client.close()
 
 

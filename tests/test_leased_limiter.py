@@ -146,3 +146,40 @@ def _hammer(
     finally:
         limiter.close()
     return admitted
+
+
+@pytest.mark.parametrize(
+    ("url", "lease", "lease_time"),
+    [
+        ("redis://127.0.0.1:6379/0?lease=8", 8, 1.0),
+        ("redis://127.0.0.1:6379/0?lease_time=0.5", 16, 0.5),
+        ("redis://:Zq%3F9w@127.0.0.1:6379/0?lease=4&lease_time=2", 4, 2.0),
+    ],
+)
+def test_the_url_asks_for_leases(url: str, lease: int, lease_time: float) -> None:
+    from keysentry.demo import limiter_from_url
+
+    limiter = limiter_from_url(url)
+    try:
+        assert isinstance(limiter, LeasedLimiter)
+        assert (limiter.lease, limiter.lease_time) == (lease, lease_time)
+        assert "lease" not in limiter.url
+        assert "Zq" not in repr(limiter)
+    finally:
+        limiter.close()  # type: ignore[attr-defined]
+
+
+def test_without_lease_parameters_the_limiter_is_plain() -> None:
+    from keysentry.demo import limiter_from_url
+    from keysentry.ratelimit.redis import RedisLimiter
+
+    limiter = limiter_from_url("redis://127.0.0.1:6379/0")
+    assert type(limiter) is RedisLimiter
+
+
+@pytest.mark.parametrize("query", ["lease=many", "lease=0", "lease_time=soon", "lease_time=0"])
+def test_bad_lease_parameters_are_refused(query: str) -> None:
+    from keysentry.demo import limiter_from_url
+
+    with pytest.raises(ValueError, match="lease"):
+        limiter_from_url(f"redis://127.0.0.1:6379/0?{query}")

@@ -24,6 +24,7 @@ from redis.connection import parse_url
 from sqlalchemy.engine import make_url
 
 from keysentry import DuplicateKey
+from keysentry._urls import read_redis_url
 from keysentry.invalidation import RedisInvalidator
 from keysentry.ratelimit.redis import RedisLimiter
 from keysentry.stores.redis import RedisStore
@@ -122,6 +123,58 @@ def test_a_redis_password_is_never_shown(scheme: str, password: str, encoded: bo
         assert masked == shown
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        "redis+cluster://app:{}@c1.example:7000,c2.example:7001",
+        "redis+cluster://:{}@c1.example:7000/0?namespace=ks",
+        "redis+sentinel://:{}@s1.example:26379,s2.example:26379/mymaster/2",
+        # limits writes a Sentinel password alone before '@' too.
+        "redis+sentinel://{}@s1.example:26379/mymaster",
+    ],
+)
+@given(password=PASSWORDS, encoded=st.booleans())
+@example(password="Le/ak", encoded=False)
+@example(password="Le%2Fak", encoded=False)
+@example(password="p@ss:w/d", encoded=False)
+@example(password="Le?ak", encoded=False)
+@_SETTINGS
+def test_a_cluster_or_sentinel_password_is_never_shown(
+    template: str, password: str, encoded: bool
+) -> None:
+    written = quote(password, safe="") if encoded else password
+    if template.startswith("redis+sentinel://{}") and not encoded:
+        assume(":" not in password)  # else it is a user name and a password: shown below
+    url, shown = template.format(written), template.format("***")
+    read = read_redis_url(url)
+    if encoded or not ({"%"} & set(password)):
+        assert read.password == password  # what keysentry connects with
+    masked = safe_url(url)
+    assert_hidden(masked, shown, password)
+    assert masked == shown
+
+
+def test_a_cluster_or_sentinel_url_is_read_as_limits_writes_it() -> None:
+    read = read_redis_url("redis+sentinel://u:p%40ss@s1:26380,[::1],s3/mymaster/3?namespace=x&a=b")
+    assert (read.username, read.password, read.service, read.db) == ("u", "p@ss", "mymaster", 3)
+    assert read.nodes == (("s1", 26380), ("::1", 26379), ("s3", 26379))
+    assert (read.namespace, read.query) == ("x", "a=b")
+    assert read.url == "redis+sentinel://u:p%40ss@s1:26380,[::1],s3/mymaster/3?a=b"
+    assert "p%40ss" not in repr(read)
+    read = read_redis_url("redis+cluster://c1:7000,c2:7001/0")
+    assert (read.nodes, read.password, read.service) == ((("c1", 7000), ("c2", 7001)), None, None)
+    for bad in (
+        "redis+cluster://c1:7000/1",  # a cluster has database 0 only
+        "redis+sentinel://s1:26379",  # no service
+        "redis+sentinel://s1:26379/m/x",  # not a database
+        "redis+cluster://c1:99999",
+        "redis+cluster://:pw@",
+        "memcached://c1",
+    ):
+        with pytest.raises(ValueError, match=r"."):
+            read_redis_url(bad)
+
+
 @given(password=PASSWORDS, name=SECRET_PARAMS, in_userinfo=st.booleans())
 @example(password="hunter2", name="password", in_userinfo=False)
 @_SETTINGS
@@ -184,7 +237,14 @@ def test_sqlite_urls_have_no_password_and_show_as_given(password: str) -> None:
 @given(text=st.text(_CHAR, max_size=60))
 @settings(max_examples=500, deadline=None)
 def test_the_mask_never_raises(text: str) -> None:
-    for url in (text, f"postgresql://{text}", f"redis://{text}", f"unix://{text}"):
+    for url in (
+        text,
+        f"postgresql://{text}",
+        f"redis://{text}",
+        f"unix://{text}",
+        f"redis+cluster://{text}",
+        f"redis+sentinel://{text}",
+    ):
         assert isinstance(safe_url(url), str)
         assert isinstance(scrub(text, url), str)
 
@@ -262,6 +322,10 @@ REDIS_URLS = [
     "rediss://:Le%2Fak@127.0.0.1:1/0",
     "redis://127.0.0.1:1/0?password=hunter2",
     "unix:///tmp/nosuch-redis.sock?password=hunter2",
+    "redis+cluster://u:Le%2Fak@127.0.0.1:1,127.0.0.1:2",
+    "redis+cluster://127.0.0.1:1?password=hunter2&namespace=ks",
+    "redis+sentinel://:Le/ak@127.0.0.1:1/mymaster/0",
+    "redis+sentinel://hunter2@127.0.0.1:1,127.0.0.1:2/mymaster",
 ]
 
 
@@ -272,6 +336,22 @@ def test_redis_reprs_hide_the_password(url: str) -> None:
             _no_leak(repr(thing))
         finally:
             thing.close()
+
+
+@pytest.mark.parametrize("cls", [RedisStore, RedisLimiter, RedisInvalidator])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+cluster://u:Le/ak@127.0.0.1:1/5",
+        "redis+sentinel://Le/ak@127.0.0.1:x/mymaster",
+        "redis+sentinel://:Le/ak@127.0.0.1:1/mymaster?socket_timeout=Leak",
+    ],
+)
+def test_a_bad_cluster_or_sentinel_url_is_refused_without_its_password(cls: type, url: str) -> None:
+    with pytest.raises(ValueError, match="not a Redis URL") as refused:
+        cls(url)
+    text = "".join(traceback.format_exception(refused.value))
+    _no_leak(text)
 
 
 @pytest.mark.parametrize("cls", [RedisStore, RedisLimiter, RedisInvalidator])

@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
         "--limiter",
         default="memory://",
         metavar="URL",
-        help="rate-limit backend: memory:// or redis://host:port/db (memory://)",
+        help="rate-limit backend: memory://, redis://host:port/db, "
+        "redis+cluster://host:port[,host:port...], redis+sentinel://host:port/service (memory://)",
     )
     add_keys_parser(commands)
     return parser

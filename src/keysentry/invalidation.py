@@ -34,7 +34,10 @@ exponentially with jitter.
 A process forked after :meth:`RedisInvalidator.start` (``gunicorn --preload``) gets a listener
 of its own, started in the child.
 
-Redis Cluster delivers ``PUBLISH`` to every node's subscribers, so this works there unchanged.
+Redis Cluster delivers ``PUBLISH`` to every node's subscribers, so this works there unchanged:
+the listener subscribes on one node (redis-py's cluster pub/sub picks the node by the channel's
+slot), publishers publish on any. Behind Sentinel the listener follows the master: each
+(re)connection asks the Sentinels where it is.
 """
 
 from __future__ import annotations
@@ -49,8 +52,7 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
-from ._redis import RedisBackend, client_options
-from ._urls import safe_url
+from ._redis import RedisBackend, client_options, connect, sentinels_of
 from .breaker import CircuitBreaker
 
 __all__ = ["RedisInvalidator"]
@@ -96,7 +98,15 @@ def parse(data: bytes) -> tuple[str, bytes | None] | None:
 class RedisInvalidator(RedisBackend):
     """Publishes key changes and, once :meth:`start`-ed, listens for them.
 
+    :param url: as for :class:`~keysentry.ratelimit.redis.RedisLimiter`: one server, a
+        cluster (``redis+cluster://``) or a Sentinel-managed master (``redis+sentinel://``).
+        Or, instead of a URL, ``client`` (blocking: publishing from WSGI and the CLI, and the
+        listener, which takes one dedicated connection of it with ``client.pubsub()``) and
+        ``aclient`` (asyncio: publishing from ASGI); they are used as they are, and never
+        closed.
     :param channel: the pub/sub channel; processes sharing a store share one channel.
+        ``<namespace>:invalidate`` by default, where the namespace is the ``namespace``
+        argument, else the URL's ``?namespace=``, else ``keysentry``.
     :param timeout: seconds a publish (or a connection attempt) may take.
     :param ping_interval: seconds of silence after which the listener pings the server;
         when nothing has been heard for ``2 * ping_interval + timeout`` seconds it gives the
@@ -114,18 +124,31 @@ class RedisInvalidator(RedisBackend):
 
     def __init__(
         self,
-        url: str = "redis://127.0.0.1:6379/0",
+        url: str | None = None,
         *,
-        channel: str = "keysentry:invalidate",
+        client: Any = None,
+        aclient: Any = None,
+        namespace: str | None = None,
+        channel: str | None = None,
         timeout: float = 0.25,
         failures: int = 3,
         cooldown: float = 2.0,
         ping_interval: float = 1.0,
         backoff: tuple[float, float] = (0.1, 5.0),
     ) -> None:
-        super().__init__(url, timeout=timeout, failures=failures, cooldown=cooldown)
+        super().__init__(
+            url,
+            client=client,
+            aclient=aclient,
+            timeout=timeout,
+            failures=failures,
+            cooldown=cooldown,
+        )
         if ping_interval <= 0 or not 0 < backoff[0] <= backoff[1]:
             raise ValueError("ping_interval must be > 0 and backoff (first, longest) positive")
+        if channel is None:
+            prefix = namespace if namespace is not None else self.url_namespace or "keysentry"
+            channel = f"{prefix}:invalidate"
         self.channel = channel
         self.ping_interval = ping_interval
         self.backoff = backoff
@@ -144,7 +167,7 @@ class RedisInvalidator(RedisBackend):
 
     def __repr__(self) -> str:
         state = "listening" if self.listening else "started" if self._thread else "idle"
-        return f"RedisInvalidator({safe_url(self.url)!r}, channel={self.channel!r}, {state})"
+        return f"RedisInvalidator({self._where()}, channel={self.channel!r}, {state})"
 
     @property
     def silence_limit(self) -> float:
@@ -169,7 +192,8 @@ class RedisInvalidator(RedisBackend):
         """The async twin of :meth:`publish`."""
         data = message(key_id, digest)
         with self._guard("publish"):
-            return int(await self._aclient().publish(self.channel, data))
+            client = await self._aclient()
+            return int(await client.publish(self.channel, data))
 
     # -- listening -------------------------------------------------------------------------------
 
@@ -204,6 +228,8 @@ class RedisInvalidator(RedisBackend):
             raise ValueError("give a cache, an on_message callback, or both")
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("this invalidator is already listening")
+        if self._target is None and self._given is None:
+            raise self._missing("client=", "asyncio")
         self._on_message, self._cache, self._on_reset = on_message, cache, on_reset
         self._spawn()
         _started.add(self)
@@ -234,14 +260,20 @@ class RedisInvalidator(RedisBackend):
         super().close()
 
     def _listen(self, stop: threading.Event) -> None:
-        import redis
-
         delay = self.backoff[0]
         lost = False  # a connection was lost: announcements may have been missed
         while not stop.is_set():
-            client: Any = redis.Redis.from_url(self.url, **client_options(self.timeout))
-            pubsub = client.pubsub()
+            client: Any = None
+            pubsub: Any = None
             try:
+                # A client of its own per connection, built as the publishing one is (a
+                # cluster's asks for the layout, a Sentinel's for the master): inside the
+                # try, as building may fail like any call. A given client lends a connection.
+                if self._target is None:
+                    pubsub = self._given.pubsub()
+                else:
+                    client = connect(self._target, client_options(self.timeout))
+                    pubsub = client.pubsub()
                 pubsub.subscribe(self.channel)
                 heard = pinged = time.monotonic()
                 silence = 2 * self.ping_interval + self.timeout
@@ -284,7 +316,10 @@ class RedisInvalidator(RedisBackend):
                     log.warning("invalidation listener failed; reconnecting", exc_info=True)
                 lost = True
             finally:
-                for closing in (pubsub.close, client.close):
+                closers = [] if pubsub is None else [pubsub.close]
+                if client is not None:
+                    closers += [s.close for s in sentinels_of(client)] + [client.close]
+                for closing in closers:
                     try:
                         closing()
                     except Exception:  # noqa: PERF203  (two calls; the next must still run)

@@ -63,7 +63,8 @@ class _Slice:
 
 
 class LeasedLimiter(RedisLimiter):
-    """``LeasedLimiter("redis://127.0.0.1:6379/0", lease=16)``; share one per process.
+    """``LeasedLimiter("redis://127.0.0.1:6379/0", lease=16)``, or ``?lease=16`` in the URL
+    of ``keysentry demo --limiter``; share one per process.
 
     :param lease: the largest slice a process leases at once (requests); 1 leases one request
         at a time (exact, one round trip per admitted request, refusals still cached).
@@ -77,18 +78,26 @@ class LeasedLimiter(RedisLimiter):
 
     def __init__(
         self,
-        url: str = "redis://127.0.0.1:6379/0",
+        url: str | None = None,
         *,
         lease: int = 16,
         lease_time: float = 1.0,
-        namespace: str = "keysentry",
+        client: Any = None,
+        aclient: Any = None,
+        namespace: str | None = None,
         timeout: float = 0.1,
         failures: int = 3,
         cooldown: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
-            url, namespace=namespace, timeout=timeout, failures=failures, cooldown=cooldown
+            url,
+            client=client,
+            aclient=aclient,
+            namespace=namespace,
+            timeout=timeout,
+            failures=failures,
+            cooldown=cooldown,
         )
         if not (isinstance(lease, int) and lease >= 1):
             raise ValueError("lease must be a whole number of requests, at least 1")
@@ -129,7 +138,7 @@ class LeasedLimiter(RedisLimiter):
             return local
         keys, args = self._request(key, policies, cost)
         with self._guard("lease"):
-            reply = await LEASE.arun(self._aclient(), keys, args)
+            reply = await LEASE.arun(await self._aclient(), keys, args)
         return self._answer(key, policies, cost, reply)
 
     def reset(self, key: str) -> None:

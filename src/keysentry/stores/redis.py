@@ -26,7 +26,9 @@ Redis Cluster: ``get``, ``update`` without an owner change, and the two steps of
 slot. The braces around the id tag a record's hash with its id; to keep a whole store on one
 slot, give the namespace its own hash tag, e.g. ``namespace="{keysentry}"`` (Redis hashes the
 first ``{...}`` of a name). A key store is small and read through a cache, so one slot is rarely
-a constraint. This class speaks to one server (or a proxy) through ``redis.Redis``.
+a constraint. The store takes the same URLs (``redis+cluster://``, ``redis+sentinel://``) and
+clients of the user's own as :class:`~keysentry.ratelimit.redis.RedisLimiter`; on a cluster,
+give the namespace a hash tag as above.
 
 Every failure to reach the server raises :class:`~keysentry.errors.StoreUnavailable`, within
 ``timeout`` and without retries; a circuit breaker then answers at once until a trial call
@@ -46,7 +48,6 @@ from datetime import timezone
 from typing import TYPE_CHECKING, Any
 
 from .._redis import LuaScript, RedisBackend
-from .._urls import safe_url
 from ..errors import (
     Conflict,
     DuplicateKey,
@@ -99,7 +100,12 @@ def _decode(raw: dict[bytes, bytes] | None) -> KeyRecord | None:
 class RedisStore(RedisBackend):
     """``RedisStore("redis://127.0.0.1:6379/0")``; share one per process.
 
-    :param namespace: prefix of every Redis key this store writes.
+    :param url: one server, a cluster (``redis+cluster://``) or a Sentinel-managed master
+        (``redis+sentinel://``); ``?namespace=`` sets ``namespace`` unless it is given. Or,
+        instead of a URL, ``client`` (blocking) and ``aclient`` (asyncio): redis-py clients
+        of your own, used as they are and never closed (see
+        :class:`~keysentry.ratelimit.redis.RedisLimiter`).
+    :param namespace: prefix of every Redis key this store writes (``keysentry`` by default).
     :param timeout: seconds a Redis call may take before it counts as a failure.
     :param failures: consecutive failures that open the circuit breaker.
     :param cooldown: seconds the breaker stays open before one trial call.
@@ -110,25 +116,33 @@ class RedisStore(RedisBackend):
 
     def __init__(
         self,
-        url: str = "redis://127.0.0.1:6379/0",
+        url: str | None = None,
         *,
-        namespace: str = "keysentry",
+        client: Any = None,
+        aclient: Any = None,
+        namespace: str | None = None,
         timeout: float = 0.25,
         failures: int = 3,
         cooldown: float = 2.0,
         invalidator: RedisInvalidator | None = None,
     ) -> None:
-        super().__init__(url, timeout=timeout, failures=failures, cooldown=cooldown)
+        super().__init__(
+            url,
+            client=client,
+            aclient=aclient,
+            timeout=timeout,
+            failures=failures,
+            cooldown=cooldown,
+        )
+        if namespace is None:
+            namespace = "keysentry" if self.url_namespace is None else self.url_namespace
         if not namespace:
             raise ValueError("a RedisStore needs a non-empty namespace")
         self.namespace = namespace
         self.invalidator = invalidator
 
     def __repr__(self) -> str:
-        return (
-            f"RedisStore({safe_url(self.url)!r}, namespace={self.namespace!r}, "
-            f"{self.breaker.state})"
-        )
+        return f"RedisStore({self._where()}, namespace={self.namespace!r}, {self.breaker.state})"
 
     # -- key names -------------------------------------------------------------------------------
 
@@ -364,12 +378,13 @@ class RedisStore(RedisBackend):
         if not _ID.match(key_id):
             return None
         with self._guard("get"):
-            raw = await self._aclient().hgetall(self.record_key(key_id))
+            client = await self._aclient()
+            raw = await client.hgetall(self.record_key(key_id))
         return _decode(raw)
 
     async def afind_by_digest(self, digest: bytes) -> KeyRecord | None:
         with self._guard("find_by_digest"):
-            client = self._aclient()
+            client = await self._aclient()
             key_id = await client.get(self.digest_key(digest))
             if key_id is None or not _ID.match(key_id.decode()):
                 return None
@@ -380,7 +395,7 @@ class RedisStore(RedisBackend):
     async def acreate(self, record: KeyRecord) -> None:
         keys, args = self._create_call(record)
         with self._guard("create"):
-            code = await CREATE.arun(self._aclient(), keys, args)
+            code = await CREATE.arun(await self._aclient(), keys, args)
             self._created(code, record)
         await self._aannounce(record)
 
@@ -390,7 +405,7 @@ class RedisStore(RedisBackend):
         if not _ID.match(key_id):
             raise self._not_found(key_id)
         with self._guard("update"):
-            client = self._aclient()
+            client = await self._aclient()
             for _ in range(_ATTEMPTS):
                 current = _decode(await client.hgetall(self.record_key(key_id)))
                 keys, args = self._update_call(key_id, current, changes, expect)
@@ -410,7 +425,7 @@ class RedisStore(RedisBackend):
         found: list[KeyRecord] = []
         index, start = self.index_key(owner), self._page_start(after)
         with self._guard("list_keys"):
-            client = self._aclient()
+            client = await self._aclient()
             while len(found) < limit:
                 ids = await client.zrangebylex(index, start, "+", start=0, num=limit - len(found))
                 if not ids:
@@ -428,14 +443,14 @@ class RedisStore(RedisBackend):
         if not _ID.match(key_id):
             raise self._not_found(key_id)
         with self._guard("spend_credits"):
-            reply = await SPEND.arun(self._aclient(), [self.record_key(key_id)], [amount])
+            reply = await SPEND.arun(await self._aclient(), [self.record_key(key_id)], [amount])
         return self._spent(key_id, reply)
 
     async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
         if not usage:
             return
         with self._guard("record_usage"):
-            client = self._aclient()
+            client = await self._aclient()
             await USAGE.aload(client)
             async with client.pipeline(transaction=False) as pipe:
                 self._record_usage_in(pipe, usage)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from .._urls import REDIS_SCHEMES, SQL_SCHEMES, safe_url, scheme_of, scrub, take_param
+from .._urls import REDIS_SCHEMES, SQL_SCHEMES, safe_url, scheme_of, scrub
 from .memory import MemoryStore
 
 if TYPE_CHECKING:  # imported when a URL names them: redis-py, SQLAlchemy only then
@@ -32,7 +32,11 @@ def from_url(url: str, **options: Any) -> AnyStore:
     * ``postgresql://user:password@host:5432/db`` (also ``postgres://`` and
       ``postgresql+psycopg://``): :class:`SQLStore` on PostgreSQL;
     * ``redis://[:password@]host:6379/0``, ``rediss://`` (TLS), ``unix:///path/redis.sock``:
-      :class:`RedisStore`; ``?namespace=name`` sets the prefix of its Redis keys.
+      :class:`RedisStore`; ``?namespace=name`` sets the prefix of its Redis keys (an
+      explicit ``namespace=`` option wins);
+    * ``redis+cluster://host:port[,host:port...]``, ``redis+sentinel://host:port/service``:
+      :class:`RedisStore` on a Redis Cluster (give the namespace a ``{hash tag}``) or on the
+      master Sentinel names.
 
     On PostgreSQL, ``?options=-csearch_path%3Dmyschema`` puts the tables in a schema (libpq's
     own parameter).
@@ -43,10 +47,7 @@ def from_url(url: str, **options: Any) -> AnyStore:
     if scheme in REDIS_SCHEMES:
         from .redis import RedisStore
 
-        url, namespace = take_param(url, "namespace")
-        if namespace is not None:
-            options.setdefault("namespace", namespace)
-        return RedisStore(url, **options)
+        return RedisStore(url, **options)  # it reads ?namespace= itself
     if scheme is not None and scheme.partition("+")[0] in SQL_SCHEMES:
         from .sql import SQLStore
 
