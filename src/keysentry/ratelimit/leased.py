@@ -158,11 +158,14 @@ class LeasedLimiter(RedisLimiter):
             if held is None or held.policies != policies:
                 return None
             if held.tokens >= cost and now < held.expires:
-                held.tokens -= cost
-                remaining = tuple(
-                    min(p.burst, r + held.tokens) for p, r in zip(policies, held.base, strict=True)
-                )
-                return RateDecision(True, policies, remaining, held.reset, 0)
+                held.tokens = tokens = held.tokens - cost
+                if len(policies) == 1:  # the common case, without the generator
+                    remaining: tuple[int, ...] = (min(policies[0].burst, held.base[0] + tokens),)
+                else:
+                    remaining = tuple(
+                        min(p.burst, r + tokens) for p, r in zip(policies, held.base, strict=True)
+                    )
+                return tuple.__new__(RateDecision, (True, policies, remaining, held.reset, 0))
             if now < held.quiet_until:
                 wait = max(1, math.ceil(held.quiet_until - now))
                 zeros = (0,) * len(policies)
