@@ -6,6 +6,7 @@ from keysentry import Keysentry, MemoryStore
 
 from .apps import FRAMEWORKS, Client
 from .services import (  # noqa: F401  (fixtures)
+    ns,
     pg_schema,
     redis_cluster,
     redis_sentinel,

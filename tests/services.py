@@ -44,6 +44,15 @@ def namespace() -> str:
     return f"kstest-{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture
+def ns() -> Iterator[str]:
+    """A namespace of the test's own on the machine's Redis, deleted afterwards."""
+    redis_or_skip()
+    name = namespace()
+    yield name
+    delete_namespace(REDIS_URL, name)
+
+
 def delete_namespace(url: str, ns: str) -> None:
     import redis
 

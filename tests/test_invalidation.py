@@ -23,20 +23,12 @@ from keysentry.stores.redis import RedisStore
 
 from .apps import Client
 from .conftest import SECRET
-from .services import REDIS_URL, RedisServer, delete_namespace, namespace, redis_or_skip
+from .services import REDIS_URL, RedisServer
 
 pytestmark = pytest.mark.redis
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGEST = bytes(range(32))
-
-
-@pytest.fixture
-def ns() -> Iterator[str]:
-    redis_or_skip()
-    name = namespace()
-    yield name
-    delete_namespace(REDIS_URL, name)
 
 
 @pytest.fixture

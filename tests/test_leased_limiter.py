@@ -7,7 +7,6 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
@@ -19,17 +18,9 @@ from keysentry.records import Rate
 
 from .apps import starlette_app
 from .conftest import SECRET
-from .services import REDIS_URL, delete_namespace, namespace, redis_or_skip
+from .services import REDIS_URL
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def ns() -> Iterator[str]:
-    redis_or_skip()
-    name = namespace()
-    yield name
-    delete_namespace(REDIS_URL, name)
 
 
 def _policies(text: str) -> tuple[Policy, ...]:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +24,9 @@ from .conftest import SECRET
 from .services import (
     REDIS_URL,
     RedisServer,
-    delete_namespace,
-    namespace,
-    redis_or_skip,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def ns() -> Iterator[str]:
-    redis_or_skip()
-    name = namespace()
-    yield name
-    delete_namespace(REDIS_URL, name)
 
 
 WORKER = textwrap.dedent(

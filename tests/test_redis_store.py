@@ -17,17 +17,9 @@ from keysentry.testing import AsyncKeyStoreContract, KeyStoreContract, make_reco
 
 from .apps import Client
 from .conftest import SECRET
-from .services import REDIS_URL, RedisServer, delete_namespace, namespace, redis_or_skip
+from .services import REDIS_URL, RedisServer
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def ns() -> Iterator[str]:
-    redis_or_skip()
-    name = namespace()
-    yield name
-    delete_namespace(REDIS_URL, name)
 
 
 class TestRedisStore(KeyStoreContract):
