@@ -574,7 +574,7 @@ def test_credits_on_a_sqlite_without_returning(sqlite_store: SQLStore) -> None:
     """SQLite before 3.35 (still shipped with some Python 3.10 builds) has no RETURNING."""
     record = make_record(credits=2)
     sqlite_store.create(record)
-    _, writer = sqlite_store._faces()
+    writer = sqlite_store._faces().write
     writer.dialect.update_returning = False
     assert sqlite_store.spend_credits(record.id) == 1
     assert sqlite_store.spend_credits(record.id) == 0
