@@ -922,3 +922,42 @@ def test_sqlite_writer_processes_never_see_a_locked_database(tmp_path: Path) -> 
         print(json.dumps({"spent": spent, "slowest": max(r["slowest"] for r in results)}))
     finally:
         store.close()
+
+
+def test_sqlite_async_reads_neither_wait_for_a_writer_nor_fail_on_a_busy_file(
+    tmp_path: Path,
+) -> None:
+    """The async face reads SQLite on the event loop: a writer holding the write lock does not
+    hold it up (WAL), and a file locked outright (an exclusive lock) sends the read to a worker
+    thread, where it waits for the lock as before instead of failing."""
+    path = tmp_path / "keys.db"
+    store = SQLStore(f"sqlite:///{path}", timeout=5.0)
+    try:
+        record = make_record()
+        store.create(record)
+
+        async def read() -> Any:
+            return await store.aget(record.id), await store.aget("nosuchkeyid0")
+
+        lite = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            lite.execute("BEGIN IMMEDIATE")
+            lite.execute("UPDATE keysentry_keys SET name = 'x'")
+            started = time.monotonic()
+            assert asyncio.run(read()) == (record, None)
+            assert time.monotonic() - started < 0.5
+            lite.execute("ROLLBACK")
+            store.close()  # an exclusive lock waits for every other connection to close
+            lite.execute("PRAGMA locking_mode = EXCLUSIVE")
+            lite.execute("BEGIN EXCLUSIVE")
+            lite.execute("UPDATE keysentry_keys SET name = 'y'")
+            lite.execute("COMMIT")  # the exclusive lock stays until the connection closes
+            threading.Timer(0.3, lite.close).start()
+            started = time.monotonic()
+            got, missing = asyncio.run(read())
+            assert time.monotonic() - started >= 0.25
+            assert (got.name, missing) == ("y", None)
+        finally:
+            lite.close()
+    finally:
+        store.close()
