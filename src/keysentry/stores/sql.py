@@ -3,7 +3,8 @@
 ``SQLStore("sqlite:///keys.db")`` or ``SQLStore("postgresql://user:pass@host/db")``. One store
 offers both faces: a blocking engine for WSGI, the CLI and scripts (``sqlite3``, ``psycopg``)
 and, for ASGI, an asyncio engine on PostgreSQL (``psycopg``'s async connection) or, on SQLite,
-the blocking engine run on worker threads; each is made on first use from the same URL.
+the blocking engine: writes on worker threads, reads on the event loop itself (a WAL read waits
+for no writer; one that would wait goes to a thread); each is made on first use from the URL.
 SQLAlchemy is imported when a store is made, never by ``import keysentry``.
 
 Tables (created on first use, if missing):
