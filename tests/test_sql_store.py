@@ -961,3 +961,42 @@ def test_sqlite_async_reads_neither_wait_for_a_writer_nor_fail_on_a_busy_file(
             lite.close()
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_write_that_loses_its_connection_at_commit_is_not_retried(pg_schema: str) -> None:
+    """Past COMMIT the store cannot know whether the spend was applied, so it answers
+    StoreUnavailable rather than spend again (here the backend dies just before COMMIT, so
+    nothing was applied: the balance is as before)."""
+    from sqlalchemy import event
+
+    store = SQLStore(PG_URL, schema=pg_schema, table_prefix=_prefix())
+    try:
+        record = make_record(credits=10)
+        store.create(record)
+        engine = store._faces().write
+
+        killed: list[int] = []
+
+        def kill_before_commit(conn: Any) -> None:
+            if killed:  # once: a retry would then succeed, and spend a second time
+                return
+            pid = conn.connection.driver_connection.info.backend_pid
+            killed.append(pid)
+            with _pg_connect() as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            time.sleep(0.05)
+
+        event.listen(engine, "commit", kill_before_commit)
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.spend_credits(record.id)
+        finally:
+            event.remove(engine, "commit", kill_before_commit)
+        assert len(killed) == 1
+        got = store.get(record.id)
+        assert got is not None
+        assert got.credits == 10
+        assert store.spend_credits(record.id) == 9
+    finally:
+        store.close()
