@@ -153,7 +153,7 @@ def load_sql(store: SQLStore, records: list[KeyRecord]) -> None:
         row = encode(record)
         row["disabled"] = bool(row["disabled"])
         rows.append(row)
-    _, writer = store._faces()
+    writer = store._faces().write
     with writer.begin() as conn:
         conn.execute(insert(store._queries.keys), rows)
 

@@ -574,7 +574,7 @@ def test_credits_on_a_sqlite_without_returning(sqlite_store: SQLStore) -> None:
     """SQLite before 3.35 (still shipped with some Python 3.10 builds) has no RETURNING."""
     record = make_record(credits=2)
     sqlite_store.create(record)
-    _, writer = sqlite_store._faces()
+    writer = sqlite_store._faces().write
     writer.dialect.update_returning = False
     assert sqlite_store.spend_credits(record.id) == 1
     assert sqlite_store.spend_credits(record.id) == 0
@@ -603,5 +603,400 @@ def test_a_rotation_line_shares_one_rate_limit(backend: Backend, framework: str)
         order = (a, b, c, b, a, c, b, a)
         statuses = [client.get("/", {"X-API-Key": k.key.reveal()}).status for k in order]
         assert statuses == [200] * 5 + [429] * 3
+    finally:
+        store.close()
+
+
+# -- pools: settings, no pool, engines of one's own, dropped connections -----------------------
+
+
+def _app_name() -> str:
+    return f"kstest-{uuid.uuid4().hex[:10]}"
+
+
+def _backends(app_name: str, terminate: bool = False) -> int:
+    """How many connections named ``app_name`` the server has (or terminated)."""
+    with _pg_connect() as conn:
+        what = "count(pg_terminate_backend(pid))" if terminate else "count(*)"
+        row = conn.execute(
+            f"SELECT {what} FROM pg_stat_activity WHERE application_name = %s",  # noqa: S608
+            (app_name,),
+        ).fetchone()
+    return int(row[0])
+
+
+@pytest.mark.postgres
+def test_pool_settings_in_the_url_take_effect(pg_schema: str) -> None:
+    app_name = _app_name()
+    url = (
+        f"{PG_URL}?pool_size=1&max_overflow=1&pool_timeout=0.5&pool_recycle=60"
+        f"&application_name={app_name}"
+    )
+    store = SQLStore(url, schema=pg_schema, table_prefix=_prefix())
+    try:
+        record = make_record()
+        store.create(record)
+        pool: Any = store._faces().write.pool
+        assert (pool.size(), pool._max_overflow, pool._timeout, pool._recycle) == (1, 1, 0.5, 60)
+        errors: list[BaseException] = []
+
+        def lookups() -> None:
+            try:
+                for _ in range(30):
+                    assert store.get(record.id) == record
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=lookups) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        assert _backends(app_name) == 1  # the overflow connection was closed when returned
+
+        async def main() -> None:
+            assert await store.aget(record.id) == record
+            engine: Any = (await store._afaces()).write
+            assert (engine.pool.size(), engine.pool._max_overflow) == (1, 1)
+            await store.aclose()
+
+        asyncio.run(main())
+    finally:
+        store.close()
+    assert _backends(app_name) == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("pool_size=0", "pool_size in the URL must be a whole number >= 1 .*poolclass=null"),
+        ("pool_size=two", "pool_size in the URL must be a whole number"),
+        ("max_overflow=-1", "max_overflow in the URL must be a whole number >= 0"),
+        ("pool_timeout=0", "pool_timeout in the URL must be a positive number of seconds"),
+        ("pool_recycle=inf", "pool_recycle in the URL must be a positive number of seconds"),
+        ("poolclass=static", "poolclass in the URL must be NullPool or 'null'"),
+        ("poolclass=null&pool_size=2", "pool_size means nothing without a pool"),
+        ("pool_size=1&pool_size=2", "pool_size is given more than once"),
+    ],
+)
+def test_pool_settings_in_the_url_are_checked(tmp_path: Path, query: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SQLStore(f"sqlite:///{tmp_path / 'k.db'}?{query}")
+
+
+def test_pool_settings_as_arguments(tmp_path: Path) -> None:
+    from sqlalchemy.pool import NullPool
+
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    with pytest.raises(ValueError, match="both in the database URL and as an argument"):
+        SQLStore(f"{url}?pool_size=1", pool_size=2)
+    with pytest.raises(ValueError, match="max_overflow argument must be a whole number"):
+        SQLStore(url, max_overflow=1.5)
+    with pytest.raises(ValueError, match="must be NullPool"):
+        SQLStore(url, poolclass=object)
+    store = SQLStore(url, pool_size=1, max_overflow=0, pool_recycle=5)
+    try:
+        assert store.pool_settings == {
+            "pool_size": 1, "max_overflow": 0, "pool_timeout": 2.0, "pool_recycle": 5.0,
+        }  # fmt: skip
+        record = make_record(credits=3)
+        store.create(record)
+        assert store.spend_credits(record.id) == 2
+    finally:
+        store.close()
+    store = SQLStore(url, poolclass=NullPool)
+    try:
+        assert store.get(record.id) is not None
+        assert isinstance(store._faces().write.pool, NullPool)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def pg_null_store(pg_schema: str) -> Iterator[SQLStore]:
+    store = SQLStore(f"{PG_URL}?poolclass=null", schema=pg_schema, table_prefix=_prefix())
+    yield store
+    store.close()
+
+
+@pytest.mark.postgres
+class TestPostgresStoreWithoutPool(KeyStoreContract):
+    """``?poolclass=null``: a connection per call, as behind PgBouncer."""
+
+    @pytest.fixture
+    def store(self, pg_null_store: SQLStore) -> SQLStore:
+        return pg_null_store
+
+
+@pytest.mark.postgres
+class TestPostgresStoreWithoutPoolAsync(AsyncKeyStoreContract):
+    @pytest.fixture
+    def store(self, pg_null_store: SQLStore) -> SQLStore:
+        return pg_null_store
+
+
+@pytest.mark.postgres
+def test_without_a_pool_no_connection_stays_open(pg_schema: str) -> None:
+    app_name = _app_name()
+    store = SQLStore(
+        f"{PG_URL}?poolclass=null&application_name={app_name}",
+        schema=pg_schema,
+        table_prefix=_prefix(),
+    )
+    try:
+        ks = Keysentry(store, secret=SECRET, usage_interval=None)
+        issued = ks.issue(name="nopool", credits=5)
+        for framework in ("flask", "starlette"):
+            client = Client(framework, ks)
+            assert client.get("/", {"X-API-Key": issued.key.reveal()}).status == 200
+        assert _backends(app_name) == 0
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_engines_of_ones_own(pg_schema: str) -> None:
+    from sqlalchemy import create_engine
+
+    app_name = _app_name()
+    url = PG_URL.replace("postgresql://", "postgresql+psycopg://")
+    engine = create_engine(
+        url, hide_parameters=True, pool_size=1, connect_args={"application_name": app_name}
+    )
+    store = SQLStore(engine=engine, schema=pg_schema, table_prefix=_prefix())
+    try:
+        record = make_record()
+        store.create(record)
+        assert asyncio.run(store.aget(record.id)) == record  # its own engine, from the URL
+        store.close()
+        assert _backends(app_name) == 1  # the user's engine is the user's to close
+        assert store.get(record.id) == record
+    finally:
+        store.close()
+        engine.dispose()
+    with pytest.raises(ValueError, match="hide_parameters=True"):
+        SQLStore(engine=create_engine(url))
+    with pytest.raises(ValueError, match="a URL or an engine, not both"):
+        SQLStore(url, engine=engine)
+    with pytest.raises(ValueError, match="engine= is for PostgreSQL"):
+        SQLStore(engine=create_engine("sqlite:///x.db", hide_parameters=True))
+
+
+@pytest.mark.postgres
+def test_a_dropped_connection_costs_no_failed_call(pg_schema: str) -> None:
+    """No ping before use: a call whose pooled connection was terminated is retried once on
+    a fresh one, a read and a credit spend alike, each spend counted once."""
+    app_name = _app_name()
+    store = SQLStore(
+        PG_URL, schema=pg_schema, table_prefix=_prefix(), application_name=app_name, failures=1
+    )
+    try:
+        record = make_record(credits=100)
+        store.create(record)
+        for i in range(5):
+            assert _backends(app_name, terminate=True) >= 1
+            assert store.get(record.id) is not None
+            assert _backends(app_name, terminate=True) >= 1
+            assert store.spend_credits(record.id) == 99 - i
+
+        async def main() -> None:
+            assert await store.aget(record.id) is not None
+            for i in range(5):
+                assert _backends(app_name, terminate=True) >= 1
+                assert await store.afind_by_digest(record.digest) is not None
+                assert _backends(app_name, terminate=True) >= 1
+                assert await store.aspend_credits(record.id) == 94 - i
+            await store.aclose()
+
+        asyncio.run(main())
+        assert store.breaker.state == "closed"
+        got = store.get(record.id)
+        assert got is not None
+        assert got.credits == 90
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_spend_whose_connection_dies_mid_statement_counts_once(pg_schema: str) -> None:
+    """The spend's UPDATE waits for a row lock held elsewhere when its backend is
+    terminated: PostgreSQL committed nothing, so the retry on a fresh connection is the only
+    spend."""
+    app_name = _app_name()
+    backend = Backend("postgres", PG_URL, pg_schema, None)
+    store = backend.store(application_name=app_name, timeout=5.0)
+    try:
+        record = make_record(credits=10)
+        store.create(record)
+        results: list[Any] = []
+        with backend.outside_transaction() as execute:
+            execute(f"SELECT 1 FROM {backend.table('keys')} WHERE id = %s FOR UPDATE", (record.id,))  # noqa: S608
+            worker = threading.Thread(target=lambda: results.append(store.spend_credits(record.id)))
+            worker.start()
+            time.sleep(0.3)
+            assert worker.is_alive(), "the spend did not wait for the row lock"
+            assert _backends(app_name, terminate=True) == 1
+            time.sleep(0.2)
+        worker.join(10)
+        assert results == [9]
+        got = store.get(record.id)
+        assert got is not None
+        assert got.credits == 9
+    finally:
+        store.close()
+
+
+# -- SQLite under concurrent writers -----------------------------------------------------------
+
+
+SQLITE_WRITER = textwrap.dedent(
+    """
+    import json, random, sys, time
+    from datetime import datetime, timezone
+    from keysentry.errors import StoreUnavailable
+    from keysentry.stores.base import Usage
+    from keysentry.stores.sql import SQLStore
+
+    url, role, seconds, ids = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
+    store = SQLStore(url)
+    spent = reads = 0
+    failures = []
+    slowest = 0.0
+    usage = {}
+    flushed = time.monotonic()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        key_id = random.choice(ids)
+        started = time.monotonic()
+        try:
+            if role == "reader":
+                store.get(key_id)
+                reads += 1
+            else:
+                store.spend_credits(key_id)
+                spent += 1
+                count = usage[key_id][0] if key_id in usage else 0
+                usage[key_id] = Usage(count + 1, datetime.now(timezone.utc))
+                if time.monotonic() - flushed > 0.05:
+                    store.record_usage(usage)
+                    usage, flushed = {}, time.monotonic()
+        except StoreUnavailable as exc:
+            failures.append(str(exc))
+        slowest = max(slowest, time.monotonic() - started)
+    if usage:
+        store.record_usage(usage)
+    store.close()
+    print(json.dumps({"spent": spent, "reads": reads, "failures": failures, "slowest": slowest}))
+    """
+)
+
+
+def test_sqlite_writer_processes_never_see_a_locked_database(tmp_path: Path) -> None:
+    """Four processes spend credits and flush usage on the same keys while a fifth reads: no
+    StoreUnavailable ("database is locked"), and every spend and use counted exactly."""
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    store = SQLStore(url)
+    try:
+        records = [make_record(credits=1_000_000) for _ in range(3)]
+        for record in records:
+            store.create(record)
+        ids = [r.id for r in records]
+        roles = ["writer"] * 4 + ["reader"]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", SQLITE_WRITER, url, role, "3", *ids],
+                stdout=subprocess.PIPE,
+            )
+            for role in roles
+        ]
+        results = [json.loads(p.communicate(timeout=60)[0]) for p in processes]
+        assert all(p.returncode == 0 for p in processes)
+        assert [r["failures"] for r in results] == [[]] * 5
+        spent = sum(r["spent"] for r in results)
+        assert spent > 0
+        assert results[-1]["reads"] > 0
+        got = [store.get(key_id) for key_id in ids]
+        assert sum(1_000_000 - (g.credits or 0) for g in got if g is not None) == spent
+        assert sum(g.request_count for g in got if g is not None) == spent
+        print(json.dumps({"spent": spent, "slowest": max(r["slowest"] for r in results)}))
+    finally:
+        store.close()
+
+
+def test_sqlite_async_reads_neither_wait_for_a_writer_nor_fail_on_a_busy_file(
+    tmp_path: Path,
+) -> None:
+    """The async face reads SQLite on the event loop: a writer holding the write lock does not
+    hold it up (WAL), and a file locked outright (an exclusive lock) sends the read to a worker
+    thread, where it waits for the lock as before instead of failing."""
+    path = tmp_path / "keys.db"
+    store = SQLStore(f"sqlite:///{path}", timeout=5.0)
+    try:
+        record = make_record()
+        store.create(record)
+
+        async def read() -> Any:
+            return await store.aget(record.id), await store.aget("nosuchkeyid0")
+
+        lite = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            lite.execute("BEGIN IMMEDIATE")
+            lite.execute("UPDATE keysentry_keys SET name = 'x'")
+            started = time.monotonic()
+            assert asyncio.run(read()) == (record, None)
+            assert time.monotonic() - started < 0.5
+            lite.execute("ROLLBACK")
+            store.close()  # an exclusive lock waits for every other connection to close
+            lite.execute("PRAGMA locking_mode = EXCLUSIVE")
+            lite.execute("BEGIN EXCLUSIVE")
+            lite.execute("UPDATE keysentry_keys SET name = 'y'")
+            lite.execute("COMMIT")  # the exclusive lock stays until the connection closes
+            threading.Timer(0.3, lite.close).start()
+            started = time.monotonic()
+            got, missing = asyncio.run(read())
+            assert time.monotonic() - started >= 0.25
+            assert (got.name, missing) == ("y", None)
+        finally:
+            lite.close()
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_write_that_loses_its_connection_at_commit_is_not_retried(pg_schema: str) -> None:
+    """Past COMMIT the store cannot know whether the spend was applied, so it answers
+    StoreUnavailable rather than spend again (here the backend dies just before COMMIT, so
+    nothing was applied: the balance is as before)."""
+    from sqlalchemy import event
+
+    store = SQLStore(PG_URL, schema=pg_schema, table_prefix=_prefix())
+    try:
+        record = make_record(credits=10)
+        store.create(record)
+        engine = store._faces().write
+
+        killed: list[int] = []
+
+        def kill_before_commit(conn: Any) -> None:
+            if killed:  # once: a retry would then succeed, and spend a second time
+                return
+            pid = conn.connection.driver_connection.info.backend_pid
+            killed.append(pid)
+            with _pg_connect() as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            time.sleep(0.05)
+
+        event.listen(engine, "commit", kill_before_commit)
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.spend_credits(record.id)
+        finally:
+            event.remove(engine, "commit", kill_before_commit)
+        assert len(killed) == 1
+        got = store.get(record.id)
+        assert got is not None
+        assert got.credits == 10
+        assert store.spend_credits(record.id) == 9
     finally:
         store.close()
