@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from keysentry import Keysentry, MemoryStore
-from keysentry.ratelimit.gcra import US, Policy, policies_of
+from keysentry.ratelimit.gcra import US, Policy, RateDecision, policies_of
 from keysentry.ratelimit.leased import LeasedLimiter
 from keysentry.records import Rate
 
@@ -174,3 +174,29 @@ def test_bad_lease_parameters_are_refused(query: str) -> None:
 
     with pytest.raises(ValueError, match="lease"):
         limiter_from_url(f"redis://127.0.0.1:6379/0?{query}")
+
+
+def test_the_request_path_answers_from_the_slice_in_line(ns: str) -> None:
+    """A request served from a slice is decided without waiting on the limiter: no Pending,
+    no coroutine; only the lease itself is awaited."""
+
+    class Counting(LeasedLimiter):
+        awaited = 0
+
+        async def ahit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
+            self.awaited += 1
+            return await super().ahit(key, policies, cost)
+
+    limiter = Counting(REDIS_URL, namespace=ns, lease=16)
+    ks = Keysentry(MemoryStore(), secret=SECRET, limiter=limiter, rate_limit="1000/minute")
+    key = ks.issue(name="leased").key.reveal()
+    client = TestClient(starlette_app(ks))
+    try:
+        for _ in range(10):
+            r = client.get("/", headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 200
+            assert "ratelimit" in r.headers
+        assert limiter.awaited == 1
+        assert limiter.round_trips == 1
+    finally:
+        limiter.close()

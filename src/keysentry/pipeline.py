@@ -52,7 +52,7 @@ from .errors import Denial, InsufficientCredits, KeyNotFound, StoreUnavailable
 from .events import DecisionEvent
 from .flights import Flights
 from .ratelimit.base import Limiter
-from .ratelimit.gcra import RateDecision
+from .ratelimit.gcra import Policy, RateDecision
 from .ratelimit.headers import encoded_rate_headers, rate_headers
 from .records import KeyRecord
 from .responses import Rendered
@@ -262,6 +262,11 @@ class Pipeline:
         # An in-process limiter is called in line: no wait, no coroutine.
         self._local_limiter = limiter if getattr(limiter, "local", False) else None
         self._remote_limiter = None if self._local_limiter is not None else limiter
+        #: ``hit_in_memory(key, policies)`` of a remote limiter that can answer some hits
+        #: without I/O (``LeasedLimiter``): the decision, or None to wait on the limiter.
+        self._in_memory: Callable[[str, tuple[Policy, ...]], RateDecision | None] | None = getattr(
+            self._remote_limiter, "hit_in_memory", None
+        )
         # Keys a process has verified once are recognised on cache hits by a process-local
         # MAC (never stored, never shared) instead of a second HMAC; see tag().
         self._tagger = hashlib.blake2s(key=os.urandom(32), digest_size=16)
@@ -410,13 +415,18 @@ class Pipeline:
             local = self._local_limiter
             if local is not None:
                 limited = local.hit(verdict.rate_key, verdict.policies)
-                if not limited.allowed:
-                    denial = self._rate_limited(verdict, limited)
-                    return self._refused(denial, verdict, driver, raw, started)
             elif self._remote_limiter is not None:
-                pending = Pending(self, _LIMIT, driver, raw, started)
-                pending.verdict = verdict
-                return pending
+                # A remote limiter may answer from memory (a leased slice, a cached refusal).
+                in_memory = self._in_memory
+                if in_memory is not None:
+                    limited = in_memory(verdict.rate_key, verdict.policies)
+                if limited is None:
+                    pending = Pending(self, _LIMIT, driver, raw, started)
+                    pending.verdict = verdict
+                    return pending
+            if limited is not None and not limited.allowed:
+                denial = self._rate_limited(verdict, limited)
+                return self._refused(denial, verdict, driver, raw, started)
         return self._credits(verdict, limited, driver, raw, started)
 
     def _credits(

@@ -123,6 +123,14 @@ class LeasedLimiter(RedisLimiter):
 
     # -- the two faces -------------------------------------------------------------------------
 
+    def hit_in_memory(
+        self, key: str, policies: tuple[Policy, ...], cost: int = 1
+    ) -> RateDecision | None:
+        """The decision this process can make without Redis (a request from its slice, a
+        refusal while the key is known to be full), or None: then :meth:`hit` / :meth:`ahit`
+        ask Redis. The guard's request path calls this first, in line."""
+        return self._spend(key, policies, cost)
+
     def hit(self, key: str, policies: tuple[Policy, ...], cost: int = 1) -> RateDecision:
         local = self._spend(key, policies, cost)
         if local is not None:
