@@ -122,3 +122,25 @@ def test_a_hook_set_after_the_middleware_exists_takes_effect_on_every_driver(
     ks.on_decision = None
     assert client.get("/", {"Authorization": f"Bearer {key}"}).status == 200
     assert len(seen) == 2
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_key_that_expires_while_warm_is_named_in_its_refusal(framework: str) -> None:
+    """The warm path (a key recognised by its tag) reports a proven refusal as the full path
+    does: with the key's id and prefix."""
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    ks = Keysentry(MemoryStore(), secret=SECRET)
+    client = Client(framework, ks)
+    soon = datetime.now(timezone.utc) + timedelta(seconds=0.4)
+    issued = ks.issue(name="brief", expires_at=soon)
+    headers = {"Authorization": f"Bearer {issued.key.reveal()}"}
+    assert [client.get("/", headers).status for _ in range(3)] == [200, 200, 200]
+    seen: list[DecisionEvent] = []
+    ks.on_decision = seen.append
+    time.sleep(0.5)
+    assert client.get("/", headers).status == 401
+    assert [(e.code, e.key_id, e.prefix) for e in seen] == [
+        ("EXPIRED_API_KEY", issued.record.id, issued.record.prefix)
+    ]

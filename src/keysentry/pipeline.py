@@ -313,15 +313,17 @@ class Pipeline:
         if not repeated and self._indexed:
             # A key this process has verified is found by its tag, before any parsing.
             if key is None:
-                warm = self._recognise(auth[7:]) if auth and auth.startswith(b"Bearer ") else None
+                presented = auth[7:] if auth and auth.startswith(b"Bearer ") else None
             else:
-                warm = self._recognise(key) if auth is None else None
+                presented = key if auth is None else None
+            warm = None if presented is None else self._recognise(presented)
             if warm is not None:
                 if type(warm) is Verdict:
                     if warm.admit:
                         return self._admit(warm, driver, raw, started)
                     return self._admitted(warm, None, driver, raw, started)
-                return self._refused(warm, None, driver, raw, started)  # type: ignore[arg-type]
+                # Disabled or expired: the event names the key, as on the full path.
+                return self._refused(warm, None, driver, raw, started, presented)  # type: ignore[arg-type]
         if repeated or self._query:
             token = self._reader.read_all(*driver.credentials(raw))
         elif key is None:
