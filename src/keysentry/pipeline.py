@@ -511,10 +511,13 @@ class Pipeline:
     def _index(self, token: bytes, cache_key: bytes) -> None:
         """Remember which cache entry a verified key's tag leads to (bounded like the cache)."""
         tags = self._tags
+        tag = hash(token)
+        if tags.get(tag) == cache_key:
+            return  # a key sent in a shape the warm path does not read: no lock per request
         with self._tags_lock:
             if len(tags) >= self._tags_max:
                 tags.pop(next(iter(tags)), None)
-            tags[hash(token)] = cache_key
+            tags[tag] = cache_key
 
     def check(self, token: bytes) -> Verdict | Denial | Lookup:
         """Decide on a presented token from the cache alone; a :class:`Lookup` when it misses.
@@ -541,7 +544,8 @@ class Pipeline:
                 if hmac.compare_digest(tag, entry.tag):
                     verdict = entry.verdict
                     if verdict is not None:
-                        self._index(token, key_id)
+                        if self._indexed:
+                            self._index(token, key_id)
                         if verdict.in_good_standing:
                             return verdict
                         return standing(verdict, self._clock)
