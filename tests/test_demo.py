@@ -110,6 +110,35 @@ def test_demo_serves_the_printed_key(demo: tuple[str, int]) -> None:
     assert (status, body["error"]["code"]) == (401, "INVALID_API_KEY")
 
 
+def test_demo_serves_prometheus_metrics_without_a_key(demo: tuple[str, int]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    key, port = demo
+    assert _get(port, "/v1/me", {"Authorization": f"Bearer {key}"})[0] == 200
+    assert _get(port, "/v1/me", {"X-API-Key": key})[0] == 200
+    assert _get(port, "/v1/me")[0] == 401
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        status, kind, text = r.status, r.getheader("content-type", ""), r.read().decode()
+    finally:
+        conn.close()
+    assert status == 200
+    assert kind.startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    # The scrape itself is exempt: not a decision.
+    assert samples[("keysentry_decisions_total", (("code", ""), ("outcome", "allowed")))] == 2
+    denied = (("code", "MISSING_API_KEY"), ("outcome", "denied"))
+    assert samples[("keysentry_decisions_total", denied)] == 1
+    assert samples[("keysentry_cache_lookups_total", (("result", "hit"),))] == 1
+    assert samples[("keysentry_cache_lookups_total", (("result", "miss"),))] == 1
+
+
 def test_demo_refuses_a_bad_store_url() -> None:
     r = subprocess.run(
         [str(SCRIPT), "demo", "--port", "0", "--store", "nosuch://x"],

@@ -7,12 +7,13 @@ from __future__ import annotations
 import logging
 
 import pytest
+from starlette.testclient import TestClient
 
 from keysentry import Keysentry, MemoryStore
-from keysentry.events import DecisionEvent, LogDecisions
+from keysentry.events import DecisionEvent, LogDecisions, fan_out
 from keysentry.ratelimit import MemoryLimiter
 
-from .apps import FRAMEWORKS, Client
+from .apps import FRAMEWORKS, Client, starlette_app
 from .conftest import SECRET
 
 
@@ -144,3 +145,77 @@ def test_a_key_that_expires_while_warm_is_named_in_its_refusal(framework: str) -
     assert [(e.code, e.key_id, e.prefix) for e in seen] == [
         ("EXPIRED_API_KEY", issued.record.id, issued.record.prefix)
     ]
+
+
+def test_the_event_says_whether_the_key_was_answered_from_the_cache(
+    store: MemoryStore, framework: str
+) -> None:
+    events: list[DecisionEvent] = []
+    guard = Keysentry(store, secret=SECRET, on_decision=events.append)
+    key = guard.issue(name="cached").key.reveal()
+    # Well formed, but of another store: an id this one does not know.
+    unknown = Keysentry(MemoryStore(), secret=SECRET).issue(name="elsewhere").key.reveal()
+    client = Client(framework, guard)
+
+    assert client.get("/", {"X-API-Key": key}).status == 200  # looked up in the store
+    assert client.get("/", {"X-API-Key": key}).status == 200  # from the cache
+    assert client.get("/", {"Authorization": f"Bearer {key}"}).status == 200
+    assert client.get("/", {"X-API-Key": unknown}).status == 401  # looked up: not there
+    assert client.get("/", {"X-API-Key": unknown}).status == 401  # the cache knows it now
+    assert client.get("/").status == 401  # no key: the cache is not read
+    assert client.get("/", {"X-API-Key": key[:-1] + "x"}).status == 401  # garbage: neither
+    assert client.get("/", {"Authorization": key}).status == 401  # no scheme: neither
+
+    assert [(e.code, e.cached) for e in events] == [
+        (None, False),
+        (None, True),
+        (None, True),
+        ("INVALID_API_KEY", False),
+        ("INVALID_API_KEY", True),
+        ("MISSING_API_KEY", None),
+        ("INVALID_API_KEY", None),
+        ("INVALID_API_KEY", None),
+    ]
+
+
+def test_a_client_blocked_for_failed_attempts_is_a_cache_miss_without_a_lookup(
+    store: MemoryStore,
+) -> None:
+    events: list[DecisionEvent] = []
+    guard = Keysentry(store, secret=SECRET, failure_limit="1/minute", on_decision=events.append)
+    other = Keysentry(MemoryStore(), secret=SECRET)
+    first, second = (other.issue(name=n).key.reveal() for n in ("a", "b"))
+    client = TestClient(starlette_app(guard), client=("192.0.2.7", 40000))
+    assert client.get("/", headers={"X-API-Key": first}).status_code == 401
+    # The phantom, from the cache; this failed attempt is one too many.
+    assert client.get("/", headers={"X-API-Key": first}).status_code == 429
+    # A miss, refused before any lookup.
+    assert client.get("/", headers={"X-API-Key": second}).status_code == 429
+    assert [(e.code, e.cached) for e in events] == [
+        ("INVALID_API_KEY", False),
+        ("TOO_MANY_FAILED_ATTEMPTS", True),
+        ("TOO_MANY_FAILED_ATTEMPTS", False),
+    ]
+
+
+def test_fan_out_hands_every_event_to_every_callback(
+    store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    first: list[DecisionEvent] = []
+    last: list[DecisionEvent] = []
+
+    def broken(event: DecisionEvent) -> None:
+        raise RuntimeError("this sink is down")
+
+    guard = Keysentry(store, secret=SECRET, on_decision=fan_out(first.append, broken))
+    guard.on_decision = fan_out(guard.on_decision, None, last.append)
+    assert repr(guard.on_decision).startswith("fan_out(")
+    assert len(guard.on_decision.hooks) == 3  # type: ignore[union-attr]  # flattened
+    client = Client("starlette", guard)
+    with caplog.at_level(logging.WARNING, logger="keysentry"):
+        assert client.get("/").status == 401
+    assert [e.code for e in first] == [e.code for e in last] == ["MISSING_API_KEY"]
+    assert any("on_decision" in r.getMessage() for r in caplog.records)
+    assert guard.failures == {"on_decision": 1}
+    assert fan_out(None, None) is None
+    assert fan_out(None, first.append) == first.append

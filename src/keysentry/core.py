@@ -178,6 +178,16 @@ class Keysentry(KeyLifecycle):
         """Requests let through because the limiter could not answer (``fail_open``)."""
         return self._pipeline.limiter_failures
 
+    @property
+    def failures(self) -> dict[str, int]:
+        """Outages so far, by kind (a copy): ``store`` (key lookups the store could not
+        answer: served from a stale cache entry, or refused with 503), ``limiter`` (calls
+        the rate limiter could not answer, failing open or closed), ``credits`` (credit
+        spends and refunds the store could not answer), ``invalidator`` (changes that could
+        not be announced), ``on_decision`` (the callback raised). A kind appears once it
+        has happened."""
+        return dict(self._outages.counts)
+
     def render(self, denial: Denial) -> Rendered:
         """A refusal as both drivers answer it (status, headers, JSON body)."""
         return self.settings.render(denial)

@@ -1,11 +1,15 @@
 """``keysentry demo``: a small protected API, served on 127.0.0.1, with a key to try it.
 
 The app is an ordinary Starlette app behind :class:`~keysentry.ASGIMiddleware`; it is also what
-the README's quickstart shows, so what the demo does is what a user's app does.
+the README's quickstart shows, so what the demo does is what a user's app does. With
+``prometheus_client`` installed (extra ``prometheus``) it also serves the guard's metrics on
+``/metrics``, without a key: the demo listens on 127.0.0.1, and a scraper has no API key
+(in production, serve them on another port, or behind your network's own access control).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import sys
 from typing import TYPE_CHECKING, TextIO
@@ -19,11 +23,41 @@ from .records import Rate
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+    from starlette.routing import Route
 
-__all__ = ["DEFAULT_STORE", "build_app", "run"]
+__all__ = ["DEFAULT_STORE", "METRICS_PATH", "build_app", "run", "serves_metrics"]
+
+#: Where the demo serves Prometheus metrics, when it can.
+METRICS_PATH = "/metrics"
+
+
+def serves_metrics() -> bool:
+    """Whether the demo serves ``/metrics``: ``prometheus_client`` can be imported."""
+    return importlib.util.find_spec("prometheus_client") is not None
+
+
+def _metrics_route(ks: Keysentry) -> Route:
+    """``/metrics``: the guard's metrics in the Prometheus text format, from a registry of
+    this app's own (so that building the app twice does not register them twice)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from .metrics.prometheus import PrometheusMetrics
+
+    registry = CollectorRegistry()
+    PrometheusMetrics(ks, registry=registry)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Route(METRICS_PATH, metrics)
 
 
 def build_app(ks: Keysentry) -> Starlette:
+    """The demo API on ``ks``; with ``/metrics`` when :func:`serves_metrics` (exempt it from
+    ``ks`` to scrape without a key, as :func:`run` does)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -50,13 +84,14 @@ def build_app(ks: Keysentry) -> Starlette:
             {"object": "generation", "prompt": prompt, "key": request.state.api_key.prefix}
         )
 
-    app = Starlette(
-        routes=[
-            Route("/health", health),
-            Route("/v1/me", me),
-            Route("/v1/generate", generate, methods=["GET", "POST"]),
-        ]
-    )
+    routes = [
+        Route("/health", health),
+        Route("/v1/me", me),
+        Route("/v1/generate", generate, methods=["GET", "POST"]),
+    ]
+    if serves_metrics():
+        routes.append(_metrics_route(ks))
+    app = Starlette(routes=routes)
     app.add_middleware(ASGIMiddleware, keysentry=ks)
     return app
 
@@ -120,9 +155,10 @@ def run(
     out = out or sys.stdout
     rates = Rate.parse_many(rate_limit) if rate_limit else None
     # Built as `keysentry keys` builds it, so keys the CLI creates on this store work here.
+    metrics = serves_metrics()
     ks = guard_from_env(
         store_url,
-        exempt=["/health"],
+        exempt=["/health", METRICS_PATH] if metrics else ["/health"],
         limiter=limiter_from_url(limiter_url),
         invalidator_url=invalidator_url,
     )
@@ -131,6 +167,14 @@ def run(
     sock = _bind(host, port)
     port = sock.getsockname()[1]
     base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    scrape = (
+        f"""
+    # Prometheus metrics of the guard (no key needed here): decisions by code, latency, cache
+    curl {base}{METRICS_PATH}
+"""
+        if metrics
+        else ""
+    )
     print(
         f"""keysentry demo: a protected API on {base} (store: {safe_url(store_url)})
 Rate limit of the key: {", ".join(map(str, rates)) if rates else "none"} \
@@ -154,7 +198,7 @@ Try it:
 
     # exempt path: no key needed
     curl {base}/health
-
+{scrape}
 Ctrl-C stops the server.
 """,
         file=out,

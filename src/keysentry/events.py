@@ -10,14 +10,21 @@ ignored: observing a request never fails it.
 :class:`LogDecisions` is a ready callback that writes one line per decision to a logger::
 
     Keysentry(store, on_decision=LogDecisions())        # logger "keysentry.decisions"
+
+The guard takes one callback; :func:`fan_out` makes one of several::
+
+    Keysentry(store, on_decision=fan_out(LogDecisions(), my_callback))
+
+(the metrics adapters in ``keysentry.metrics`` add themselves this way).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["DecisionEvent", "LogDecisions"]
+__all__ = ["DecisionEvent", "DecisionHook", "LogDecisions", "fan_out"]
 
 
 class DecisionEvent(NamedTuple):
@@ -36,6 +43,10 @@ class DecisionEvent(NamedTuple):
     latency: float
     method: str
     path: str
+    #: Whether the key was found in this process's cache (True), or had to be looked up in
+    #: the store (False: a cache miss, or a refusal before the lookup); None when no
+    #: well-formed key reached the cache (none sent, two, a malformed one).
+    cached: bool | None = None
 
 
 class LogDecisions:
@@ -78,3 +89,51 @@ class LogDecisions:
             event.latency * 1e6,
             extra={"keysentry": event._asdict()},
         )
+
+
+#: What ``Keysentry(on_decision=...)`` takes.
+DecisionHook = Callable[[DecisionEvent], None]
+
+
+class _FanOut:
+    """Several callbacks as one: see :func:`fan_out`."""
+
+    __slots__ = ("hooks",)
+
+    def __init__(self, hooks: tuple[DecisionHook, ...]) -> None:
+        self.hooks = hooks
+
+    def __repr__(self) -> str:
+        return f"fan_out({', '.join(map(repr, self.hooks))})"
+
+    def __call__(self, event: DecisionEvent) -> None:
+        failed: Exception | None = None
+        for hook in self.hooks:
+            try:
+                hook(event)
+            except Exception as exc:  # noqa: PERF203  (the others must still see the event)
+                failed = failed or exc
+        if failed is not None:
+            raise failed  # for the guard to log, as it logs a single callback's
+
+
+def fan_out(*hooks: DecisionHook | None) -> DecisionHook | None:
+    """One ``on_decision`` callback that calls each of ``hooks`` in turn (None are skipped,
+    fan-outs are flattened): ``fan_out(LogDecisions(), metrics)``, or
+    ``ks.on_decision = fan_out(ks.on_decision, another)`` to add one to a guard.
+
+    Every callback sees every event, even after one raised; the first error is then raised
+    again, for the guard to log. None when no callback is left; the callback itself when
+    one is.
+    """
+    flat: list[DecisionHook] = []
+    for hook in hooks:
+        if isinstance(hook, _FanOut):
+            flat.extend(hook.hooks)
+        elif hook is not None:
+            flat.append(hook)
+    if not flat:
+        return None
+    if len(flat) == 1:
+        return flat[0]
+    return _FanOut(tuple(flat))

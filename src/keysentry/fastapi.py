@@ -23,6 +23,12 @@ read the credential, so they do not parse it again.
 A refusal is :class:`Refused`, an ``HTTPException``: with the handler :meth:`FastAPIKeys.init_app`
 installs, the client gets the guard's own response (its ``error_body``, its challenge); without
 it, FastAPI's default handler still answers the right status and ``WWW-Authenticate``.
+
+:meth:`FastAPIKeys.init_app` also makes the app's OpenAPI document declare, on every operation
+a ``require`` dependency protects, the refusals the guard can answer there (400, 401, 402,
+403, 429, 503; see ``_openapi.py``), with the error body's schema (the ``KeysentryError``
+component), an example per code, and their headers (``WWW-Authenticate``, ``Retry-After``,
+the RateLimit fields, also on successful responses). Responses the route declares are kept.
 Importing this module imports FastAPI.
 """
 
@@ -32,7 +38,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import cast
+from typing import Any, cast
 
 from fastapi import FastAPI, Security
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPBearer
@@ -41,6 +47,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from ._asgi_scopes import deny, identity_of, refund
+from ._openapi import OpenAPIResponses
 from ._scopes import UNAUTHENTICATED, Requirement
 from .asgi import ASGIMiddleware
 from .core import Keysentry
@@ -144,14 +151,22 @@ def _schemes(keysentry: Keysentry) -> dict[str, _Bearer | _APIKeyHeader | _APIKe
 
 
 class FastAPIKeys:
-    """FastAPI dependencies for the apps guarded by ``keysentry``: ``FastAPIKeys(ks)``."""
+    """FastAPI dependencies for the apps guarded by ``keysentry``: ``FastAPIKeys(ks)``.
 
-    __slots__ = ("_schemes", "_unauthenticated", "keysentry")
+    :param error_schema: the JSON Schema of the error body, for OpenAPI: needed only with a
+        custom ``error_body`` (the default body's schema is built in; a custom one is
+        otherwise declared as an object, with the guard's own examples).
+    """
 
-    def __init__(self, keysentry: Keysentry) -> None:
+    __slots__ = ("_responses", "_schemes", "_unauthenticated", "keysentry")
+
+    def __init__(
+        self, keysentry: Keysentry, *, error_schema: Mapping[str, Any] | None = None
+    ) -> None:
         self.keysentry = keysentry
         self._schemes = _schemes(keysentry)
         self._unauthenticated = _Refusal.of(keysentry, UNAUTHENTICATED)
+        self._responses = OpenAPIResponses(keysentry, error_schema)
 
     def __repr__(self) -> str:
         return f"FastAPIKeys({self.keysentry!r})"
@@ -169,6 +184,40 @@ class FastAPIKeys:
         else:
             app.add_middleware(ASGIMiddleware, keysentry=self.keysentry)
         app.add_exception_handler(Refused, _render_refused)  # type: ignore[arg-type]
+        generate = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            if not app.openapi_schema:
+                app.openapi_schema = self.document(generate())
+            return app.openapi_schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
+
+    def document(self, openapi: dict[str, Any]) -> dict[str, Any]:
+        """Declare the guard's refusals in an OpenAPI document (a dict, changed in place and
+        returned) on each operation a :meth:`require` dependency of this object protects:
+        the responses the guard can answer there, the ``KeysentryError`` schema of their body,
+        their headers. What the document declares already is kept.
+
+        :meth:`init_app` makes ``app.openapi()`` call this; an app that builds its document
+        itself (``get_openapi(...)``) calls it on the result."""
+        components = openapi.get("components", {}).get("securitySchemes", {})
+        # The schemes this object documents, by name, where the document holds them as such.
+        ours = {
+            scheme.scheme_name
+            for scheme in self._schemes.values()
+            if components.get(scheme.scheme_name, {}).get("description") == scheme.model.description
+        }
+
+        def scopes_of(operation: Mapping[str, Any]) -> list[str] | None:
+            scopes: list[str] | None = None
+            for requirement in operation.get("security", ()):
+                for name, needed in requirement.items():
+                    if name in ours:
+                        scopes = (scopes or []) + list(needed)
+            return scopes
+
+        return self._responses.document(openapi, scopes_of)
 
     def require(self, *scopes: str) -> Callable[..., Awaitable[KeyIdentity]]:
         """A dependency returning the request's :class:`~keysentry.KeyIdentity`, for keys that

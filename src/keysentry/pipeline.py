@@ -106,6 +106,19 @@ PASS = _Pass()
 
 #: Refusals that only a holder of the key can get: the event may name the key.
 _PROVEN = frozenset({"API_KEY_DISABLED", "EXPIRED_API_KEY"})
+#: Codes of the refusals made before the cache is read (no credential, two of them, a
+#: malformed one), but for UNKNOWN_KEY, which the cache (or the store) decided.
+_BEFORE_CACHE = frozenset({"MISSING_API_KEY", "INVALID_REQUEST", "INVALID_API_KEY"})
+
+
+class _Missed(float):
+    """A request's start time (``perf_counter``) that also says its key missed the cache
+    (it waited on a store lookup, or was refused before one), for the event's ``cached``.
+
+    It goes wherever ``started`` goes, so the warm path carries nothing more; it is made
+    only on a cache miss, and only while an ``on_decision`` callback is set."""
+
+    __slots__ = ()
 
 
 class Admitted:
@@ -195,20 +208,25 @@ Outcome = Verdict | Admitted | Denial | Pending | _Pass
 
 
 class Outages:
-    """Logs each kind of outage at most once per ``interval`` seconds, with its cause."""
+    """Counts each kind of outage, and logs it at most once per ``interval`` seconds, with its
+    cause. Kinds (topics): ``store`` (a key lookup), ``limiter``, ``credits`` (a spend or a
+    refund), ``invalidator`` (an announcement), ``on_decision`` (the callback raised)."""
 
-    __slots__ = ("_interval", "_lock", "_logged_at")
+    __slots__ = ("_interval", "_lock", "_logged_at", "counts")
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
         self._lock = threading.Lock()
         self._logged_at: dict[str, float] = {}
+        #: Outages so far, by topic (each call of :meth:`warn` is one).
+        self.counts: dict[str, int] = {}
 
     def warn(self, topic: str, message: str, cause: BaseException | None = None) -> None:
-        """Log ``message`` with ``cause`` (or the exception being handled), unless this topic
-        was logged less than ``interval`` seconds ago."""
+        """Count one outage of ``topic``; log ``message`` with ``cause`` (or the exception
+        being handled), unless this topic was logged less than ``interval`` seconds ago."""
         now = time.monotonic()
         with self._lock:
+            self.counts[topic] = self.counts.get(topic, 0) + 1
             if now - self._logged_at.get(topic, -math.inf) < self._interval:
                 return
             self._logged_at[topic] = now
@@ -343,6 +361,8 @@ class Pipeline:
                 return self._admit(result, driver, raw, started)
             return self._admitted(result, None, driver, raw, started)
         if type(result) is Lookup:
+            if started:
+                started = _Missed(started)
             attempts = self.attempts
             client = None
             if attempts is not None:
@@ -757,6 +777,13 @@ class Pipeline:
         if hook is None:
             return
         record = None if verdict is None else verdict.record
+        cached: bool | None
+        if type(started) is _Missed:
+            cached = False
+        elif verdict is not None or denial is None or denial is UNKNOWN_KEY:
+            cached = True
+        else:
+            cached = True if denial.code not in _BEFORE_CACHE else None
         event = DecisionEvent(
             denial is None,
             None if denial is None else denial.code,
@@ -766,6 +793,7 @@ class Pipeline:
             time.perf_counter() - started,
             driver.method(raw),
             driver.path(raw),
+            cached,
         )
         try:
             hook(event)
