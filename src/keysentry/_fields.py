@@ -32,6 +32,7 @@ __all__ = [
     "key_id",
     "optional_text",
     "page_size",
+    "prefix",
 ]
 
 #: Most credits a key may hold: the largest integer every store counts exactly (Redis's Lua
