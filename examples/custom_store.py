@@ -108,8 +108,12 @@ class RowStore:
 
 
 if __name__ == "__main__":
-    from keysentry import Keysentry
+    from keysentry import Denial, Keysentry
 
     ks = Keysentry(RowStore())
     issued = ks.issue(name="example", credits=2)
-    print(ks.authenticate(issued.key.reveal().encode()))
+    verdict = ks.authenticate(issued.key.reveal().encode())
+    if isinstance(verdict, Denial):
+        print(f"refused: {verdict.code}")
+    else:
+        print(f"authenticated {verdict.identity.prefix}... ({verdict.identity.name}) by a RowStore")

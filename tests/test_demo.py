@@ -33,8 +33,9 @@ def demo_args() -> list[str]:
 
 
 @pytest.fixture
-def demo(demo_args: list[str], tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """The demo on a free port, in an empty directory (its SQLite file lands there)."""
+def demo_banner(demo_args: list[str], tmp_path: Path) -> Iterator[tuple[str, int, str]]:
+    """The demo on a free port, in an empty directory (its SQLite file lands there): its key,
+    its port and what it printed."""
     env = {k: v for k, v in os.environ.items() if k not in ("KEYSENTRY_SECRET", "KEYSENTRY_STORE")}
     proc = subprocess.Popen(
         [str(SCRIPT), "demo", "--port", "0", *demo_args],
@@ -62,10 +63,16 @@ def demo(demo_args: list[str], tmp_path: Path) -> Iterator[tuple[str, int]]:
         assert port, text
         _wait_for(int(port.group(1)))
         assert ("--store" in demo_args) or (tmp_path / "keysentry.db").exists()
-        yield key.group(1), int(port.group(1))
+        yield key.group(1), int(port.group(1)), text
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def demo(demo_banner: tuple[str, int, str]) -> tuple[str, int]:
+    key, port, _ = demo_banner
+    return key, port
 
 
 def _wait_for(port: int) -> None:
@@ -243,6 +250,41 @@ def test_demo_rate_limit_answers_the_sixth_request_with_429(
         client = redis.Redis.from_url(REDIS_URL)
         client.delete(f"keysentry:rl:{{{key[len('sk_live_') : len('sk_live_') + 12]}}}")
         client.close()
+
+
+def _shell(lines: str) -> str:
+    return subprocess.run(
+        ["bash", "-c", lines], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+
+
+def test_the_demo_prints_no_429_line_without_a_rate_limit(
+    demo_banner: tuple[str, int, str],
+) -> None:
+    _, _, text = demo_banner
+    assert "429" not in text
+    assert "Rate limit of the key: none" in text
+
+
+@pytest.mark.parametrize(
+    ("demo_args", "allowed"),
+    [(["--rate-limit", "5/minute"], 5), (["--rate-limit", "3/minute, 100/day"], 3)],
+    ids=["one-rate", "two-rates"],
+)
+def test_the_demo_prints_a_curl_line_that_gets_the_429(
+    demo_banner: tuple[str, int, str], allowed: int
+) -> None:
+    """The lines under the 429 comment, pasted into a shell as printed, count 200s and a 429."""
+    key, port, text = demo_banner
+    comment = re.search(r"\n    # .*429 RATE_LIMITED.*\n((?:    .*\n)+)", text)
+    assert comment, text
+    counts = {
+        status: int(count)
+        for count, status in (line.split() for line in _shell(comment.group(1)).splitlines())
+    }
+    assert counts == {"200": allowed, "429": 1}
+    status, _, body = _get(port, "/v1/me", {"Authorization": f"Bearer {key}"})
+    assert (status, body["error"]["code"]) == (429, "RATE_LIMITED")
 
 
 class TestDemoLimitingOnACluster:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -98,6 +99,25 @@ def test_minted_keys_are_printed_and_work(
     assert client.request("POST", "/v1/items", reader, json={"name": "x"})[0] == 403
     assert client.request("POST", "/v1/items", writer, json={"name": "x"})[0] == 201
     assert f'curl -H "Authorization: Bearer {reader}" http://127.0.0.1:8000/v1/items' in out
+    assert not [marker for marker in INTERNAL if marker in out], out
+
+
+#: What a reader should never have to decode: reprs of keysentry's internals.
+INTERNAL = ("Verdict(", "KeyRecord(", "KeyIdentity(", "mappingproxy", "datetime.datetime(")
+
+
+def test_the_store_example_prints_what_it_did_and_nothing_internal() -> None:
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / "custom_store.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert re.fullmatch(
+        r"authenticated sk_live_[A-Za-z0-9]{12}\.\.\. \(example\) by a RowStore\n", run.stdout
+    ), run.stdout
+    assert run.stderr == ""
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -110,9 +110,9 @@ def test_update_scopes_limits_allowlist_and_metadata(guard: Keysentry, client: C
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"allowed_networks": ["not-a-cidr"]}, "does not appear to be an IPv4 or IPv6 network"),
+        ({"allowed_networks": ["not-a-cidr"]}, "allowed_networks: .not-a-cidr. is not an IP"),
         ({"rate_limit": "lots"}, "not a rate"),
-        ({"credits": -5}, "credits cannot be negative"),
+        ({"credits": -5}, "credits must be from 0"),
         ({"digest": bytes(32)}, "cannot be changed"),
         ({"revoked_at": None}, "use revoke"),
         ({"rotated_to": "abc"}, "use revoke"),

@@ -582,18 +582,6 @@ def test_fastapi_docs_load_and_the_authorize_button_sends_keys(
     assert client.get("/read", headers={"X-API-Key": key}).status_code == 200
 
 
-def test_fastapi_init_app_adds_the_middleware_once(
-    ks: Keysentry, issue: Callable[..., str]
-) -> None:
-    app = FastAPI()
-    app.add_middleware(ASGIMiddleware, keysentry=ks)
-    FastAPIKeys(ks).init_app(app)
-    assert len(app.user_middleware) == 1
-    other = Keysentry(MemoryStore())
-    with pytest.raises(ValueError, match="another Keysentry"):
-        FastAPIKeys(other).init_app(app)
-
-
 def test_fastapi_without_the_handler_still_refuses_with_status_and_challenge(
     ks: Keysentry, issue: Callable[..., str]
 ) -> None:

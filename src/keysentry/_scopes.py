@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .errors import Denial
 from .records import KeyIdentity
 
-__all__ = ["UNAUTHENTICATED", "Requirement"]
+__all__ = ["UNAUTHENTICATED", "Requirement", "check_scope"]
 
 #: A route that needs a key, reached without one: its path is exempt, or the middleware is not
 #: installed. The client cannot tell which, so this is the usual 401 and its challenge.
@@ -24,6 +24,16 @@ UNAUTHENTICATED = Denial.of(
 
 # scope-token = 1*( %x21 / %x23-5B / %x5D-7E ): printable ASCII except space, '"' and '\'.
 _SCOPE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
+
+
+def check_scope(scope: object) -> str:
+    """``scope`` if it is a scope-token, else ``ValueError``."""
+    if not isinstance(scope, str) or not scope or not _SCOPE_CHARS.issuperset(scope):
+        raise ValueError(
+            f"invalid scope {scope!r}: a scope is printable ASCII without spaces, "
+            "quotes or backslashes (RFC 6749 §3.3)"
+        )
+    return scope
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -38,11 +48,7 @@ class Requirement:
     def of(cls, scopes: Iterable[str]) -> Requirement:
         ordered = tuple(dict.fromkeys(scopes))  # the order given, once each
         for scope in ordered:
-            if not isinstance(scope, str) or not scope or not _SCOPE_CHARS.issuperset(scope):
-                raise ValueError(
-                    f"invalid scope {scope!r}: a scope is printable ASCII without spaces, "
-                    "quotes or backslashes (RFC 6749 §3.3)"
-                )
+            check_scope(scope)
         return cls(
             ordered,
             frozenset(ordered),

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from ._installed import installed_under
 from .core import CHARGED, Keysentry
 from .decision import Verdict
 from .errors import Denial
@@ -33,6 +34,14 @@ class ASGIMiddleware:
 
     def __init__(self, app: ASGIApp, keysentry: Keysentry) -> None:
         keysentry.require_async()
+        found = installed_under(app, ASGIMiddleware)
+        if found is not None:
+            raise RuntimeError(
+                f"keysentry's ASGIMiddleware is already installed under this app ({found}): "
+                "a second one would judge every request twice. Install it once: "
+                "app.add_middleware(ASGIMiddleware, keysentry=ks), ASGIMiddleware(app, ks) or "
+                "FastAPIKeys(ks).init_app(app), only one of them"
+            )
         self.app = app
         self.keysentry = keysentry
         self._pipeline = keysentry._pipeline

@@ -136,6 +136,19 @@ def limiter_from_url(url: str) -> Limiter:
     raise ValueError(f"unsupported limiter URL {safe_url(url)!r}: use 'memory://' or 'redis://'")
 
 
+def _rate_limited(rates: tuple[Rate, ...] | None, key: str, base: str) -> str:
+    """The banner's lines that show a 429: as many quick requests as the key may send at
+    once, and one more, counted by status. Nothing without a rate limit."""
+    if not rates:
+        return ""
+    burst = min(rate.limit if rate.burst is None else rate.burst for rate in rates)
+    return f"""
+    # 429 RATE_LIMITED past the burst: from idle, {burst} quick requests get 200, the next 429
+    for i in $(seq {burst + 1}); do curl -s -o /dev/null -w "%{{http_code}}\\n" \\
+        -H "Authorization: Bearer {key}" {base}/v1/me; done | sort | uniq -c
+"""
+
+
 def run(
     *,
     host: str = "127.0.0.1",
@@ -198,7 +211,7 @@ Try it:
 
     # exempt path: no key needed
     curl {base}/health
-{scrape}
+{scrape}{_rate_limited(rates, key, base)}
 Ctrl-C stops the server.
 """,
         file=out,

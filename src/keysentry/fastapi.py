@@ -47,6 +47,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from ._asgi_scopes import deny, identity_of, refund
+from ._installed import installed_under
 from ._openapi import OpenAPIResponses
 from ._scopes import UNAUTHENTICATED, Requirement
 from .asgi import ASGIMiddleware
@@ -172,17 +173,18 @@ class FastAPIKeys:
         return f"FastAPIKeys({self.keysentry!r})"
 
     def init_app(self, app: FastAPI) -> None:
-        """Guard ``app``: add the ASGI middleware (unless it is there already, for this guard)
-        and the exception handler that answers :class:`Refused` with the guard's response.
-        Call it before the app serves its first request."""
-        for cls, args, kwargs in app.user_middleware:
-            if cls is ASGIMiddleware:
-                guard = kwargs.get("keysentry", args[0] if args else None)
-                if guard is not self.keysentry:
-                    raise ValueError("the app is already guarded by another Keysentry")
-                break
-        else:
-            app.add_middleware(ASGIMiddleware, keysentry=self.keysentry)
+        """Guard ``app``: add the ASGI middleware and the exception handler that answers
+        :class:`Refused` with the guard's response. Call it once, before the app serves its
+        first request; it raises :class:`RuntimeError` if keysentry's middleware is on the app
+        already, since every request would be judged twice."""
+        found = installed_under(app, ASGIMiddleware)
+        if found is not None:
+            raise RuntimeError(
+                f"keysentry's ASGIMiddleware is already installed on this app ({found}): "
+                "init_app adds it itself, so every request would be judged twice. Remove "
+                "app.add_middleware(ASGIMiddleware, ...) and call init_app once"
+            )
+        app.add_middleware(ASGIMiddleware, keysentry=self.keysentry)
         app.add_exception_handler(Refused, _render_refused)  # type: ignore[arg-type]
         generate = app.openapi
 

@@ -28,6 +28,7 @@ from typing import Any, TypeVar, cast
 from flask import Flask, Response, current_app, request
 from werkzeug.local import LocalProxy
 
+from ._installed import installed_under
 from ._scopes import Requirement
 from .core import CHARGED, Keysentry
 from .errors import Denial
@@ -58,9 +59,24 @@ class KeysentryFlask:
         return f"KeysentryFlask({self.keysentry!r})"
 
     def init_app(self, app: Flask) -> None:
-        """Wrap ``app.wsgi_app`` with the middleware and register in ``app.extensions``."""
+        """Wrap ``app.wsgi_app`` with the middleware and register in ``app.extensions``.
+
+        Raises :class:`RuntimeError` if keysentry is installed on ``app`` already (by this
+        extension, or as a :class:`~keysentry.WSGIMiddleware` anywhere under
+        ``app.wsgi_app``): each request is judged once."""
         if EXTENSION in app.extensions:
-            raise RuntimeError(f"keysentry is already installed on the Flask app {app.name!r}")
+            raise RuntimeError(
+                f"keysentry is already installed on the Flask app {app.name!r} by "
+                f"{app.extensions[EXTENSION]!r}: call init_app once per app"
+            )
+        found = installed_under(app.wsgi_app, WSGIMiddleware, "app.wsgi_app")
+        if found is not None:
+            raise RuntimeError(
+                f"keysentry's WSGIMiddleware is already installed on the Flask app "
+                f"{app.name!r} ({found}): KeysentryFlask installs it itself, so every request "
+                "would be judged twice. Remove the line "
+                "app.wsgi_app = WSGIMiddleware(app.wsgi_app, ks) and keep KeysentryFlask"
+            )
         app.wsgi_app = WSGIMiddleware(app.wsgi_app, self.keysentry)  # type: ignore[method-assign]
         app.extensions[EXTENSION] = self
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from . import _fields as check
 from .cache import TTLCache
 from .decision import Entry
 from .errors import Conflict, InvalidKeyFormat, KeyNotFound, StoreUnavailable
@@ -92,44 +92,65 @@ class KeyLifecycle:
         *,
         name: str = "",
         owner: str | None = None,
-        scopes: Iterable[str] = (),
+        scopes: str | Iterable[str] = (),
         prefix: str | None = None,
-        expires_at: datetime | None = None,
+        expires_at: datetime | timedelta | None = None,
         rate_limit: str | Rate | Iterable[str | Rate] | None = None,
-        allowed_networks: Iterable[str | Network] = (),
+        allowed_networks: str | Iterable[str | Network] = (),
         credits: int | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> IssuedKey:
         """Mint a key and build its record, without storing it (see :meth:`issue`)."""
-        key_id, key = mint(self.settings.prefix if prefix is None else prefix)
+        fields = check.check_fields(
+            {
+                "name": name,
+                "owner": owner,
+                "scopes": scopes,
+                "expires_at": expires_at,
+                "rate_limit": rate_limit,
+                "allowed_networks": allowed_networks,
+                "credits": credits,
+                "metadata": metadata,
+            }
+        )
+        chosen = check.prefix(prefix)
+        key_id, key = mint(self.settings.prefix if chosen is None else chosen)
         record = KeyRecord(
             id=key_id,
             digest=self.settings.digest(key.reveal().encode()),
             prefix=key.public,
-            name=name,
-            owner=owner,
-            scopes=frozenset(scopes),
-            expires_at=expires_at,
-            rate_limit=None if rate_limit is None else Rate.parse_many(rate_limit),
-            allowed_networks=tuple(allowed_networks),  # type: ignore[arg-type]
-            credits=credits,
-            metadata=dict(metadata or {}),
+            **fields,
         )
         return IssuedKey(key, record)
 
     def issue(self, **fields: Any) -> IssuedKey:
-        """Create a key in the store. The full key is in the result and nowhere else."""
-        issued = self.new_key(**fields)
+        """Create a key in the store. The full key is in the result and nowhere else.
+
+        ``name``, ``owner``, ``scopes``, ``prefix``, ``expires_at``, ``rate_limit``,
+        ``allowed_networks``, ``credits``, ``metadata``: each checked first, a value of the
+        wrong type raising ``TypeError`` and a wrong value ``ValueError``, naming the
+        argument. ``scopes`` and ``allowed_networks`` take a list, or one string of words
+        separated by commas or whitespace (``"read write"``), as the CLI does; ``expires_at``
+        a timezone-aware datetime or a timedelta from now; ``rate_limit`` ``"none"`` for no
+        limit, None for the guard's default.
+        """
+        issued = self.new_key(**_known("issue", fields, check.ISSUABLE))
         self._need_sync().create(issued.record)
         return issued
 
     async def aissue(self, **fields: Any) -> IssuedKey:
-        issued = self.new_key(**fields)
+        issued = self.new_key(**_known("aissue", fields, check.ISSUABLE))
         await self._need_async().acreate(issued.record)
         return issued
 
     def imported_record(self, key: str, *, name: str = "", **fields: Any) -> KeyRecord:
-        """The record for a key issued by another system (see ``imported``), not yet stored."""
+        """The record for a key issued by another system (see ``imported``), not yet stored.
+        ``fields`` are those of :meth:`issue` but ``prefix`` (the format gives it)."""
+        if not isinstance(key, str):
+            raise TypeError(f"key must be the key as a str, not {type(key).__name__}")
+        checked = check.check_fields(
+            {"name": name, **_known("import_key", fields, check.ISSUABLE - {"prefix", "name"})}
+        )
         raw = key.encode()
         if not any(fmt.matches(raw) for fmt in self.settings.imported):
             raise InvalidKeyFormat("the key matches none of the configured imported formats")
@@ -139,8 +160,7 @@ class KeyLifecycle:
             id=key_id,
             digest=self.settings.digest(raw),
             prefix=key[: len(fmt.prefix) + 4],
-            name=name,
-            **fields,
+            **checked,
         )
 
     def import_key(self, key: str, *, name: str = "", **fields: Any) -> KeyRecord:
@@ -158,13 +178,13 @@ class KeyLifecycle:
 
     def get(self, key_id: str) -> KeyRecord:
         """The record of a key, revoked or not; :class:`KeyNotFound` when there is none."""
-        record = self._need_sync().get(key_id)
+        record = self._need_sync().get(check.key_id(key_id))
         if record is None:
             raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
         return record
 
     async def aget(self, key_id: str) -> KeyRecord:
-        record = await self._need_async().aget(key_id)
+        record = await self._need_async().aget(check.key_id(key_id))
         if record is None:
             raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
         return record
@@ -174,19 +194,21 @@ class KeyLifecycle:
     ) -> Sequence[KeyRecord]:
         """One page of records in id order; pass the last id of a page as ``after`` for the
         next. ``owner`` keeps one owner's keys."""
-        return self._need_sync().list_keys(owner=owner, after=after, limit=_page(limit))
+        return self._need_sync().list_keys(**_page(owner, after, limit))
 
     async def alist_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
     ) -> Sequence[KeyRecord]:
-        return await self._need_async().alist_keys(owner=owner, after=after, limit=_page(limit))
+        return await self._need_async().alist_keys(**_page(owner, after, limit))
 
     def update(self, key_id: str, **changes: Any) -> KeyRecord:
         """Change a key: ``name``, ``owner``, ``scopes``, ``expires_at``, ``disabled``,
         ``rate_limit``, ``allowed_networks``, ``credits``, ``metadata`` (see
-        :class:`~keysentry.stores.base.KeyChanges`). Bad values raise ``ValueError`` and
-        change nothing. ``credits`` of a rotated key's successor set the balance it shares
-        (the first key's of the line)."""
+        :class:`~keysentry.stores.base.KeyChanges`), checked as :meth:`issue` checks them
+        (``expires_at`` as :meth:`set_expiry` takes it): a bad value raises ``TypeError`` or
+        ``ValueError`` naming it, and changes nothing. ``credits`` of a rotated key's
+        successor set the balance it shares (the first key's of the line)."""
+        check.key_id(key_id)
         checked = _changes(changes)
         if "credits" in checked:
             account = self.get(key_id).credits_from
@@ -195,6 +217,7 @@ class KeyLifecycle:
         return self._apply(key_id, checked) if checked else self.get(key_id)
 
     async def aupdate(self, key_id: str, **changes: Any) -> KeyRecord:
+        check.key_id(key_id)
         checked = _changes(changes)
         if "credits" in checked:
             account = (await self.aget(key_id)).credits_from
@@ -228,6 +251,7 @@ class KeyLifecycle:
     def revoke(self, key_id: str) -> KeyRecord:
         """Refuse this key from now on, for good (in every process, with an invalidator).
         Revoking a revoked key changes nothing: ``revoked_at`` keeps the first time."""
+        check.key_id(key_id)
         try:
             record = self._need_sync().update(key_id, {"revoked_at": utcnow()}, _UNREVOKED)
         except Conflict:
@@ -236,6 +260,7 @@ class KeyLifecycle:
         return record
 
     async def arevoke(self, key_id: str) -> KeyRecord:
+        check.key_id(key_id)
         try:
             record = await self._need_async().aupdate(key_id, {"revoked_at": utcnow()}, _UNREVOKED)
         except Conflict:
@@ -244,11 +269,12 @@ class KeyLifecycle:
         return record
 
     def set_expiry(self, key_id: str, expires_at: datetime | timedelta | None) -> KeyRecord:
-        """Expire the key at a time, after a duration from now, or never (None)."""
-        return self.update(key_id, expires_at=_when(expires_at))
+        """Expire the key at a time (timezone-aware), after a duration from now, or never
+        (None)."""
+        return self.update(key_id, expires_at=expires_at)
 
     async def aset_expiry(self, key_id: str, expires_at: datetime | timedelta | None) -> KeyRecord:
-        return await self.aupdate(key_id, expires_at=_when(expires_at))
+        return await self.aupdate(key_id, expires_at=expires_at)
 
     def rotate(self, key_id: str, *, grace: float | timedelta = 0.0) -> IssuedKey:
         """Replace a key by a new one with the same settings, shown once in the result.
@@ -265,7 +291,8 @@ class KeyLifecycle:
         saying whether it landed (a timeout), the old key is read again to find out.
         """
         store = self._need_sync()
-        issued, changes = self._successor(self.get(key_id), grace)
+        seconds = check.grace_seconds(grace)
+        issued, changes = self._successor(self.get(key_id), seconds)
         store.create(issued.record)
         try:
             old = store.update(key_id, changes, _UNROTATED)
@@ -287,7 +314,8 @@ class KeyLifecycle:
 
     async def arotate(self, key_id: str, *, grace: float | timedelta = 0.0) -> IssuedKey:
         store = self._need_async()
-        issued, changes = self._successor(await self.aget(key_id), grace)
+        seconds = check.grace_seconds(grace)
+        issued, changes = self._successor(await self.aget(key_id), seconds)
         await store.acreate(issued.record)
         try:
             old = await store.aupdate(key_id, changes, _UNROTATED)
@@ -320,7 +348,7 @@ class KeyLifecycle:
         except StoreUnavailable:
             log.error("rotation failed; its new key %s could not be revoked: revoke it", key_id)
 
-    def _successor(self, old: KeyRecord, grace: float | timedelta) -> tuple[IssuedKey, KeyChanges]:
+    def _successor(self, old: KeyRecord, seconds: float) -> tuple[IssuedKey, KeyChanges]:
         if old.revoked_at is not None:
             raise ValueError(f"key {old.id} is revoked: issue a new key instead")
         if old.rotated_to is not None:
@@ -328,9 +356,6 @@ class KeyLifecycle:
         now = utcnow()
         if old.expires_at is not None and old.expires_at <= now:
             raise ValueError(f"key {old.id} has expired: issue a new key instead")
-        seconds = grace.total_seconds() if isinstance(grace, timedelta) else float(grace)
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError("the grace period must be zero or more seconds")
         native = old.prefix.endswith("_" + old.id)
         issued = self.new_key(
             name=old.name,
@@ -361,11 +386,13 @@ class KeyLifecycle:
     def credits_of(self, record: KeyRecord) -> int | None:
         """The balance a key spends: its own, or the first key's of its rotation line; None
         when unmetered."""
+        _record(record)
         if record.credits_from is None:
             return record.credits
         return self.get(record.credits_from).credits
 
     async def acredits_of(self, record: KeyRecord) -> int | None:
+        _record(record)
         if record.credits_from is None:
             return record.credits
         return (await self.aget(record.credits_from)).credits
@@ -404,27 +431,40 @@ def _landed(old: KeyRecord | None, issued: IssuedKey) -> KeyRecord | None:
     return old if old is not None and old.rotated_to == issued.record.id else None
 
 
-def _page(limit: int) -> int:
-    if not 1 <= limit <= 1000:
-        raise ValueError("a page holds 1 to 1000 keys")
-    return limit
+def _page(owner: object, after: object, limit: object) -> dict[str, Any]:
+    return {
+        "owner": check.optional_text(owner, "owner"),
+        "after": check.optional_text(after, "after"),
+        "limit": check.page_size(limit),
+    }
+
+
+def _record(record: object) -> None:
+    if not isinstance(record, KeyRecord):
+        raise TypeError(f"record must be a KeyRecord, not {type(record).__name__}")
+
+
+def _known(method: str, fields: Mapping[str, Any], allowed: frozenset[str]) -> Mapping[str, Any]:
+    """``fields``, if ``method`` takes each of them, as a call with its own signature would."""
+    unknown = sorted(fields.keys() - allowed)
+    if unknown:
+        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+    return fields
 
 
 _FIXED = frozenset({"rotated_to", "credits_from", "last_used_at", "revoked_at"})
 
 
 def _changes(changes: Mapping[str, Any]) -> KeyChanges:
-    """What a caller may change through :meth:`Keysentry.update`; revocation and rotation
-    have methods of their own, usage is recorded by the flusher."""
+    """What a caller may change through :meth:`Keysentry.update`, checked; revocation and
+    rotation have methods of their own, usage is recorded by the flusher."""
     fixed = _FIXED & changes.keys()
     if fixed:
         raise ValueError(f"use revoke()/rotate() rather than setting {', '.join(sorted(fixed))}")
-    return changes  # type: ignore[return-value]
-
-
-def _when(value: datetime | timedelta | None) -> datetime | None:
-    if isinstance(value, timedelta):
-        if value <= timedelta(0):
-            raise ValueError("an expiry duration must be positive")
-        return utcnow() + value
-    return value
+    unknown = changes.keys() - check.CHANGEABLE
+    if unknown:
+        raise ValueError(
+            f"these key fields cannot be changed: {', '.join(sorted(unknown))} (those that "
+            f"can: {', '.join(sorted(check.CHANGEABLE))})"
+        )
+    return check.check_fields(changes)  # type: ignore[return-value]

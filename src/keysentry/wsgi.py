@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._installed import installed_under
 from .core import CHARGED, Keysentry
 from .decision import Verdict
 from .pipeline import PASS, Admitted, Pending
@@ -42,6 +43,14 @@ class WSGIMiddleware:
 
     def __init__(self, app: WSGIApp, keysentry: Keysentry) -> None:
         keysentry.require_sync()
+        found = installed_under(app, WSGIMiddleware)
+        if found is not None:
+            raise RuntimeError(
+                f"keysentry's WSGIMiddleware is already installed under this app ({found}): "
+                "a second one would judge every request twice. Install it once: "
+                "app.wsgi_app = WSGIMiddleware(app.wsgi_app, ks) or KeysentryFlask(ks, app), "
+                "not both"
+            )
         self.app = app
         self.keysentry = keysentry
         self._pipeline = keysentry._pipeline
