@@ -11,6 +11,7 @@ Every decision is the pipeline's (``pipeline.py``); this module only reads and w
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import Any
 
 from ._installed import installed_under
@@ -19,6 +20,7 @@ from .decision import Verdict
 from .errors import Denial
 from .paths import app_path
 from .pipeline import PASS, Admitted, Pending
+from .ratelimit.headers import encoded_rate_headers
 
 __all__ = ["ASGIMiddleware"]
 
@@ -52,6 +54,7 @@ class ASGIMiddleware:
         names = frozenset(n for n in (self._auth, self._key) if n is not None)
         self._strip = names if settings.strip_credentials else None
         self._query = settings.reader.query_values
+        self._legacy = settings.legacy_rate_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -79,8 +82,9 @@ class ASGIMiddleware:
         if type(outcome) is Verdict:
             verdict = outcome
         elif type(outcome) is Admitted:
-            verdict = outcome.verdict
-            send = _HeaderSend(send, outcome.asgi_headers())
+            verdict, decision = outcome
+            fields = encoded_rate_headers(decision, verdict.policy_field_bytes, self._legacy)
+            send = partial(_send_with, send, fields)
         elif outcome is PASS:
             await self.app(scope, receive, send)
             return
@@ -153,18 +157,11 @@ class ASGIMiddleware:
             await send({"type": "websocket.close", "code": 1008, "reason": denial.code})
 
 
-class _HeaderSend:
-    """``send`` that appends RateLimit fields to the response start (or websocket accept)."""
-
-    __slots__ = ("extra", "send")
-
-    def __init__(self, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
-        self.send = send
-        self.extra = extra
-
-    def __call__(self, message: Message) -> Awaitable[None]:
-        kind = message["type"]
-        if kind == "http.response.start" or kind == "websocket.accept":
-            # A new message: the app may reuse its own dict and header list across responses.
-            message = {**message, "headers": [*message.get("headers", ()), *self.extra]}
-        return self.send(message)
+def _send_with(send: Send, fields: list[tuple[bytes, bytes]], message: Message) -> Awaitable[None]:
+    """``send``, with the RateLimit ``fields`` added to the response start (or websocket
+    accept); bound per request with :func:`functools.partial`, which runs no Python code."""
+    kind = message["type"]
+    if kind == "http.response.start" or kind == "websocket.accept":
+        # A new message: the app may reuse its own dict and header list across responses.
+        message = {**message, "headers": [*message.get("headers", ()), *fields]}
+    return send(message)

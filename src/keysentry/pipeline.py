@@ -53,7 +53,7 @@ from .events import DecisionEvent
 from .flights import Flights
 from .ratelimit.base import Limiter
 from .ratelimit.gcra import Policy, RateDecision
-from .ratelimit.headers import encoded_rate_headers, rate_headers
+from .ratelimit.headers import rate_headers
 from .records import KeyRecord
 from .responses import Rendered
 from .settings import Settings
@@ -121,21 +121,23 @@ class _Missed(float):
     __slots__ = ()
 
 
-class Admitted:
-    """A key let through with RateLimit fields to add to the response."""
+class Admitted(tuple[Verdict, RateDecision]):
+    """A key let through, and the rate decision whose RateLimit fields go on the response:
+    ``verdict, decision = admitted``. A tuple, so that making one runs no Python code; the
+    drivers build the fields (bytes for ASGI, str for WSGI) with :mod:`.ratelimit.headers`."""
 
-    __slots__ = ("decision", "legacy", "verdict")
+    __slots__ = ()
 
-    def __init__(self, verdict: Verdict, decision: RateDecision, legacy: bool) -> None:
-        self.verdict = verdict
-        self.decision = decision
-        self.legacy = legacy
+    @property
+    def verdict(self) -> Verdict:
+        return self[0]
 
-    def asgi_headers(self) -> list[tuple[bytes, bytes]]:
-        return encoded_rate_headers(self.decision, self.verdict.policy_field_bytes, self.legacy)
+    @property
+    def decision(self) -> RateDecision:
+        return self[1]
 
-    def wsgi_headers(self) -> list[tuple[str, str]]:
-        return rate_headers(self.decision, self.verdict.policy_field, self.legacy)
+
+_tuple_new = tuple.__new__
 
 
 # What a Pending waits for.
@@ -392,7 +394,9 @@ class Pipeline:
         if step == _LIMIT:
             if isinstance(answer, Denial):
                 return self._refused(answer, verdict, driver, raw, started)
-            return self._credits(verdict, answer, driver, raw, started)
+            if verdict.charged:
+                return self._spend_credit(verdict, answer, driver, raw, started)
+            return self._admitted(verdict, answer, driver, raw, started)
         if answer is not None:  # a refused spend
             return self._refused(self._with_rate(answer, pending.limited, verdict), verdict,
                                  driver, raw, started)  # fmt: skip
@@ -449,22 +453,22 @@ class Pipeline:
             if limited is not None and not limited.allowed:
                 denial = self._rate_limited(verdict, limited)
                 return self._refused(denial, verdict, driver, raw, started)
-        return self._credits(verdict, limited, driver, raw, started)
+        if verdict.charged:
+            return self._spend_credit(verdict, limited, driver, raw, started)
+        return self._admitted(verdict, limited, driver, raw, started)
 
-    def _credits(
+    def _spend_credit(
         self,
         verdict: Verdict,
         limited: RateDecision | None,
         driver: Driver[Any],
         raw: Any,
         started: float,
-    ) -> Outcome:
-        if verdict.charged:
-            pending = Pending(self, _SPEND, driver, raw, started)
-            pending.verdict = verdict
-            pending.limited = limited
-            return pending
-        return self._admitted(verdict, limited, driver, raw, started)
+    ) -> Pending:
+        pending = Pending(self, _SPEND, driver, raw, started)
+        pending.verdict = verdict
+        pending.limited = limited
+        return pending
 
     def _admitted(
         self,
@@ -481,7 +485,7 @@ class Pipeline:
             self._emit(verdict, None, driver, raw, started)
         if limited is None:
             return verdict
-        return Admitted(verdict, limited, self._legacy)
+        return _tuple_new(Admitted, (verdict, limited))
 
     def _refused(
         self,

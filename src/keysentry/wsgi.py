@@ -10,12 +10,14 @@ Every decision is the pipeline's (``pipeline.py``); this module only reads and w
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from ._installed import installed_under
 from .core import CHARGED, Keysentry
 from .decision import Verdict
 from .pipeline import PASS, Admitted, Pending
+from .ratelimit.headers import rate_headers
 
 __all__ = ["ENVIRON_KEY", "WSGIMiddleware"]
 
@@ -60,6 +62,7 @@ class WSGIMiddleware:
         self._key = None if key is None else _environ_name(key)
         self._strip = settings.strip_credentials
         self._query = settings.reader.query_values
+        self._legacy = settings.legacy_rate_headers
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         auth = environ.get(self._auth)
@@ -77,8 +80,9 @@ class WSGIMiddleware:
         if type(outcome) is Verdict:
             verdict = outcome
         elif type(outcome) is Admitted:
-            verdict = outcome.verdict
-            start_response = _HeaderStart(start_response, outcome.wsgi_headers())
+            verdict, decision = outcome
+            fields = rate_headers(decision, verdict.policy_field, self._legacy)
+            start_response = partial(_start_with, start_response, fields)
         elif outcome is PASS:
             return self.app(environ, start_response)
         else:
@@ -127,14 +131,12 @@ class WSGIMiddleware:
         return [] if value is None else [value.encode("latin-1", "replace")]
 
 
-class _HeaderStart:
-    """``start_response`` that appends RateLimit fields to the app's headers."""
-
-    __slots__ = ("extra", "start_response")
-
-    def __init__(self, start_response: StartResponse, extra: list[tuple[str, str]]) -> None:
-        self.start_response = start_response
-        self.extra = extra
-
-    def __call__(self, status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
-        return self.start_response(status, [*headers, *self.extra], *exc_info)
+def _start_with(
+    start_response: StartResponse,
+    fields: list[tuple[str, str]],
+    status: str,
+    headers: list[tuple[str, str]],
+    *exc_info: Any,
+) -> Any:
+    """``start_response``, with the RateLimit ``fields`` added to the app's headers."""
+    return start_response(status, [*headers, *fields], *exc_info)

@@ -18,9 +18,8 @@ from .gcra import US, Policy, RateDecision, decide, describe
 __all__ = ["MemoryLimiter"]
 
 
-def _decision(fields: tuple[bool, tuple[Policy, ...], tuple[int], tuple[int], int]) -> RateDecision:
-    """A RateDecision without the named tuple's Python-level ``__new__``."""
-    return tuple.__new__(RateDecision, fields)
+#: Makes a RateDecision without the named tuple's Python-level ``__new__``.
+_new = tuple.__new__
 
 
 class MemoryLimiter:
@@ -81,8 +80,9 @@ class MemoryLimiter:
         used = new - now
         interval = p.interval
         wait = (used - 1) % interval + 1
-        return _decision(
-            (True, policies, ((p.tolerance - used) // interval,), (-(-wait // US),), 0)
+        return _new(
+            RateDecision,
+            (True, policies, ((p.tolerance - used) // interval,), (-(-wait // US),), 0),
         )
 
     def _hit_all(self, key: str, policies: tuple[Policy, ...], cost: int) -> RateDecision:
