@@ -244,6 +244,45 @@ class KeyStoreContract:
         assert got.revoked_at == when
         assert got.revoked
 
+    def test_delete_removes_the_record_and_all_that_finds_it(self, store: KeyStore) -> None:
+        kept = make_record(owner="del")
+        gone = make_record(owner="del", credits=5)
+        store.create(kept)
+        store.create(gone)
+        assert store.delete(gone.id) == gone
+        assert store.get(gone.id) is None
+        assert store.find_by_digest(gone.digest) is None
+        assert [r.id for r in store.list_keys()] == [kept.id]
+        assert [r.id for r in store.list_keys(owner="del")] == [kept.id]
+        assert store.get(kept.id) == kept
+        # Gone for good: nothing acts on it, nothing brings it back...
+        with pytest.raises(KeyNotFound):
+            store.delete(gone.id)
+        with pytest.raises(KeyNotFound):
+            store.update(gone.id, {"name": "again"})
+        with pytest.raises(KeyNotFound):
+            store.spend_credits(gone.id)
+        store.record_usage({gone.id: Usage(1, datetime(2026, 4, 1, tzinfo=timezone.utc))})
+        assert store.get(gone.id) is None
+        # ...and its id and digest are free again.
+        store.create(gone)
+        assert store.get(gone.id) == gone
+        assert store.find_by_digest(gone.digest) == gone
+
+    def test_delete_on_a_condition(self, store: KeyStore) -> None:
+        record = make_record(owner="a")
+        store.create(record)
+        with pytest.raises(Conflict):
+            store.delete(record.id, expect={"rotated_to": "someone0000x"})
+        assert store.get(record.id) == record
+        assert store.delete(record.id, expect={"rotated_to": None, "owner": "a"}) == record
+        assert store.get(record.id) is None
+        assert store.list_keys(owner="a") == []
+
+    def test_delete_unknown_raises_key_not_found(self, store: KeyStore) -> None:
+        with pytest.raises(KeyNotFound):
+            store.delete("nosuchkeyid0")
+
     def test_list_is_ordered_paginated_and_filtered(self, store: KeyStore) -> None:
         mine = [make_record(owner="me") for _ in range(5)]
         others = [make_record(owner="them") for _ in range(3)]
@@ -431,6 +470,23 @@ class AsyncKeyStoreContract:
                 await store.aupdate("nosuchkeyid0", {"disabled": True})
             listed = await store.alist_keys(owner="async", limit=3)
             assert [r.id for r in listed] == sorted(r.id for r in records)[:3]
+            await store.aclose()
+
+        self.run(test)
+
+    def test_delete(self, store: AsyncKeyStore) -> None:
+        async def test() -> None:
+            kept, gone = make_record(owner="adel"), make_record(owner="adel")
+            await store.acreate(kept)
+            await store.acreate(gone)
+            with pytest.raises(Conflict):
+                await store.adelete(gone.id, expect={"disabled": True})
+            assert await store.adelete(gone.id) == gone
+            assert await store.aget(gone.id) is None
+            assert await store.afind_by_digest(gone.digest) is None
+            assert [r.id for r in await store.alist_keys(owner="adel")] == [kept.id]
+            with pytest.raises(KeyNotFound):
+                await store.adelete(gone.id)
             await store.aclose()
 
         self.run(test)

@@ -7,6 +7,9 @@ offers both). Backends raise :class:`~keysentry.errors.StoreUnavailable` for any
 reach their server, :class:`~keysentry.errors.KeyNotFound` and
 :class:`~keysentry.errors.DuplicateKey` for the two contract errors, and nothing else.
 
+``delete`` removes a record with everything that finds it (its digest, its place in listings),
+in one atomic step, optionally on a condition like ``update``.
+
 Two operations are not read-modify-write from the outside, because they must be atomic under
 concurrency on the server's side: :meth:`KeyStore.spend_credits` (a conditional decrement) and
 :meth:`KeyStore.record_usage` (increments from the batched usage flusher).
@@ -93,6 +96,15 @@ class KeyStore(Protocol):
         change is applied, in the same atomic step; else :class:`Conflict` and no change.
         """
 
+    def delete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        """Remove a record atomically, with its digest entry and its place in every listing,
+        and return what it held; :class:`KeyNotFound` if there is none. Its id and digest
+        are then free, as if it had never been created.
+
+        With ``expect``, only if the record has those values when it is removed, in the same
+        atomic step; else :class:`Conflict` and nothing is removed.
+        """
+
     def list_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
     ) -> Sequence[KeyRecord]:
@@ -127,6 +139,10 @@ class AsyncKeyStore(Protocol):
 
     async def aupdate(
         self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
+    ) -> KeyRecord: ...
+
+    async def adelete(
+        self, key_id: str, expect: Mapping[str, object] | None = None
     ) -> KeyRecord: ...
 
     async def alist_keys(
