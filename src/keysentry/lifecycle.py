@@ -115,6 +115,7 @@ class KeyLifecycle:
             allowed_networks=tuple(allowed_networks),  # type: ignore[arg-type]
             credits=credits,
             metadata=dict(metadata or {}),
+            digest_mode=self.settings.digest.mode,
         )
         return IssuedKey(key, record)
 
@@ -141,6 +142,7 @@ class KeyLifecycle:
             digest=self.settings.digest(raw),
             prefix=key[: len(fmt.prefix) + 4],
             name=name,
+            digest_mode=self.settings.digest.mode,
             **fields,
         )
 

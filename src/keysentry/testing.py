@@ -50,6 +50,7 @@ def make_record(**fields: Any) -> KeyRecord:
         "prefix": key.public,
         "name": "conformance",
         "created_at": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc),
+        "digest_mode": _DIGEST.mode,
     }
     values.update(fields)
     return KeyRecord(**values)
@@ -98,6 +99,23 @@ class KeyStoreContract:
         record = make_record()
         store.create(record)
         assert store.get(record.id) == record
+
+    def test_the_digest_mode_is_kept_and_fixed(self, store: KeyStore) -> None:
+        """Each record says how its digest was made (never with what secret); a record
+        written before records carried it reads back as unknown (None)."""
+        modes = {mode: make_record(digest_mode=mode) for mode in ("sha256", "hmac-sha256", None)}
+        for record in modes.values():
+            store.create(record)
+        for mode, record in modes.items():
+            got = store.get(record.id)
+            assert got is not None
+            assert got.digest_mode == mode
+            assert store.find_by_digest(record.digest) == got
+        assert {r.digest_mode for r in store.list_keys()} == set(modes)
+        record = modes["sha256"]
+        assert store.update(record.id, {"name": "renamed"}).digest_mode == "sha256"
+        with pytest.raises(ValueError, match="cannot be changed"):
+            store.update(record.id, {"digest_mode": None})  # type: ignore[typeddict-unknown-key]
 
     def test_duplicate_id_or_digest_is_refused(self, store: KeyStore) -> None:
         record = make_record()

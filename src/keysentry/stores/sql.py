@@ -74,12 +74,13 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "SQLStore", "SchemaVersionError"]
 
 #: Version of the table layout this release writes and reads. 2 added ``request_count``,
-#: ``rotated_to`` and ``credits_from``, 3 added ``line``; an older table is migrated in place
-#: (ADD COLUMN) on first use. Rows keep their values; a migrated row's ``line`` is NULL (see
-#: :attr:`~keysentry.records.KeyRecord.line_id` for how such a successor finds its line).
-SCHEMA_VERSION = 3
+#: ``rotated_to`` and ``credits_from``, 3 added ``line``, 4 ``digest_mode``; an older table is
+#: migrated in place (ADD COLUMN) on first use. Rows keep their values; a migrated row's
+#: ``line`` is NULL (see :attr:`~keysentry.records.KeyRecord.line_id` for how such a
+#: successor finds its line), and so is its ``digest_mode`` (unknown: it verifies as before).
+SCHEMA_VERSION = 4
 #: Columns each version added, which a migration adds to an older table.
-_ADDED = {2: ("request_count", "rotated_to", "credits_from"), 3: ("line",)}
+_ADDED = {2: ("request_count", "rotated_to", "credits_from"), 3: ("line",), 4: ("digest_mode",)}
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -162,10 +163,10 @@ def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table]:
         "allowed_networks": TextType(),
         "metadata": TextType(),
     }
-    text["rotated_to"] = text["credits_from"] = text["line"] = String()
+    text["rotated_to"] = text["credits_from"] = text["line"] = text["digest_mode"] = String()
     nullable = {
         "owner", "expires_at", "last_used_at", "revoked_at", "rate_limit", "credits",
-        "rotated_to", "credits_from", "line",
+        "rotated_to", "credits_from", "line", "digest_mode",
     }  # fmt: skip
     columns = []
     for name in FIELDS:
