@@ -496,6 +496,14 @@ def test_what_the_store_refuses_is_one_line_and_exit_1(sqlite_url: str) -> None:
     )
     assert [k["status"] for k in ok("keys", "list", *s, "--json")["keys"]] == ["revoked"]
 
+    # The first key of a metered line holds its successors' credits: refused before asking.
+    metered = ok("keys", "create", "--credits", "5", *s, "--json")
+    successor = ok("keys", "rotate", metered["id"], "--grace", "1h", *s, "--json")
+    assert fails("keys", "delete", metered["id"], *s, status=1) == (
+        f"keysentry: key {metered['id']} holds the credits of its rotation line, which its "
+        f"successor {successor['id']} spends: revoke it instead of deleting it"
+    )
+
 
 # -- the issue's check: keys created here, served by the demo on the same store -----------------
 

@@ -38,6 +38,7 @@ from .cli_output import (
 from .core import Keysentry
 from .errors import Denial, InvalidKeyFormat, KeyNotFound
 from .keys import KEY_ID_LENGTH, validate_prefix
+from .lifecycle import check_deletable
 from .records import KeyRecord, Network, Rate, utcnow
 
 __all__ = [
@@ -777,7 +778,7 @@ def _update(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
 
 
 def _delete(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
-    record = _view(ks, ks.get(key_id(ks, args.id)))
+    record = check_deletable(ks.get(key_id(ks, args.id)))  # before asking: refused anyway
     shown = f"{record.id} ({cell(record.prefix)}" + (
         f", {cell(record.name, 40)!r})" if record.name else ")"
     )
@@ -785,7 +786,7 @@ def _delete(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
         f"Delete key {shown} for good? Its requests get 401 and it cannot be restored."
     ):
         raise Declined(f"key {record.id} was not deleted (--yes deletes without asking)")
-    ks.delete(record.id)
+    record = _view(ks, ks.delete(record.id))
     return {**record_json(record, now), "status": "deleted"}, (
         f"Deleted key {shown}: it is gone from the store, and its requests get 401 from now on."
     )

@@ -28,7 +28,7 @@ from .records import KeyRecord, Network, Rate, utcnow
 from .settings import Settings
 from .stores.base import AsyncKeyStore, KeyChanges, KeyStore
 
-__all__ = ["Invalidator", "IssuedKey", "KeyLifecycle"]
+__all__ = ["Invalidator", "IssuedKey", "KeyLifecycle", "check_deletable"]
 
 log = logging.getLogger("keysentry")
 
@@ -266,7 +266,7 @@ class KeyLifecycle:
         The first key of a rotation line that holds the line's credits is refused
         (``ValueError``): its successors spend them. So is a key rotated meanwhile.
         """
-        record = _deletable(self.get(key_id))
+        record = check_deletable(self.get(key_id))
         try:
             gone = self._need_sync().delete(key_id, {"rotated_to": record.rotated_to})
         except Conflict:
@@ -275,7 +275,7 @@ class KeyLifecycle:
         return gone
 
     async def adelete(self, key_id: str) -> KeyRecord:
-        record = _deletable(await self.aget(key_id))
+        record = check_deletable(await self.aget(key_id))
         try:
             gone = await self._need_async().adelete(key_id, {"rotated_to": record.rotated_to})
         except Conflict:
@@ -444,9 +444,11 @@ def _revoked(key_id: str) -> ValueError:
     )
 
 
-def _deletable(record: KeyRecord) -> KeyRecord:
-    """``record``, unless other keys depend on it: the first key of a metered rotation line
-    holds the balance that its successors spend (their ``credits_from``)."""
+def check_deletable(record: KeyRecord) -> KeyRecord:
+    """``record``, unless other keys depend on it (``ValueError``): the first key of a
+    metered rotation line holds the balance that its successors spend (their
+    ``credits_from``). :meth:`KeyLifecycle.delete` checks it; a caller that asks a person
+    first may check it before asking."""
     if record.rotated_to is not None and record.credits_from is None and record.credits is not None:
         raise ValueError(
             f"key {record.id} holds the credits of its rotation line, which its successor "
