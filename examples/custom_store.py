@@ -10,8 +10,9 @@ methods prefixed with ``a``. The kit runs against it in ``tests/test_examples.py
         def store(self):
             return RowStore()
 
-The contract, in short: ``update`` and ``spend_credits`` are atomic (here, one lock; in a
-database, a transaction or a conditional write), ``update`` honours ``expect``, errors are
+The contract, in short: ``update``, ``delete`` and ``spend_credits`` are atomic (here, one
+lock; in a database, a transaction or a conditional write), ``update`` and ``delete`` honour
+``expect``, errors are
 ``KeyNotFound``, ``DuplicateKey``, ``Conflict``, ``InsufficientCredits`` and, for anything
 that could not reach the backend, ``StoreUnavailable``.
 """
@@ -60,6 +61,14 @@ class RowStore:
             record = apply_changes(current, changes)
             self._rows[key_id] = encode(record)
             return record
+
+    def delete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        with self._lock:
+            current = self._current(key_id)
+            check_expected(current, expect)
+            del self._rows[key_id]
+            del self._by_digest[current.digest.hex()]
+            return current
 
     def list_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100

@@ -30,6 +30,8 @@ from .services import unavailable as service_unavailable
 
 SCRIPT = Path(sys.executable).with_name("keysentry")
 SECRET = "cli-test-digest-secret-0123456789"
+#: What a digest looks like in text (hex of 32 bytes): no output may hold one.
+DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -163,6 +165,7 @@ def test_lifecycle_on_every_store(store_url: str) -> None:
         "rotated_to": None,
         "credits_from": None,
         "line": None,
+        "digest_mode": "hmac-sha256",
     }
     assert _close_to(created["created_at"], now)
     assert _close_to(created["expires_at"], now + timedelta(days=90))
@@ -178,7 +181,7 @@ def test_lifecycle_on_every_store(store_url: str) -> None:
     assert [k["id"] for k in listed["keys"]] == everyone
     assert listed["next"] is None
     text = json.dumps(listed)
-    assert "digest" not in text
+    assert not DIGEST.search(text)
     assert key not in text
     assert other["key"] not in text
     owned = ok("keys", "list", "--owner", "acct_42", *s, "--json")
@@ -276,7 +279,8 @@ def test_text_output_is_aligned_and_shows_the_key_once(sqlite_url: str) -> None:
     assert {fields[f].strip() for f in ("name", "owner", "credits", "status")} == {
         "ci", "acct_42", "12", "active"
     }  # fmt: skip
-    assert "digest" not in fields
+    assert not DIGEST.search(text + "\n".join(lines))
+    assert fields["digest_mode"].strip() == "hmac-sha256 (with a secret)"
     assert len({len(line) - len(line.split(":", 1)[1].lstrip()) for line in lines}) == 1
     assert re.fullmatch(r" *\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", fields["created_at"])
 
@@ -304,10 +308,11 @@ def test_store_from_the_environment_then_the_default(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/env.db"
     made = ok("keys", "create", "--json", cwd=tmp_path, env=_env(KEYSENTRY_STORE=url))
     assert (tmp_path / "env.db").exists()
-    assert fails("keys", "list", cwd=tmp_path, status=1) == (
+    assert fails("keys", "show", made["id"], cwd=tmp_path, status=1) == (
         "keysentry: store sqlite:///keysentry.db: no database file 'keysentry.db' "
         "(keysentry keys create makes one)"
     )
+    assert not (tmp_path / "keysentry.db").exists()
     ok("keys", "create", cwd=tmp_path)
     assert (tmp_path / "keysentry.db").exists()
     assert ok("keys", "show", made["id"], "--json", "--store", url, cwd=tmp_path)["id"]
@@ -320,7 +325,13 @@ BAD_INPUT = [
     (["create", "--allow-ip", "everywhere"], "'everywhere' is not an IP network"),
     (["create", "--expires-in", "0"], "'0': the duration must be more than zero"),
     (["create", "--expires-in", "0d"], "'0d': the duration must be more than zero"),
-    (["create", "--expires-in=-1d"], "'-1d' is not a duration"),
+    (["create", "--expires-in=-1d"], "'-1d' is not a duration: it cannot be negative"),
+    (["create", "--expires-in", "-1d"], "argument --expires-in: '-1d' is not a duration"),
+    (["create", "--expires-at", "tomorrow"], "argument --expires-at: 'tomorrow' is not an ISO"),
+    (["create", "--expires-at", "2020-01-01T00:00:00Z"], "is not later than now"),
+    (["create", "--expires-at", "9999-12-31"], "at most 100 years ahead"),
+    (["create", "--expires-at", "2030-13-01"], "'2030-13-01' is not an ISO 8601 time"),
+    (["create", "--expires-in", "1d", "--expires-at", "2030-01-01"], "not allowed with"),
     (["create", "--expires-in", "90"], "'90' is not a duration"),
     (["create", "--expires-in", "1y"], "'1y' is not a duration"),
     (["create", "--expires-in", "soon"], "'soon' is not a duration"),
@@ -328,7 +339,10 @@ BAD_INPUT = [
     (["create", "--rate-limit", "lots/minute"], "not a rate: 'lots/minute'"),
     (["create", "--rate-limit", "60/fortnight"], "not a rate: '60/fortnight'"),
     (["create", "--rate-limit", "0/minute"], "a rate needs a limit of at least 1"),
-    (["create", "--credits", "-1"], "'-1' is not a number of credits"),
+    (["create", "--rate-limit", "-5/minute"], "argument --rate-limit: '-5/minute': a rate cannot"),
+    (["create", "--rate-limit=-5/minute"], "argument --rate-limit: '-5/minute': a rate cannot"),
+    (["create", "--credits", "-1"], "argument --credits: '-1': credits cannot be negative"),
+    (["create", "--credits", "1.5"], "'1.5' is not a number of credits"),
     (["create", "--credits", "lots"], "'lots' is not a number of credits"),
     (["create", "--prefix", "Sk_Live"], "key prefix 'Sk_Live' must be"),
     (["create", "--metadata", "[1, 2]"], "metadata is a JSON object"),
@@ -336,9 +350,18 @@ BAD_INPUT = [
     (["create", "--scopes", 'say"hi'], "scope 'say\"hi' may hold"),
     (["list", "--limit", "0"], "a page holds 1 to 1000 keys"),
     (["list", "--limit", "1001"], "a page holds 1 to 1000 keys"),
-    (["rotate", "someid", "--grace", "-1h"], "argument --grace: expected one argument"),
+    (["list", "--limit", "-5"], "argument --limit: '-5': a page holds 1 to 1000 keys"),
+    (["rotate", "someid", "--grace", "-1h"], "argument --grace: '-1h' is not a duration"),
     (["rotate", "someid", "--grace", "1 day"], "'1 day' is not a duration"),
     (["show"], "the following arguments are required: ID"),
+    (["update", "someid"], "nothing to change: give at least one of --name, --owner"),
+    (["update", "someid", "--owner", "a", "--no-owner"], "not allowed with argument --owner"),
+    (["update", "someid", "--credits", "-2"], "argument --credits: '-2': credits cannot be"),
+    (["update", "someid", "--rate-limit", "-1/s"], "argument --rate-limit: '-1/s': a rate"),
+    (["update", "someid", "--expires-at", "1999-01-01"], "is not later than now"),
+    (["update", "someid", "--never-expires", "--expires-in", "1d"], "not allowed with"),
+    (["delete"], "the following arguments are required: ID"),
+    (["verify", "--key-file", "/nonexistent/key"], "--key-file '/nonexistent/key': No such file"),
     ([], "the following arguments are required: COMMAND"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]
@@ -454,8 +477,11 @@ def test_a_silent_store_times_out_in_seconds(scheme: str) -> None:
 def test_what_the_store_refuses_is_one_line_and_exit_1(sqlite_url: str) -> None:
     s = ("--store", sqlite_url)
     brief = ok("keys", "create", "--expires-in", "1s", *s, "--json")
-    for command in ("show", "disable", "enable", "revoke", "rotate"):
-        message = fails("keys", command, "nosuchkey000", *s, status=1)
+    for command in ("show", "disable", "enable", "revoke", "rotate", "delete", "update"):
+        extra = (
+            ("--name", "x") if command == "update" else ("--yes",) if command == "delete" else ()
+        )
+        message = fails("keys", command, "nosuchkey000", *extra, *s, status=1)
         assert message == "keysentry: no key with id 'nosuchkey000'"
     # A key id's place holds a full key by mistake: the message does not repeat it.
     assert brief["key"] not in fails("keys", "show", brief["key"], *s, status=1)
@@ -469,6 +495,14 @@ def test_what_the_store_refuses_is_one_line_and_exit_1(sqlite_url: str) -> None:
         f"keysentry: key {brief['id']} is revoked: issue a new key instead"
     )
     assert [k["status"] for k in ok("keys", "list", *s, "--json")["keys"]] == ["revoked"]
+
+    # The first key of a metered line holds its successors' credits: refused before asking.
+    metered = ok("keys", "create", "--credits", "5", *s, "--json")
+    successor = ok("keys", "rotate", metered["id"], "--grace", "1h", *s, "--json")
+    assert fails("keys", "delete", metered["id"], *s, status=1) == (
+        f"keysentry: key {metered['id']} holds the credits of its rotation line, which its "
+        f"successor {successor['id']} spends: revoke it instead of deleting it"
+    )
 
 
 # -- the issue's check: keys created here, served by the demo on the same store -----------------
@@ -599,3 +633,269 @@ def test_an_unreachable_invalidator_is_a_warning_line_not_a_failure(tmp_path: Pa
     assert "Revoked key" in r.stdout
     assert "Traceback" not in r.stderr
     assert r.stderr.startswith("keysentry: warning: could not announce")
+
+
+# -- update, delete, verify, --expires-at: on every store ----------------------------------------
+
+
+def verify(
+    key: str, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``keys verify`` with ``key`` on its standard input (or ``stdin`` there, when the key
+    is given another way); the key is never in its output."""
+    r = subprocess.run(
+        [str(SCRIPT), "keys", "verify", *args],
+        input=key + "\n" if stdin is None else stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env or _env(),
+    )
+    assert "Traceback" not in r.stderr
+    assert key not in r.stdout + r.stderr
+    assert key[20:45] not in r.stdout + r.stderr  # nor a stretch of its secret part
+    return r
+
+
+def test_update_verify_and_delete_on_every_store(store_url: str) -> None:
+    s = ("--store", store_url)
+    created = ok(
+        *("keys", "create", "--name", "ci", "--owner", "acct_1", "--scopes", "read"),
+        *("--expires-at", "2031-02-03T04:05:06Z", "--credits", "9", *s, "--json"),
+    )
+    key, key_id = created["key"], created["id"]
+    assert created["expires_at"] == "2031-02-03T04:05:06+00:00"
+    assert created["digest_mode"] == "hmac-sha256"
+
+    # Every field update changes, given as options; --expires-at with an offset is UTC.
+    updated = ok(
+        *("keys", "update", key_id, "--name", "renamed", "--owner", "acct_2"),
+        *("--scopes", "read,write", "--scopes", "admin", "--rate-limit", "10/second"),
+        *("--credits", "500", "--allow-ip", "10.0.0.0/8", "--metadata", '{"plan": "pro"}'),
+        *("--expires-at", "2032-01-01T02:00:00+02:00", *s, "--json"),
+    )
+    assert updated == {
+        **{k: v for k, v in created.items() if k != "key"},
+        "name": "renamed",
+        "owner": "acct_2",
+        "scopes": ["admin", "read", "write"],
+        "rate_limit": ["10/second"],
+        "credits": 500,
+        "allowed_networks": ["10.0.0.0/8"],
+        "metadata": {"plan": "pro"},
+        "expires_at": "2032-01-01T00:00:00+00:00",
+    }
+
+    # verify decides as the middleware does, and never prints the key.
+    r = verify(key, *s)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == [
+        f"valid: key {key_id} (sk_live_{key_id})",
+        "Each request is also checked for: its client address (10.0.0.0/8); its rate limit "
+        "(10/second); its credits.",
+    ]
+
+    # Back to nothing: each option that clears a field.
+    cleared = ok(
+        *("keys", "update", key_id, "--no-owner", "--no-scopes", "--rate-limit", "default"),
+        *("--unmetered", "--any-ip", "--never-expires", *s, "--json"),
+    )
+    assert cleared == {
+        **updated,
+        "owner": None,
+        "scopes": [],
+        "rate_limit": None,
+        "credits": None,
+        "allowed_networks": [],
+        "expires_at": None,
+    }
+
+    # Delete: gone from the store, its listings, and for the apps.
+    deleted = ok("keys", "delete", key_id, "--yes", *s, "--json")
+    assert deleted == {**cleared, "status": "deleted"}
+    r = verify(key, *s)
+    assert (r.returncode, r.stdout) == (1, "INVALID_API_KEY: The API key is not valid.\n")
+    assert ok("keys", "list", *s, "--json") == {"keys": [], "next": None}
+
+
+def test_update_and_verify_for_people_and_scripts(sqlite_url: str, tmp_path: Path) -> None:
+    s = ("--store", sqlite_url)
+    created = ok("keys", "create", "--name", "ci", *s, "--json")
+    key, key_id = created["key"], created["id"]
+    text = ok("keys", "update", key_id, "--expires-in", "2h", "--rate-limit", "none", *s)
+    lines = text.splitlines()
+    assert lines[0] == f"Updated key {key_id} (sk_live_{key_id}): expires at, rate limit."
+    fields = dict(line.split(": ", 1) for line in lines[2:])
+    assert fields["rate_limit"].strip() == "none"
+    expires = datetime.strptime(fields["expires_at"].strip(), "%Y-%m-%d %H:%M:%SZ")
+    assert _close_to(
+        expires.replace(tzinfo=timezone.utc).isoformat(),
+        datetime.now(timezone.utc) + timedelta(hours=2),
+    )
+
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(f"  {key}\n")
+    r = verify(key, "--key-file", str(key_file), *s, "--json", stdin="")  # not from stdin
+    assert r.returncode == 0
+    assert json.loads(r.stdout) == {
+        "valid": True,
+        "id": key_id,
+        "prefix": f"sk_live_{key_id}",
+        "name": "ci",
+        "owner": None,
+        "scopes": [],
+        "expires_at": ok("keys", "show", key_id, *s, "--json")["expires_at"],
+    }
+
+    ok("keys", "disable", key_id, *s)
+    r = verify(key, *s, "--json")
+    assert (r.returncode, json.loads(r.stdout)) == (
+        1,
+        {
+            "valid": False,
+            "code": "API_KEY_DISABLED",
+            "status": 403,
+            "message": "The API key is disabled.",
+            "details": {},
+        },
+    )
+    r = verify(key[:-1] + ("0" if key[-1] != "0" else "1"), *s)  # a typo: the checksum says so
+    assert r.returncode == 1
+    assert r.stdout.startswith("INVALID_API_KEY: The API key's checksum does not match")
+
+
+def test_delete_asks_first(sqlite_url: str) -> None:
+    s = ("--store", sqlite_url)
+    created = ok("keys", "create", "--name", "precious", *s, "--json")
+    key_id = created["id"]
+    for answer in ("n\n", ""):  # no, and no answer at all
+        r = subprocess.run(
+            [str(SCRIPT), "keys", "delete", key_id, *s],
+            input=answer,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+        )
+        assert (r.returncode, r.stdout) == (1, ""), answer
+        assert r.stderr == (
+            f"Delete key {key_id} (sk_live_{key_id}, 'precious') for good? Its requests get "
+            "401 and it cannot be restored. [y/N] \n"
+            f"keysentry: key {key_id} was not deleted (--yes deletes without asking)\n"
+        )
+    r = subprocess.run(
+        [str(SCRIPT), "keys", "delete", f"sk_live_{key_id}", *s],
+        input="Y\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
+    assert r.returncode == 0
+    assert r.stdout.startswith(f"Deleted key {key_id} (sk_live_{key_id}, 'precious'): it is gone")
+    assert fails("keys", "show", key_id, *s, status=1)
+
+
+def test_enable_refuses_a_revoked_key(sqlite_url: str) -> None:
+    s = ("--store", sqlite_url)
+    created = ok("keys", "create", *s, "--json")
+    revoked = ok("keys", "revoke", created["id"], *s, "--json")
+    assert fails("keys", "enable", created["id"], *s, status=1) == (
+        f"keysentry: key {created['id']} is revoked: it cannot be enabled again; issue a new "
+        "key instead"
+    )
+    assert ok("keys", "show", created["id"], *s, "--json") == revoked
+
+
+def test_a_key_is_named_by_its_id_or_its_listed_prefix(sqlite_url: str) -> None:
+    s = ("--store", sqlite_url)
+    created = ok("keys", "create", "--name", "named", "--prefix", "sk_test", *s, "--json")
+    key_id, prefix = created["id"], created["prefix"]
+    assert prefix == f"sk_test_{key_id}"
+    shown = ok("keys", "show", prefix, *s, "--json")
+    assert shown == {k: v for k, v in created.items() if k != "key"}
+    assert ok("keys", "disable", prefix + "...", *s, "--json")["status"] == "disabled"  # as logged
+    # A prefix that is not the key's own names no key.
+    assert fails("keys", "show", f"sk_live_{key_id}", *s, status=1) == (
+        f"keysentry: no key with prefix 'sk_live_{key_id}'"
+    )
+
+
+def test_list_on_a_new_directory_is_an_empty_table(tmp_path: Path) -> None:
+    r = keysentry("keys", "list", cwd=tmp_path)
+    assert r.returncode == 0
+    assert r.stdout.splitlines() == [
+        "ID  NAME  OWNER  PREFIX  SCOPES  STATUS  CREDITS  LAST USED  REQUESTS"
+    ]
+    assert r.stderr == (
+        "keysentry: note: store sqlite:///keysentry.db: no database file 'keysentry.db' yet "
+        "(keysentry keys create makes one)\n"
+    )
+    r = keysentry("keys", "list", "--json", cwd=tmp_path)
+    assert (r.returncode, json.loads(r.stdout)) == (0, {"keys": [], "next": None})
+    assert not list(tmp_path.iterdir())  # listing made no file
+
+
+def test_the_digest_mode_is_shown_and_a_mismatch_is_told(tmp_path: Path) -> None:
+    """A key made with KEYSENTRY_SECRET, looked at and verified without it (and the other
+    way round): show says how each was digested, verify refuses it and the warning names
+    the key id and the likely cause, never the key."""
+    s = ("--store", f"sqlite:///{tmp_path / 'k.db'}")
+    plain_env = {k: v for k, v in _env().items() if k != "KEYSENTRY_SECRET"}
+    keyed = ok("keys", "create", "--name", "keyed", *s, "--json")
+    plain = ok("keys", "create", "--name", "plain", *s, "--json", env=plain_env)
+    assert (keyed["digest_mode"], plain["digest_mode"]) == ("hmac-sha256", "sha256")
+
+    text = ok("keys", "show", keyed["id"], *s, env=plain_env)
+    assert "digest_mode:      hmac-sha256 (with a secret)" in text
+    assert text.endswith(
+        "Note: this key was digested with a secret, and $KEYSENTRY_SECRET is not set here: "
+        "it verifies only in apps given the secret it was created with.\n"
+    )
+    text = ok("keys", "show", plain["id"], *s)
+    assert "digest_mode:      sha256 (without a secret)" in text
+    assert text.endswith(
+        "Note: this key was digested without a secret, and $KEYSENTRY_SECRET is set here: it "
+        "verifies only in apps without one.\n"
+    )
+    assert SECRET not in text
+
+    r = verify(keyed["key"], *s, env=plain_env)
+    assert (r.returncode, r.stdout) == (1, "INVALID_API_KEY: The API key is not valid.\n")
+    assert r.stderr == (
+        f"keysentry: warning: key {keyed['id']} was refused: the key presented does not match "
+        "its stored digest; its record was digested with a secret (hmac-sha256) and this app "
+        "has none (sha256): give it the KEYSENTRY_SECRET the key was created with\n"
+    )
+    r = verify(plain["key"], *s)
+    assert r.returncode == 1
+    assert f"key {plain['id']} was refused" in r.stderr
+    assert "was the key created where KEYSENTRY_SECRET was not set?" in r.stderr
+    assert SECRET not in r.stderr
+
+
+@pytest.mark.redis
+def test_a_deletion_announced_with_invalidator_reaches_a_running_app_at_once(
+    tmp_path: Path,
+) -> None:
+    from keysentry.decision import Verdict
+    from keysentry.invalidation import RedisInvalidator
+
+    redis_or_skip()
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    created = ok("keys", "create", "--name", "doomed", "--store", url, "--json")
+    listener = RedisInvalidator(REDIS_URL)
+    app = Keysentry(from_url(url), secret=SECRET, cache_ttl=3600, invalidator=listener)
+    try:
+        assert listener.wait_listening(5)
+        key = created["key"].encode()
+        assert isinstance(app.authenticate(key), Verdict)  # cached for an hour
+        ok("keys", "delete", created["id"], "--yes", "--store", url, "--invalidator", REDIS_URL)
+        deadline = time.monotonic() + 2
+        while isinstance(app.authenticate(key), Verdict):
+            assert time.monotonic() < deadline, "the deletion was not heard"
+            time.sleep(0.02)
+        assert getattr(app.authenticate(key), "code", None) == "INVALID_API_KEY"
+    finally:
+        listener.close()
+        app.store.close()  # type: ignore[union-attr]

@@ -150,6 +150,14 @@ def test_store_announces_changes_to_other_caches(
     # Recording usage is not announced: it would flush every cache of the keys in use.
     time.sleep(0.1)
     assert listener.received == 2
+    # A deletion through the store alone is announced too.
+    other = ks_a.issue(name="deleted")
+    other_token = other.key.reveal().encode()
+    assert eventually(lambda: listener.received == 3)
+    assert ks_b.authenticate(other_token).record.id == other.record.id  # type: ignore[union-attr]
+    writer.delete(other.record.id)
+    assert eventually(lambda: listener.received == 4)
+    assert ks_b.authenticate(other_token).code == "INVALID_API_KEY"  # type: ignore[union-attr]
     writer.close()
 
 
@@ -338,8 +346,8 @@ def test_keysentry_with_an_invalidator_revokes_everywhere_for_any_store(
 def test_every_lifecycle_change_is_announced(
     ns: str, listeners: list[RedisInvalidator], tmp_path: Path
 ) -> None:
-    """Disable, enable, scope and limit changes, rotation: each reaches the other guard's
-    hour-long cache at once, not only revocations."""
+    """Disable, enable, scope and limit changes, rotation, deletion: each reaches the other
+    guard's hour-long cache at once, not only revocations."""
     from keysentry.errors import Denial
     from keysentry.stores.sql import SQLStore
 
@@ -366,8 +374,12 @@ def test_every_lifecycle_change_is_announced(
     assert eventually(
         lambda: isinstance(v := seen(), Verdict) and v.identity.scopes == {"read", "write"}
     )
-    a.rotate(issued.record.id)  # no grace: the old key is revoked
+    successor = a.rotate(issued.record.id)  # no grace: the old key is revoked
     assert eventually(lambda: getattr(seen(), "code", None) == "INVALID_API_KEY")
+    new_key = successor.key.reveal().encode()
+    assert isinstance(b.authenticate(new_key), Verdict)  # cached in b for an hour
+    a.delete(successor.record.id)
+    assert eventually(lambda: getattr(b.authenticate(new_key), "code", None) == "INVALID_API_KEY")
     for g in guards:
         g.store.close()  # type: ignore[union-attr]
 

@@ -65,8 +65,45 @@ def test_revoke_is_for_good(guard: Keysentry, client: Client) -> None:
     record = guard.revoke(issued.record.id)
     assert record.revoked
     assert _ask(client, key) == (401, "INVALID_API_KEY")
-    assert guard.enable(issued.record.id).revoked  # enabling does not bring it back
+    with pytest.raises(ValueError, match="is revoked: it cannot be enabled again"):
+        guard.enable(issued.record.id)  # enabling does not bring it back
+    assert guard.get(issued.record.id).revoked_at == record.revoked_at
     assert _ask(client, key) == (401, "INVALID_API_KEY")
+
+
+def test_delete_removes_a_key_for_good(guard: Keysentry, client: Client) -> None:
+    issued = guard.issue(name="doomed", owner="acct_1")
+    kept = guard.issue(name="kept", owner="acct_1")
+    key = issued.key.reveal()
+    assert _ask(client, key) == (200, None)  # cached by this guard
+    gone = guard.delete(issued.record.id)
+    assert gone.id == issued.record.id
+    assert gone.name == "doomed"
+    assert _ask(client, key) == (401, "INVALID_API_KEY")  # the cached copy was dropped
+    with pytest.raises(KeyNotFound):
+        guard.get(issued.record.id)
+    assert [r.id for r in guard.list_keys(owner="acct_1")] == [kept.record.id]
+    with pytest.raises(KeyNotFound):
+        guard.delete(issued.record.id)
+    assert _ask(client, kept.key.reveal()) == (200, None)
+
+
+def test_a_line_holding_credits_keeps_its_first_key(guard: Keysentry, client: Client) -> None:
+    """The successor of a metered key spends the first key's balance: deleting that key
+    would leave it without one, so it is refused; the successor itself may go."""
+    first = guard.issue(name="metered", credits=5)
+    second = guard.rotate(first.record.id, grace=60)
+    with pytest.raises(ValueError, match="holds the credits of its rotation line"):
+        guard.delete(first.record.id)
+    assert _ask(client, second.key.reveal()) == (200, None)
+    assert guard.get(first.record.id).credits == 4
+    guard.delete(second.record.id)
+    assert _ask(client, second.key.reveal()) == (401, "INVALID_API_KEY")
+    # An unmetered line has no balance to keep: its first key may go.
+    plain = guard.issue(name="plain")
+    guard.rotate(plain.record.id, grace=60)
+    guard.delete(plain.record.id)
+    assert _ask(client, plain.key.reveal()) == (401, "INVALID_API_KEY")
 
 
 def test_set_and_clear_expiry(guard: Keysentry, client: Client, clock: Clock) -> None:
@@ -343,6 +380,11 @@ def test_the_async_twins(store: MemoryStore) -> None:
         new = await guard.arotate(key_id, grace=60)
         assert (await guard.aget(key_id)).rotated_to == new.record.id
         assert (await guard.arevoke(new.record.id)).revoked
+        with pytest.raises(ValueError, match="is revoked"):
+            await guard.aenable(new.record.id)
+        assert (await guard.adelete(new.record.id)).id == new.record.id
+        with pytest.raises(KeyNotFound):
+            await guard.aget(new.record.id)
 
     asyncio.run(scenario())
 
@@ -363,3 +405,63 @@ def test_revoking_twice_keeps_the_first_time(guard: Keysentry) -> None:
     first = guard.revoke(issued.record.id)
     again = guard.revoke(issued.record.id)
     assert again.revoked_at == first.revoked_at
+
+
+class _NoDelete:
+    """A store of a user's own written before ``delete`` existed: every method but it."""
+
+    def __init__(self) -> None:
+        self._inner = MemoryStore()
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("delete", "adelete"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    # The protocols are checked by their methods, which __getattr__ does not show.
+    def get(self, key_id: str) -> Any:
+        return self._inner.get(key_id)
+
+    def find_by_digest(self, digest: bytes) -> Any:
+        return self._inner.find_by_digest(digest)
+
+    def create(self, record: Any) -> None:
+        self._inner.create(record)
+
+    def update(self, key_id: str, changes: Any, expect: Any = None) -> Any:
+        return self._inner.update(key_id, changes, expect)
+
+    def list_keys(self, **kw: Any) -> Any:
+        return self._inner.list_keys(**kw)
+
+    def spend_credits(self, key_id: str, amount: int = 1) -> Any:
+        return self._inner.spend_credits(key_id, amount)
+
+    def record_usage(self, usage: Any) -> None:
+        self._inner.record_usage(usage)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_store_without_delete_still_serves_and_delete_says_to_revoke() -> None:
+    from werkzeug.test import Client as WSGIClient
+
+    from keysentry import WSGIMiddleware
+
+    store = _NoDelete()
+    ks = Keysentry(store, secret=SECRET)
+    issued = ks.issue(name="old-store")
+    key, key_id = issued.key.reveal(), issued.record.id
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    client = WSGIClient(WSGIMiddleware(app, ks))
+    assert client.get("/", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    with pytest.raises(TypeError, match="cannot delete keys: revoke them instead"):
+        ks.delete(key_id)
+    assert ks.get(key_id).id == key_id  # nothing was touched
+    ks.revoke(key_id)
+    assert client.get("/", headers={"Authorization": f"Bearer {key}"}).status_code == 401

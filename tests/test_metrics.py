@@ -224,24 +224,32 @@ def _readme_blocks(section: str) -> list[str]:
 
 
 def test_the_readme_metrics_snippets_run_as_pasted() -> None:
-    """In a process of their own: the first registers in prometheus_client's default
-    registry, as a user's app would."""
+    """Each in a process of its own: the first registers in prometheus_client's default
+    registry, as a user's app would; the second reports through the SDK's console exporter."""
     blocks = _readme_blocks("Metrics")
     assert len(blocks) == 2
-    check = (
+    prometheus = (
         "from starlette.testclient import TestClient\n"
         "client = TestClient(app)\n"
-        "assert client.get('/v1/anything').status_code == 401\n"
+        "assert client.get('/hello').status_code == 401\n"
         "scraped = client.get('/metrics/')\n"
         "assert scraped.status_code == 200, scraped.status_code\n"
         'line = \'keysentry_decisions_total{code="MISSING_API_KEY",outcome="denied"} 1.0\'\n'
         "assert line in scraped.text.splitlines(), scraped.text\n"
         "assert client.get('/metrics').status_code == 200\n"
+        "print('ok')\n"
+    )
+    otel = (
+        "from starlette.applications import Starlette\n"
+        "from starlette.testclient import TestClient\n"
+        "from keysentry import ASGIMiddleware\n"
+        "assert TestClient(ASGIMiddleware(Starlette(), ks)).get('/').status_code == 401\n"
         "provider.force_flush()\n"
         "print('ok')\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", "\n".join([*blocks, check])], capture_output=True, text=True
-    )
-    assert "ok" in out.stdout.splitlines(), out.stderr
+    for block, check in zip(blocks, (prometheus, otel), strict=True):
+        out = subprocess.run(
+            [sys.executable, "-c", "\n".join([block, check])], capture_output=True, text=True
+        )
+        assert "ok" in out.stdout.splitlines(), out.stderr
     assert '"keysentry.decisions"' in out.stdout  # the console exporter's report

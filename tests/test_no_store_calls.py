@@ -64,6 +64,12 @@ class CountingStore:
     async def aupdate(self, key_id: str, changes: KeyChanges) -> KeyRecord:
         return self.inner.update(key_id, changes)
 
+    def delete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        return self.inner.delete(key_id, expect)
+
+    async def adelete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        return self.inner.delete(key_id, expect)
+
     def list_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
     ) -> Sequence[KeyRecord]:

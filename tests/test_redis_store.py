@@ -4,6 +4,7 @@ Keysentry on top of it through Starlette and Flask, including a server that dies
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -172,6 +173,42 @@ def test_lists_skip_records_missing_behind_the_index(store: RedisStore) -> None:
         records[2].id,
         records[3].id,
     ]
+
+
+def test_delete_leaves_nothing_behind(store: RedisStore, ns: str) -> None:
+    """The record, its digest entry, its place in the id list and in its owner's set: all
+    gone in one step, and nothing of another key touched."""
+    ks = Keysentry(store, secret=SECRET)
+    kept = ks.issue(name="kept", owner="acct_9").record
+    before = names(ns)
+    gone = ks.issue(name="gone", owner="acct_9").record
+    assert store.delete(gone.id) == gone
+    assert names(ns) == before
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        assert client.zrange(store.index_key(None), 0, -1) == [kept.id]
+        assert client.zrange(store.index_key("acct_9"), 0, -1) == [kept.id]
+    finally:
+        client.close()
+    ks.delete(kept.id)
+    assert names(ns) == set()  # the last key took its (empty) indexes with it
+
+
+def test_a_record_from_before_the_digest_mode_reads_as_unknown(store: RedisStore) -> None:
+    import redis
+
+    record = make_record(owner="old")
+    store.create(record)
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.hdel(store.record_key(record.id), "digest_mode")  # as an older release wrote it
+    finally:
+        client.close()
+    got = store.get(record.id)
+    assert got == dataclasses.replace(record, digest_mode=None)
+    assert store.update(record.id, {"name": "renamed"}).digest_mode is None
 
 
 def test_from_url_and_masked_repr(ns: str) -> None:

@@ -286,9 +286,13 @@ def test_the_store_behind_sentinel_and_on_a_cluster(
 
         async def check(store: RedisStore = store, record: Any = record) -> None:
             assert (await store.aget(record.id)) is not None
+            assert (await store.adelete(record.id)).name == "renamed"  # several keys, one slot
+            assert (await store.aget(record.id)) is None
             await store.aclose()
 
         asyncio.run(check())
+        assert store.list_keys(owner="acct") == []
+        assert store.find_by_digest(record.digest) is None
         store.close()
 
 

@@ -25,6 +25,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from keysentry import InsufficientCredits, KeyNotFound, Keysentry, StoreUnavailable
+from keysentry.decision import Verdict
 from keysentry.ratelimit import MemoryLimiter
 from keysentry.stores.base import Usage
 from keysentry.stores.sql import SCHEMA_VERSION, SchemaVersionError, SQLStore
@@ -246,8 +247,11 @@ def test_a_version_1_table_is_migrated_in_place_and_keeps_its_keys(backend: Back
         store.create(record)
     finally:
         store.close()
-    # What release 0.1 wrote: no request_count, rotated_to, credits_from or line; version 1.
+    # What release 0.1 wrote: no request_count, rotated_to, credits_from, line or digest_mode;
+    # version 1. Its records read back with an unknown digest mode.
+    record = dataclasses.replace(record, digest_mode=None)
     with backend.outside_transaction() as execute:
+        execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN digest_mode", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN line", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN request_count", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN rotated_to", ())
@@ -290,8 +294,12 @@ def test_a_version_2_table_is_migrated_in_place_and_its_lines_still_share(
             store.create(record)
     finally:
         store.close()
-    # What the previous layout held: no line; version 2.
+    # What version 2 held: no line, no digest_mode.
+    first, second, plain = (
+        dataclasses.replace(r, digest_mode=None) for r in (first, second, plain)
+    )
     with backend.outside_transaction() as execute:
+        execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN digest_mode", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN line", ())
         execute(f"UPDATE {backend.table('schema')} SET version = %s", (2,))  # noqa: S608
     migrated = backend.store()
@@ -314,13 +322,45 @@ def test_a_version_2_table_is_migrated_in_place_and_its_lines_still_share(
     else:
         with _pg_connect() as conn:
             rows = conn.execute(f"SELECT component, version FROM {version_table}").fetchall()  # noqa: S608
-    assert rows == [("keys", SCHEMA_VERSION)] == [("keys", 3)]
-    again = backend.store()  # a second start finds version 3 and changes nothing
+    assert rows == [("keys", SCHEMA_VERSION)] == [("keys", 4)]
+    again = backend.store()  # a second start finds version 4 and changes nothing
     try:
         assert again.get(third.record.id) == third.record
         assert again.get(plain.id) == plain
     finally:
         again.close()
+
+
+def test_a_version_3_table_gains_the_digest_mode_and_its_keys_still_verify(
+    backend: Backend,
+) -> None:
+    """Version 4 added ``digest_mode``. A version-3 table keeps every row, whose mode reads
+    as unknown and whose keys verify as before; keys created after the migration say how
+    they were digested."""
+    store = backend.store()
+    ks = Keysentry(store, secret=SECRET, usage_interval=None)
+    try:
+        old = ks.issue(name="before", owner="v3")
+    finally:
+        store.close()
+    with backend.outside_transaction() as execute:
+        execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN digest_mode", ())
+        execute(f"UPDATE {backend.table('schema')} SET version = %s", (3,))  # noqa: S608
+    migrated = backend.store()
+    try:
+        ks = Keysentry(migrated, secret=SECRET, usage_interval=None)
+        got = migrated.get(old.record.id)
+        assert got == dataclasses.replace(old.record, digest_mode=None)
+        verdict = ks.authenticate(old.key.reveal().encode())
+        assert isinstance(verdict, Verdict)
+        assert verdict.record.id == old.record.id
+        new = ks.issue(name="after", owner="v3")
+        assert migrated.get(new.record.id) == new.record
+        assert new.record.digest_mode == "hmac-sha256"
+        unkeyed = Keysentry(migrated, usage_interval=None).issue(name="plain")
+        assert migrated.get(unkeyed.record.id).digest_mode == "sha256"  # type: ignore[union-attr]
+    finally:
+        migrated.close()
 
 
 @pytest.mark.parametrize("framework", ["starlette", "flask"])

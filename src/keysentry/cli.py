@@ -13,6 +13,7 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
@@ -116,15 +117,40 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from .cli_keys import refuse_store, run
+    from .cli_keys import (
+        Declined,
+        UsageError,
+        empty_listing,
+        missing_database,
+        prepare,
+        refuse_store,
+        run,
+    )
 
+    command = args.keys_command
+    stdin = sys.stdin if sys.stdin is not None else io.StringIO()
+    try:
+        prepare(args, stdin)
+    except UsageError as exc:
+        prog = f"keysentry keys {command}"
+        print(f"{prog}: error: {exc} (see {prog} --help)", file=sys.stderr)
+        return 2
     url = getattr(args, "store", None) or default_store()
     invalidator = getattr(args, "invalidator", None) or os.environ.get(INVALIDATOR_ENV) or ""
     shown = safe_url(url)
-    refused = refuse_store(url, args.keys_command)
+    refused = refuse_store(url, command)
     if refused is not None:
         status, reason = refused
         return _fail(status, f"store {shown}: {_masked(reason, url)}")
+    missing = missing_database(url)
+    if command == "list" and missing is not None:
+        # A new directory has no keys yet: an empty table, and no file made by listing.
+        print(
+            f"keysentry: note: store {shown}: no database file {missing!r} yet "
+            "(keysentry keys create makes one)",
+            file=sys.stderr,
+        )
+        return empty_listing(args, sys.stdout)
     _one_line_logs()
     try:
         ks = guard_from_env(
@@ -136,8 +162,8 @@ def _keys(args: argparse.Namespace) -> int:
     except (ValueError, ImportError) as exc:
         return _fail(2, _masked(str(exc), url, invalidator))
     try:
-        return run(ks, args, sys.stdout)
-    except KeyNotFound as exc:
+        return run(ks, args, sys.stdout, stdin, sys.stderr)
+    except (KeyNotFound, Declined) as exc:
         return _fail(1, str(exc))
     except StoreUnavailable as exc:
         return _fail(1, f"store {shown} is unavailable: {_masked(str(exc), url, invalidator)}")
@@ -185,9 +211,40 @@ def _masked(message: str, *urls: str) -> str:
     return message
 
 
+def _with_values(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with each option's value that starts with ``-`` and a digit joined to it
+    (``--rate-limit -5/minute`` -> ``--rate-limit=-5/minute``): argparse would take the value
+    for an option and answer "expected one argument"; joined, the option's own check names
+    what is wrong with it."""
+    takes_value: set[str] = set()
+    parsers = [parser]
+    while parsers:
+        for action in parsers.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif action.nargs != 0:
+                takes_value.update(o for o in action.option_strings if o.startswith("--"))
+    joined: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            joined += [word, *words]
+            break
+        joined.append(word)
+        if word in takes_value:
+            value = next(words, None)
+            if value is None:
+                break
+            if len(value) > 1 and value[0] == "-" and (value[1].isdigit() or value[1] == "."):
+                joined[-1] = f"{word}={value}"
+            else:
+                joined.append(value)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_with_values(parser, sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "demo":
             return _demo(parser, args)

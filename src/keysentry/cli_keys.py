@@ -1,14 +1,17 @@
-"""``keysentry keys``: create, list, show, disable, enable, revoke and rotate keys on a store.
+"""``keysentry keys``: create, list, show, update, disable, enable, revoke, rotate, delete and
+verify keys on a store.
 
-Each command is a thin layer over the guard's lifecycle API (``Keysentry.issue``, ``rotate``,
-...): it reads strict arguments, makes one change, and prints the result for people (aligned
-tables, ``field: value`` lines, compact UTC times) or, with ``--json``, for scripts (one JSON
-value, UTC ISO 8601 times). The full key appears once, in the output of ``create`` and
-``rotate``; no output ever holds a digest.
+Each command is a thin layer over the guard's lifecycle API (``Keysentry.issue``, ``update``,
+``rotate``, ``delete``, ...): it reads strict arguments, makes one change, and prints the
+result for people (aligned tables, ``field: value`` lines, compact UTC times) or, with
+``--json``, for scripts (one JSON value, UTC ISO 8601 times). The full key appears once, in
+the output of ``create`` and ``rotate``; ``verify`` reads one from stdin or a file and never
+prints it; no output ever holds a digest. A key is named by its id or by the prefix listings
+show (``sk_live_<id>``).
 
-Arguments are checked by argparse before the store is opened, so bad input costs no
-connection and reads as one usage error (exit 2); ``cli.py`` turns what the store says
-(unknown id, unreachable) into one line and exit 1.
+Arguments are checked by argparse (and :func:`prepare`) before the store is opened, so bad
+input costs no connection and reads as one usage error (exit 2); ``cli.py`` turns what the
+store says (unknown id, unreachable) into one line and exit 1.
 """
 
 from __future__ import annotations
@@ -19,16 +22,35 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, TextIO
 
-from .cli_output import cell, record_fields, record_json, shown_once, status, table, when
+from .cli_output import (
+    cell,
+    digest_note,
+    record_fields,
+    record_json,
+    shown_once,
+    status,
+    table,
+    when,
+)
 from .core import Keysentry
-from .errors import InvalidKeyFormat
-from .keys import validate_prefix
+from .errors import Denial, InvalidKeyFormat, KeyNotFound
+from .keys import KEY_ID_LENGTH, validate_prefix
+from .lifecycle import check_deletable
 from .records import KeyRecord, Network, Rate, utcnow
 
-__all__ = ["add_keys_parser", "refuse_store", "run"]
+__all__ = [
+    "Declined",
+    "UsageError",
+    "add_keys_parser",
+    "empty_listing",
+    "missing_database",
+    "prepare",
+    "refuse_store",
+    "run",
+]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"([0-9]+)([smhdw])")
@@ -48,6 +70,8 @@ MAX_LISTED = 10_000
 def _duration(text: str, *, zero: bool) -> timedelta:
     example = "use a whole number and a unit (s, m, h, d, w), e.g. 90d, 24h, 30m, 45s, 2w"
     value = text.strip()
+    if value.startswith("-"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: it cannot be negative")
     if value.isascii() and value.isdigit() and int(value) == 0:
         if zero:
             return timedelta(0)
@@ -72,6 +96,33 @@ def _lifetime(text: str) -> timedelta:
 def _grace(text: str) -> timedelta:
     """A duration that may be zero (``0``, ``0s``)."""
     return _duration(text, zero=True)
+
+
+def expiry_time(text: str, now: datetime | None = None) -> datetime:
+    """An ISO 8601 time later than ``now``, as UTC: ``2026-12-31``, ``2026-12-31T23:59Z``,
+    ``2026-12-31T23:59:59+02:00``. A time without an offset is UTC."""
+    value = text.strip()
+    if value[-1:] in ("Z", "z"):
+        value = value[:-1] + "+00:00"  # Python 3.10's fromisoformat does not read Z
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time: e.g. 2026-12-31, 2026-12-31T23:59:59Z or "
+            "2026-12-31T23:59:59+02:00 (without an offset, UTC)"
+        ) from None
+    try:
+        when = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # an offset that carries it past year 1 or 9999
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range") from None
+    if when <= (now or utcnow()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not later than now: a key's expiry must be in the future "
+            "(to stop a key now, use disable or revoke)"
+        )
+    if when - (now or utcnow()) > _MAX_DURATION:
+        raise argparse.ArgumentTypeError(f"{text!r}: the expiry must be at most 100 years ahead")
+    return when
 
 
 def _words(text: str) -> list[str]:
@@ -108,10 +159,22 @@ def _network(text: str) -> Network:
         ) from None
 
 
-def _rates(text: str) -> tuple[Rate, ...]:
-    """``60/minute``, ``"10/second, 1000/day"``; ``none`` for no limit at all."""
-    if text.strip().lower() == "none":
+#: ``--rate-limit default``: the app's default limit (what a record without one gets).
+APP_DEFAULT = "default"
+
+
+def _rates(text: str) -> tuple[Rate, ...] | str:
+    """``60/minute``, ``"10/second, 1000/day"``; ``none`` for no limit at all, ``default``
+    for the app's default (:data:`APP_DEFAULT`)."""
+    word = text.strip().lower()
+    if word == "none":
         return ()
+    if word == APP_DEFAULT:
+        return APP_DEFAULT
+    if word.startswith("-"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a rate cannot be negative: e.g. 60/minute, 'none' or 'default'"
+        )
     try:
         parsed = Rate.parse_many(text)
     except ValueError as exc:
@@ -123,6 +186,10 @@ def _rates(text: str) -> tuple[Rate, ...]:
 
 def _credits(text: str) -> int:
     value = text.strip()
+    if value.startswith("-"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: credits cannot be negative: a whole number from 0 to {MAX_CREDITS}"
+        )
     if not (value.isascii() and value.isdigit()) or int(value) > MAX_CREDITS:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a number of credits: a whole number from 0 to {MAX_CREDITS}"
@@ -186,7 +253,8 @@ def add_keys_parser(commands: Any) -> None:
     keys = commands.add_parser(
         "keys",
         parents=[common],
-        help="create, list, show, disable, enable, revoke and rotate API keys",
+        help="create, list, show, update, disable, enable, revoke, rotate, delete and verify "
+        "API keys",
         description="Manage the API keys of a store. Keys are digested with $KEYSENTRY_SECRET "
         "when it is set: use the same secret as the apps that verify them.",
     )
@@ -212,14 +280,9 @@ def add_keys_parser(commands: Any) -> None:
         type=_rates,
         metavar="RATE",
         help="e.g. 60/minute or '10/second, 1000/day'; 'none' for no limit "
-        "(default: the app's own default)",
+        "(default: the app's own default, also named by 'default')",
     )
-    create.add_argument(
-        "--expires-in",
-        type=_lifetime,
-        metavar="DURATION",
-        help="expire after 90d, 24h, 30m, 45s or 2w (default: never)",
-    )
+    _expiry_options(create.add_mutually_exclusive_group(), never=False)
     create.add_argument(
         "--allow-ip",
         type=_networks,
@@ -262,11 +325,38 @@ def add_keys_parser(commands: Any) -> None:
     for name, text in (
         ("show", "show every field of a key (never its digest)"),
         ("disable", "refuse a key (403 API_KEY_DISABLED) until it is enabled"),
-        ("enable", "accept a disabled key again"),
-        ("revoke", "refuse a key from now on, for good"),
+        ("enable", "accept a disabled key again (not a revoked one)"),
+        ("revoke", "refuse a key from now on, for good (its record stays)"),
     ):
         command = sub.add_parser(name, parents=[common], help=text, description=text + ".")
-        command.add_argument("id", metavar="ID", help="the key's id")
+        _id_argument(command)
+
+    _add_update_parser(sub, common)
+
+    delete = sub.add_parser(
+        "delete",
+        parents=[common],
+        help="remove a key from the store for good",
+        description="Remove a key from the store for good: its requests get 401, and "
+        "nothing of it is kept (revoke keeps the record). Asks first, unless --yes.",
+    )
+    _id_argument(delete)
+    delete.add_argument("--yes", action="store_true", help="delete without asking")
+
+    verify = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="check a key, read from stdin or a file, as the apps do",
+        description="Check a key as an app on this store, with this $KEYSENTRY_SECRET, "
+        "decides it: prints 'valid' (exit status 0) or the error code and message a client "
+        "would get (exit status 1); never the key. The key is read from standard input "
+        "(not echoed at a terminal) or from --key-file, never from the command line, where "
+        "it would stay in the shell's history. The client address, rate limit and credits "
+        "are checked per request, not here.",
+    )
+    verify.add_argument(
+        "--key-file", metavar="PATH", help="read the key from this file (default: stdin)"
+    )
 
     rotate = sub.add_parser(
         "rotate",
@@ -275,7 +365,7 @@ def add_keys_parser(commands: Any) -> None:
         description="Replace a key by a new one with the same settings, printed once. The old "
         "key keeps working for the grace period, then is refused as expired.",
     )
-    rotate.add_argument("id", metavar="ID", help="the key's id")
+    _id_argument(rotate)
     rotate.add_argument(
         "--grace",
         type=_grace,
@@ -285,40 +375,242 @@ def add_keys_parser(commands: Any) -> None:
     )
 
 
+def _id_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "id", metavar="ID", help="the key's id, or its prefix as listed (sk_live_<id>)"
+    )
+
+
+def _expiry_options(group: Any, *, never: bool) -> None:
+    group.add_argument(
+        "--expires-in",
+        type=_lifetime,
+        metavar="DURATION",
+        help="expire after 90d, 24h, 30m, 45s or 2w" + ("" if never else " (default: never)"),
+    )
+    group.add_argument(
+        "--expires-at",
+        type=expiry_time,
+        metavar="TIME",
+        help="expire at this ISO 8601 time, e.g. 2026-12-31 or 2026-12-31T23:59:59Z "
+        "(without an offset, UTC)",
+    )
+    if never:
+        group.add_argument("--never-expires", action="store_true", help="remove the key's expiry")
+
+
+def _add_update_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    update = sub.add_parser(
+        "update",
+        parents=[common],
+        help="change a key's name, owner, scopes, limits, credits, networks, metadata, expiry",
+        description="Change a key. Only the options given change; lists (--scopes, "
+        "--allow-ip) replace the key's. The key itself stays the same.",
+    )
+    _id_argument(update)
+    update.add_argument("--name", help="what the key is for")
+    owner = update.add_mutually_exclusive_group()
+    owner.add_argument("--owner", help="the account or user the key belongs to")
+    owner.add_argument("--no-owner", action="store_true", help="the key belongs to nobody")
+    scopes = update.add_mutually_exclusive_group()
+    scopes.add_argument(
+        "--scopes",
+        type=_scopes,
+        action="extend",
+        metavar="SCOPES",
+        help="the key's scopes from now on, separated by commas or spaces; repeatable",
+    )
+    scopes.add_argument("--no-scopes", action="store_true", help="take every scope away")
+    update.add_argument(
+        "--rate-limit",
+        type=_rates,
+        metavar="RATE",
+        help="e.g. 60/minute or '10/second, 1000/day'; 'none' for no limit, 'default' for "
+        "the app's own default",
+    )
+    credits = update.add_mutually_exclusive_group()
+    credits.add_argument(
+        "--credits",
+        type=_credits,
+        metavar="N",
+        help="the requests the key may make from now on (its balance)",
+    )
+    credits.add_argument("--unmetered", action="store_true", help="no credit limit")
+    networks = update.add_mutually_exclusive_group()
+    networks.add_argument(
+        "--allow-ip",
+        type=_networks,
+        action="extend",
+        metavar="CIDR",
+        help="accept requests from these networks only, from now on; repeatable",
+    )
+    networks.add_argument("--any-ip", action="store_true", help="accept any client address")
+    update.add_argument(
+        "--metadata",
+        type=_metadata,
+        metavar="JSON",
+        help="the key's metadata from now on, a JSON object",
+    )
+    _expiry_options(update.add_mutually_exclusive_group(), never=True)
+
+
 def refuse_store(url: str, command: str) -> tuple[int, str] | None:
-    """Why ``command`` should not run on this store at all, with its exit status; or None."""
+    """Why ``command`` should not run on this store at all, with its exit status; or None.
+    (``list`` on a database file not made yet: see :func:`missing_database`.)"""
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":
         return 2, (
             "a memory store lives inside one process, so its keys would vanish when this "
             "command ends: use sqlite:///path, postgresql://... or redis://..."
         )
-    if scheme.partition("+")[0] == "sqlite" and command != "create":
-        from pathlib import Path
-
-        # sqlite:///keys.db -> keys.db, sqlite:////srv/keys.db -> /srv/keys.db. Opening a file
-        # that is not there would create it: a mistyped path would then list no keys.
-        path = url.partition("://")[2].partition("?")[0]
-        path = path[1:] if path.startswith("/") else path
-        if path and not Path(path).exists():
-            return 1, f"no database file {path!r} (keysentry keys create makes one)"
+    path = missing_database(url)
+    if path is not None and command not in ("create", "list"):
+        return 1, f"no database file {path!r} (keysentry keys create makes one)"
     return None
+
+
+def missing_database(url: str) -> str | None:
+    """The path of a SQLite store's file when it does not exist (yet); else None. Opening it
+    would create it: only ``create`` may, so that a mistyped path makes no stray file."""
+    if url.partition("://")[0].lower().partition("+")[0] != "sqlite":
+        return None
+    from pathlib import Path
+
+    # sqlite:///keys.db -> keys.db, sqlite:////srv/keys.db -> /srv/keys.db.
+    path = url.partition("://")[2].partition("?")[0]
+    path = path[1:] if path.startswith("/") else path
+    return path if path and not Path(path).exists() else None
+
+
+def empty_listing(args: argparse.Namespace, out: TextIO) -> int:
+    """What ``list`` prints for a store with no keys (a table with no rows)."""
+    payload, text = _listing([], None, utcnow())
+    _print(args, out, payload, text)
+    return 0
+
+
+class UsageError(Exception):
+    """The command line is wrong in a way argparse cannot tell (exit status 2)."""
+
+
+def prepare(args: argparse.Namespace, stdin: TextIO) -> None:
+    """Check what argparse could not, and read what a command needs from outside, before any
+    store is opened; :class:`UsageError` names the problem. ``verify`` reads its key here."""
+    command = args.keys_command
+    if command == "update" and not any(
+        getattr(args, name) not in (None, False) for name in _UPDATE_OPTIONS
+    ):
+        raise UsageError(
+            "nothing to change: give at least one of "
+            + ", ".join("--" + name.replace("_", "-") for name in _UPDATE_OPTIONS)
+        )
+    if command == "verify":
+        args.token = _read_key(args.key_file, stdin)
+
+
+#: The options of ``update``, each a change.
+_UPDATE_OPTIONS = (
+    "name", "owner", "no_owner", "scopes", "no_scopes", "rate_limit", "credits", "unmetered",
+    "allow_ip", "any_ip", "metadata", "expires_in", "expires_at", "never_expires",
+)  # fmt: skip
+#: The most ``verify`` reads: far more than any key (a file of something else is refused).
+_MOST_READ = 64 * 1024
+
+
+def _read_key(path: str | None, stdin: TextIO) -> bytes:
+    """The key from a file or from standard input (at a terminal, without echoing it), with
+    the whitespace around it taken off. Messages never hold what was read."""
+    if path is not None:
+        try:
+            with open(path, "rb") as file:
+                raw = file.read(_MOST_READ + 1)
+        except OSError as exc:
+            raise UsageError(f"--key-file {path!r}: {exc.strerror or type(exc).__name__}") from None
+        where = f"--key-file {path!r}"
+    elif stdin.isatty():
+        import getpass
+
+        raw = getpass.getpass("Key (not shown): ").encode()
+        where = "the terminal"
+    else:
+        raw = (
+            stdin.buffer.read(_MOST_READ + 1)
+            if hasattr(stdin, "buffer")
+            else stdin.read(_MOST_READ + 1).encode()
+        )
+        where = "standard input"
+    if len(raw) > _MOST_READ:
+        raise UsageError(f"{where} holds more than {_MOST_READ} bytes: that is not a key")
+    token = raw.strip()
+    if not token:
+        raise UsageError(
+            f"no key on {where}: pipe it in (keysentry keys verify < key.txt) or use --key-file"
+        )
+    return token
 
 
 # -- running a command ---------------------------------------------------------------------------
 
-#: What a command prints: the value for --json, and the text for people.
-Output = tuple[Any, str]
+#: What a command prints: the value for --json, the text for people, and optionally its exit
+#: status (0 when absent).
+Output = tuple[Any, str] | tuple[Any, str, int]
 
 
-def run(ks: Keysentry, args: argparse.Namespace, out: TextIO) -> int:
-    payload, text = _COMMANDS[args.keys_command](ks, args, utcnow())
+def run(
+    ks: Keysentry,
+    args: argparse.Namespace,
+    out: TextIO,
+    stdin: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run one ``keys`` command on ``ks``; ``stdin`` and ``stderr`` serve questions
+    (``delete`` asks before it deletes)."""
+    args.ask = _asker(stdin, stderr)
+    result = _COMMANDS[args.keys_command](ks, args, utcnow())
+    _print(args, out, result[0], result[1])
+    return result[2] if len(result) == 3 else 0
+
+
+def _print(args: argparse.Namespace, out: TextIO, payload: Any, text: str) -> None:
     if getattr(args, "json", False):
-        out.write(json.dumps(payload, indent=2) + "\n")
+        out.write(json.dumps(payload, indent=2, default=str) + "\n")
     else:
         out.write(text.rstrip("\n") + "\n")
     out.flush()
-    return 0
+
+
+def _asker(stdin: TextIO | None, stderr: TextIO | None) -> Callable[[str], bool]:
+    def ask(question: str) -> bool:
+        if stdin is None or stderr is None:
+            return False
+        stderr.write(question + " [y/N] ")
+        stderr.flush()
+        answer = stdin.readline()
+        if not stdin.isatty():
+            stderr.write("\n")  # the answer was not echoed: end the question's line
+        return answer.strip().lower() in ("y", "yes")
+
+    return ask
+
+
+class Declined(Exception):
+    """The operator answered no (or nothing) to a question: nothing was done."""
+
+
+def key_id(ks: Keysentry, text: str) -> str:
+    """The id an ID argument names: the id itself, or the prefix that listings and logs show
+    (``sk_live_<id>``, with or without a trailing ``...``), checked against the key's."""
+    shown = text.strip().removesuffix("...")
+    head, sep, tail = shown.rpartition("_")
+    if not (sep and head and len(tail) == KEY_ID_LENGTH and tail.isascii() and tail.isalnum()):
+        return text
+    try:
+        record = ks.get(tail)
+    except KeyNotFound:
+        record = None
+    if record is None or record.prefix != shown:
+        raise KeyNotFound(f"no key with prefix {cell(shown, 64)!r}")
+    return record.id
 
 
 def _create(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
@@ -327,8 +619,8 @@ def _create(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
         owner=args.owner,
         scopes=args.scopes or (),
         prefix=args.prefix,
-        expires_at=None if args.expires_in is None else now + args.expires_in,
-        rate_limit=args.rate_limit,
+        expires_at=_expiry(args, now),
+        rate_limit=None if args.rate_limit == APP_DEFAULT else args.rate_limit,
         allowed_networks=args.allow_ip or (),
         credits=args.credits,
         metadata=args.metadata,
@@ -338,12 +630,19 @@ def _create(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
     return {"key": key, **record_json(record, now)}, text
 
 
+def _expiry(args: argparse.Namespace, now: datetime) -> datetime | None:
+    if args.expires_in is not None:
+        return now + args.expires_in  # type: ignore[no-any-return]
+    return args.expires_at  # type: ignore[no-any-return]
+
+
 def _list(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
     records, cursor = _collect(ks, args.owner, args.after, args.limit or MAX_LISTED)
-    records = [_view(ks, r) for r in records]
+    return _listing([_view(ks, r) for r in records], cursor, now)
+
+
+def _listing(records: list[KeyRecord], cursor: str | None, now: datetime) -> tuple[Any, str]:
     payload = {"keys": [record_json(r, now) for r in records], "next": cursor}
-    if not records:
-        return payload, "No keys."
     rows = [
         [
             r.id,
@@ -391,12 +690,14 @@ def _view(ks: Keysentry, record: KeyRecord) -> KeyRecord:
 
 
 def _show(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
-    record = _view(ks, ks.get(args.id))
-    return record_json(record, now), record_fields(record, now)
+    record = _view(ks, ks.get(key_id(ks, args.id)))
+    text = record_fields(record, now)
+    note = digest_note(record.digest_mode, ks.digest.mode)
+    return record_json(record, now), text if note is None else f"{text}\n\nNote: {note}"
 
 
 def _disable(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
-    record = _view(ks, ks.disable(args.id))
+    record = _view(ks, ks.disable(key_id(ks, args.id)))
     return record_json(record, now), (
         f"Disabled key {record.id} ({cell(record.prefix)}): its requests get 403 "
         f"API_KEY_DISABLED until `keysentry keys enable {record.id}`."
@@ -404,37 +705,37 @@ def _disable(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
 
 
 def _enable(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
-    record = _view(ks, ks.enable(args.id))
+    record = _view(ks, ks.enable(key_id(ks, args.id)))
     return record_json(record, now), (
         f"Enabled key {record.id} ({cell(record.prefix)}); its status is {status(record, now)}."
     )
 
 
 def _revoke(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
-    record = _view(ks, ks.get(args.id))
+    record = _view(ks, ks.get(key_id(ks, args.id)))
     if record.revoked_at is not None:
         # Revoking again would move revoked_at: keep the time it really stopped working.
         return record_json(record, now), (
             f"Key {record.id} ({cell(record.prefix)}) was already revoked, at "
             f"{when(record.revoked_at)}."
         )
-    record = _view(ks, ks.revoke(args.id))
+    record = _view(ks, ks.revoke(record.id))
     return record_json(record, now), (
         f"Revoked key {record.id} ({cell(record.prefix)}): its requests get 401 from now on."
     )
 
 
 def _rotate(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
-    old = ks.get(args.id)
+    old = ks.get(key_id(ks, args.id))
     if status(old, now) == "expired":
         # The successor inherits the expiry (rotation is not renewal): it would never work.
         raise ValueError(
             f"key {old.id} expired at {when(old.expires_at)}: a rotated key keeps its "
             "expiry, so create a new key instead"
         )
-    issued = ks.rotate(args.id, grace=args.grace)
+    issued = ks.rotate(old.id, grace=args.grace)
     new, key = _view(ks, issued.record), issued.key.reveal()
-    old = _view(ks, ks.get(args.id))
+    old = _view(ks, ks.get(old.id))
     if old.revoked_at is not None:
         until = f"The old key {old.id} was revoked at once."
     else:
@@ -449,12 +750,100 @@ def _rotate(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
     return {"key": key, **record_json(new, now), "old": record_json(old, now)}, text
 
 
+def _update(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
+    changes: dict[str, Any] = {}
+    if args.name is not None:
+        changes["name"] = args.name
+    if args.owner is not None or args.no_owner:
+        changes["owner"] = args.owner
+    if args.scopes is not None or args.no_scopes:
+        changes["scopes"] = args.scopes or ()
+    if args.rate_limit is not None:
+        changes["rate_limit"] = None if args.rate_limit == APP_DEFAULT else args.rate_limit
+    if args.credits is not None or args.unmetered:
+        changes["credits"] = args.credits
+    if args.allow_ip is not None or args.any_ip:
+        changes["allowed_networks"] = args.allow_ip or ()
+    if args.metadata is not None:
+        changes["metadata"] = args.metadata
+    if args.expires_in is not None or args.expires_at is not None or args.never_expires:
+        changes["expires_at"] = _expiry(args, now)
+    record = _view(ks, ks.update(key_id(ks, args.id), **changes))
+    named = ", ".join(sorted(changes)).replace("allowed_networks", "allowed networks")
+    text = (
+        f"Updated key {record.id} ({cell(record.prefix)}): {named.replace('_', ' ')}.\n\n"
+        f"{record_fields(record, now)}"
+    )
+    return record_json(record, now), text
+
+
+def _delete(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
+    record = check_deletable(ks.get(key_id(ks, args.id)))  # before asking: refused anyway
+    shown = f"{record.id} ({cell(record.prefix)}" + (
+        f", {cell(record.name, 40)!r})" if record.name else ")"
+    )
+    if not args.yes and not args.ask(
+        f"Delete key {shown} for good? Its requests get 401 and it cannot be restored."
+    ):
+        raise Declined(f"key {record.id} was not deleted (--yes deletes without asking)")
+    record = _view(ks, ks.delete(record.id))
+    return {**record_json(record, now), "status": "deleted"}, (
+        f"Deleted key {shown}: it is gone from the store, and its requests get 401 from now on."
+    )
+
+
+def _verify(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
+    # As an app reads an X-API-Key header, then decides as the middleware does.
+    token = ks.settings.reader.bare(args.token)
+    result = token if isinstance(token, Denial) else ks.authenticate(token)
+    if isinstance(result, Denial):
+        payload = {
+            "valid": False,
+            "code": result.code,
+            "status": result.status,
+            "message": result.message,
+            "details": dict(result.details),
+        }
+        return payload, f"{result.code}: {result.message}", 1
+    record = result.record
+    identity = result.identity
+    payload = {
+        "valid": True,
+        "id": identity.id,
+        "prefix": identity.prefix,
+        "name": identity.name,
+        "owner": identity.owner,
+        "scopes": sorted(identity.scopes),
+        "expires_at": None if record.expires_at is None else record.expires_at.isoformat(),
+    }
+    text = f"valid: key {identity.id} ({cell(identity.prefix)})"
+    later = per_request(record)
+    if later:
+        text += f"\nEach request is also checked for: {'; '.join(later)}."
+    return payload, text
+
+
+def per_request(record: KeyRecord) -> list[str]:
+    """What an app checks per request of this key beyond the key itself."""
+    checks = []
+    if record.allowed_networks:
+        checks.append("its client address (" + ", ".join(map(str, record.allowed_networks)) + ")")
+    if record.rate_limit:
+        checks.append("its rate limit (" + ", ".join(map(str, record.rate_limit)) + ")")
+    if record.credits is not None or record.credits_from is not None:
+        checks.append("its credits")
+    return checks
+
+
 _COMMANDS: dict[str, Callable[[Keysentry, argparse.Namespace, datetime], Output]] = {
     "create": _create,
     "list": _list,
     "show": _show,
+    "update": _update,
     "disable": _disable,
     "enable": _enable,
     "revoke": _revoke,
     "rotate": _rotate,
+    "delete": _delete,
+    "verify": _verify,
 }

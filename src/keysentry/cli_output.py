@@ -14,7 +14,16 @@ from typing import Any
 
 from .records import KeyRecord
 
-__all__ = ["cell", "record_fields", "record_json", "shown_once", "status", "table", "when"]
+__all__ = [
+    "cell",
+    "digest_note",
+    "record_fields",
+    "record_json",
+    "shown_once",
+    "status",
+    "table",
+    "when",
+]
 
 
 def status(record: KeyRecord, now: datetime) -> str:
@@ -57,7 +66,32 @@ def record_json(record: KeyRecord, now: datetime) -> dict[str, Any]:
         "rotated_to": record.rotated_to,
         "credits_from": record.credits_from,
         "line": record.line,
+        "digest_mode": record.digest_mode,
     }
+
+
+#: How each digest mode reads for people (never with the secret itself).
+_MODES = {
+    "hmac-sha256": "hmac-sha256 (with a secret)",
+    "sha256": "sha256 (without a secret)",
+    None: "unknown (stored before keys recorded it)",
+}
+
+
+def digest_note(stored: str | None, here: str) -> str | None:
+    """A warning when a key's digest mode differs from the one this command digests with
+    (``$KEYSENTRY_SECRET`` set or not): apps configured like it will not verify the key."""
+    if stored is None or stored == here:
+        return None
+    if stored == "hmac-sha256":
+        return (
+            "this key was digested with a secret, and $KEYSENTRY_SECRET is not set here: it "
+            "verifies only in apps given the secret it was created with."
+        )
+    return (
+        "this key was digested without a secret, and $KEYSENTRY_SECRET is set here: it "
+        "verifies only in apps without one."
+    )
 
 
 def when(value: datetime | None, none: str = "-") -> str:
@@ -104,6 +138,7 @@ def record_fields(record: KeyRecord, now: datetime) -> str:
         "revoked_at": when(record.revoked_at),
         "rotated_to": record.rotated_to or "-",
         "line": record.line or "-",
+        "digest_mode": _MODES.get(record.digest_mode, str(record.digest_mode)),
     }
     width = max(map(len, values)) + 1
     return "\n".join(f"{name + ':':<{width}} {cell(value)}" for name, value in values.items())

@@ -246,8 +246,8 @@ class Keysentry(KeyLifecycle):
 
 def _missing(store: object) -> str:
     """Which methods of the store protocols ``store`` lacks, for the error that refuses it."""
-    names = ("get", "find_by_digest", "create", "update", "list_keys", "spend_credits",
-             "record_usage", "close")  # fmt: skip
+    names = ("get", "find_by_digest", "create", "update", "delete", "list_keys",
+             "spend_credits", "record_usage", "close")  # fmt: skip
     sync = [n for n in names if not callable(getattr(store, n, None))]
     asynchronous = [n for n in names if not callable(getattr(store, "a" + n, None))]
     return (

@@ -30,6 +30,7 @@ from typing import Any
 from zlib import crc32
 
 from .errors import Denial, InvalidKeyFormat
+from .records import DIGEST_MODES
 
 __all__ = [
     "BODY_LENGTH",
@@ -259,6 +260,12 @@ class Digester:
     @property
     def keyed(self) -> bool:
         return self._inner is not None
+
+    @property
+    def mode(self) -> str:
+        """``"hmac-sha256"`` with a secret, ``"sha256"`` without: what records carry as
+        ``digest_mode`` (never the secret)."""
+        return DIGEST_MODES[0] if self._inner is not None else DIGEST_MODES[1]
 
     def __call__(self, key: bytes) -> bytes:
         if self._inner is None:

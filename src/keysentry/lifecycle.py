@@ -1,4 +1,5 @@
-"""The key lifecycle: minting, importing, reading, changing, revoking and rotating keys.
+"""The key lifecycle: minting, importing, reading, changing, revoking, rotating and deleting
+keys.
 
 :class:`KeyLifecycle` is the admin half of :class:`~keysentry.Keysentry` (which inherits it):
 what a sign-up flow, a dashboard or the CLI calls, each with an ``a*`` twin for async code.
@@ -25,9 +26,15 @@ from .keys import ALPHABET, KEY_ID_LENGTH, SecretKey, mint, shown_id
 from .pipeline import Outages
 from .records import KeyRecord, Network, Rate, utcnow
 from .settings import Settings
-from .stores.base import AsyncKeyStore, KeyChanges, KeyStore
+from .stores.base import (
+    AsyncDeletingKeyStore,
+    AsyncKeyStore,
+    DeletingKeyStore,
+    KeyChanges,
+    KeyStore,
+)
 
-__all__ = ["Invalidator", "IssuedKey", "KeyLifecycle"]
+__all__ = ["Invalidator", "IssuedKey", "KeyLifecycle", "check_deletable"]
 
 log = logging.getLogger("keysentry")
 
@@ -87,6 +94,18 @@ class KeyLifecycle:
             raise TypeError(f"{type(self.store).__name__} has no async face: use the sync methods")
         return self._async_store
 
+    def _deleting(self) -> DeletingKeyStore:
+        store = self._need_sync()
+        if not isinstance(store, DeletingKeyStore):
+            raise TypeError(f"{type(self.store).__name__} cannot delete keys: revoke them instead")
+        return store
+
+    def _adeleting(self) -> AsyncDeletingKeyStore:
+        store = self._need_async()
+        if not isinstance(store, AsyncDeletingKeyStore):
+            raise TypeError(f"{type(self.store).__name__} cannot delete keys: revoke them instead")
+        return store
+
     def new_key(
         self,
         *,
@@ -119,6 +138,7 @@ class KeyLifecycle:
             id=key_id,
             digest=self.settings.digest(key.reveal().encode()),
             prefix=key.public,
+            digest_mode=self.settings.digest.mode,
             **fields,
         )
         return IssuedKey(key, record)
@@ -160,6 +180,7 @@ class KeyLifecycle:
             id=key_id,
             digest=self.settings.digest(raw),
             prefix=key[: len(fmt.prefix) + 4],
+            digest_mode=self.settings.digest.mode,
             **checked,
         )
 
@@ -243,10 +264,22 @@ class KeyLifecycle:
         return await self.aupdate(key_id, disabled=True)
 
     def enable(self, key_id: str) -> KeyRecord:
-        return self.update(key_id, disabled=False)
+        """Accept a disabled key again. A revoked key stays refused for good: enabling it
+        raises ``ValueError`` and changes nothing."""
+        try:
+            record = self._need_sync().update(key_id, {"disabled": False}, _UNREVOKED)
+        except Conflict:
+            raise _revoked(key_id) from None
+        self._changed(record)
+        return record
 
     async def aenable(self, key_id: str) -> KeyRecord:
-        return await self.aupdate(key_id, disabled=False)
+        try:
+            record = await self._need_async().aupdate(key_id, {"disabled": False}, _UNREVOKED)
+        except Conflict:
+            raise _revoked(key_id) from None
+        await self._achanged(record)
+        return record
 
     def revoke(self, key_id: str) -> KeyRecord:
         """Refuse this key from now on, for good (in every process, with an invalidator).
@@ -267,6 +300,33 @@ class KeyLifecycle:
             return await self.aget(key_id)
         await self._achanged(record)
         return record
+
+    def delete(self, key_id: str) -> KeyRecord:
+        """Remove a key from the store for good and return its last record. Its requests
+        get 401 ``INVALID_API_KEY`` from now on, in every process: the change is announced
+        like any other. (:meth:`revoke` keeps the record, for the audit trail.)
+
+        The first key of a rotation line that holds the line's credits is refused
+        (``ValueError``): its successors spend them. So is a key rotated meanwhile.
+        """
+        store = self._deleting()
+        record = check_deletable(self.get(key_id))
+        try:
+            gone = store.delete(key_id, {"rotated_to": record.rotated_to})
+        except Conflict:
+            raise ValueError(f"key {shown_id(key_id)} was rotated meanwhile: try again") from None
+        self._changed(gone)
+        return gone
+
+    async def adelete(self, key_id: str) -> KeyRecord:
+        store = self._adeleting()
+        record = check_deletable(await self.aget(key_id))
+        try:
+            gone = await store.adelete(key_id, {"rotated_to": record.rotated_to})
+        except Conflict:
+            raise ValueError(f"key {shown_id(key_id)} was rotated meanwhile: try again") from None
+        await self._achanged(gone)
+        return gone
 
     def set_expiry(self, key_id: str, expires_at: datetime | timedelta | None) -> KeyRecord:
         """Expire the key at a time (timezone-aware), after a duration from now, or never
@@ -423,6 +483,25 @@ _UNANNOUNCED = "could not announce a change; others see it by TTL"
 #: The condition a rotation changes the old key on: nobody rotated or revoked it meanwhile.
 _UNROTATED: Mapping[str, object] = {"rotated_to": None, "revoked_at": None}
 _UNREVOKED: Mapping[str, object] = {"revoked_at": None}
+
+
+def _revoked(key_id: str) -> ValueError:
+    return ValueError(
+        f"key {shown_id(key_id)} is revoked: it cannot be enabled again; issue a new key instead"
+    )
+
+
+def check_deletable(record: KeyRecord) -> KeyRecord:
+    """``record``, unless other keys depend on it (``ValueError``): the first key of a
+    metered rotation line holds the balance that its successors spend (their
+    ``credits_from``). :meth:`KeyLifecycle.delete` checks it; a caller that asks a person
+    first may check it before asking."""
+    if record.rotated_to is not None and record.credits_from is None and record.credits is not None:
+        raise ValueError(
+            f"key {record.id} holds the credits of its rotation line, which its successor "
+            f"{record.rotated_to} spends: revoke it instead of deleting it"
+        )
+    return record
 
 
 def _landed(old: KeyRecord | None, issued: IssuedKey) -> KeyRecord | None:

@@ -51,6 +51,7 @@ from .decision import NO_CREDITS, UNKNOWN_KEY, Entry, Lookup, Verdict, client_al
 from .errors import Denial, InsufficientCredits, KeyNotFound, StoreUnavailable
 from .events import DecisionEvent
 from .flights import Flights
+from .mismatches import DigestMismatches
 from .ratelimit.base import Limiter
 from .ratelimit.gcra import Policy, RateDecision
 from .ratelimit.headers import rate_headers
@@ -302,6 +303,8 @@ class Pipeline:
         self._tags_lock = threading.Lock()
         self._tags_max = max(1, settings.cache_size)
         self._indexed = settings.reader.query_param is None
+        # Known ids presented with a key that does not match: a warning, off the warm path.
+        self._mismatches = DigestMismatches(settings.digest.mode)
 
     def __repr__(self) -> str:
         return f"Pipeline(cache={self.cache!r}, limiter={self.limiter!r})"
@@ -652,7 +655,12 @@ class Pipeline:
         else:
             entry = Entry(answer.digest, self._no_tag, None, answer)
         self.cache.put(cache_key, entry, lookup.generation, answer is not None)
-        return self._judge(cache_key, entry, lookup.digest, lookup.tag, lookup.generation)
+        result = self._judge(cache_key, entry, lookup.digest, lookup.tag, lookup.generation)
+        if result is UNKNOWN_KEY and lookup.key_id is not None:
+            # Noted alike for a known id and an unknown one (see mismatches.py): a record
+            # whose digest differs may mean another KEYSENTRY_SECRET where it was created.
+            self._mismatches.note(lookup.key_id, answer, lookup.digest)
+        return result
 
     def _cached_verdict(self, token: bytes) -> Verdict | None:
         key_id = self._format.identify(token)

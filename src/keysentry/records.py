@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["KeyIdentity", "KeyRecord", "Network", "Rate", "utcnow"]
+__all__ = ["DIGEST_MODES", "KeyIdentity", "KeyRecord", "Network", "Rate", "utcnow"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -25,6 +25,10 @@ _PERIODS = {
     "h": 3600, "hour": 3600, "hours": 3600,
     "d": 86400, "day": 86400, "days": 86400,
 }  # fmt: skip
+
+
+#: How a record's digest was made: HMAC-SHA256 under a server secret, or plain SHA-256.
+DIGEST_MODES = ("hmac-sha256", "sha256")
 
 
 def utcnow() -> datetime:
@@ -109,6 +113,11 @@ class KeyRecord:
     #: made by a rotation). Every key of a line is charged to one rate-limit state (see
     #: :attr:`line_id`). Fixed at creation.
     line: str | None = None
+    #: How :attr:`digest` was made: ``"hmac-sha256"`` (with a server secret) or ``"sha256"``
+    #: (without one); None when unknown (a record stored before records carried it). Never
+    #: the secret. A key verifies only under the mode, and the secret, it was digested with.
+    #: Fixed at creation.
+    digest_mode: str | None = None
 
     def __post_init__(self) -> None:
         # Accept friendly inputs (lists, CIDR strings, dicts) but keep the record immutable.
@@ -134,6 +143,8 @@ class KeyRecord:
                     raise ValueError(f"{name} must be timezone-aware (UTC)")
                 if value.utcoffset():
                     object.__setattr__(self, name, value.astimezone(timezone.utc))
+        if self.digest_mode is not None and self.digest_mode not in DIGEST_MODES:
+            raise ValueError(f"a digest mode is one of {', '.join(DIGEST_MODES)}, or None")
         if len(self.digest) != 32:
             raise ValueError("a key record's digest is 32 bytes (SHA-256)")
         if self.credits is not None and self.credits < 0:

@@ -33,7 +33,7 @@ import pytest
 from .errors import Conflict, DuplicateKey, InsufficientCredits, KeyNotFound
 from .keys import Digester, mint
 from .records import KeyRecord, Rate
-from .stores.base import AsyncKeyStore, KeyStore, Usage
+from .stores.base import AsyncDeletingKeyStore, AsyncKeyStore, DeletingKeyStore, KeyStore, Usage
 
 __all__ = ["AsyncKeyStoreContract", "KeyStoreContract", "make_record"]
 
@@ -50,6 +50,7 @@ def make_record(**fields: Any) -> KeyRecord:
         "prefix": key.public,
         "name": "conformance",
         "created_at": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc),
+        "digest_mode": _DIGEST.mode,
     }
     values.update(fields)
     return KeyRecord(**values)
@@ -72,6 +73,19 @@ def _full_record() -> KeyRecord:
         credits_from="firstkey12x",
         line="firstkey12x",
     )
+
+
+def _deleting(store: KeyStore) -> DeletingKeyStore:
+    """``delete`` is optional: a store without it skips the tests of it."""
+    if not isinstance(store, DeletingKeyStore):
+        pytest.skip("the store has no delete (optional: DeletingKeyStore)")
+    return store
+
+
+def _adeleting(store: AsyncKeyStore) -> AsyncDeletingKeyStore:
+    if not isinstance(store, AsyncDeletingKeyStore):
+        pytest.skip("the store has no adelete (optional: AsyncDeletingKeyStore)")
+    return store
 
 
 class KeyStoreContract:
@@ -98,6 +112,23 @@ class KeyStoreContract:
         record = make_record()
         store.create(record)
         assert store.get(record.id) == record
+
+    def test_the_digest_mode_is_kept_and_fixed(self, store: KeyStore) -> None:
+        """Each record says how its digest was made (never with what secret); a record
+        written before records carried it reads back as unknown (None)."""
+        modes = {mode: make_record(digest_mode=mode) for mode in ("sha256", "hmac-sha256", None)}
+        for record in modes.values():
+            store.create(record)
+        for mode, record in modes.items():
+            got = store.get(record.id)
+            assert got is not None
+            assert got.digest_mode == mode
+            assert store.find_by_digest(record.digest) == got
+        assert {r.digest_mode for r in store.list_keys()} == set(modes)
+        record = modes["sha256"]
+        assert store.update(record.id, {"name": "renamed"}).digest_mode == "sha256"
+        with pytest.raises(ValueError, match="cannot be changed"):
+            store.update(record.id, {"digest_mode": None})  # type: ignore[typeddict-unknown-key]
 
     def test_duplicate_id_or_digest_is_refused(self, store: KeyStore) -> None:
         record = make_record()
@@ -243,6 +274,48 @@ class KeyStoreContract:
         assert got is not None
         assert got.revoked_at == when
         assert got.revoked
+
+    def test_delete_removes_the_record_and_all_that_finds_it(self, store: KeyStore) -> None:
+        store = _deleting(store)
+        kept = make_record(owner="del")
+        gone = make_record(owner="del", credits=5)
+        store.create(kept)
+        store.create(gone)
+        assert store.delete(gone.id) == gone
+        assert store.get(gone.id) is None
+        assert store.find_by_digest(gone.digest) is None
+        assert [r.id for r in store.list_keys()] == [kept.id]
+        assert [r.id for r in store.list_keys(owner="del")] == [kept.id]
+        assert store.get(kept.id) == kept
+        # Gone for good: nothing acts on it, nothing brings it back...
+        with pytest.raises(KeyNotFound):
+            store.delete(gone.id)
+        with pytest.raises(KeyNotFound):
+            store.update(gone.id, {"name": "again"})
+        with pytest.raises(KeyNotFound):
+            store.spend_credits(gone.id)
+        store.record_usage({gone.id: Usage(1, datetime(2026, 4, 1, tzinfo=timezone.utc))})
+        assert store.get(gone.id) is None
+        # ...and its id and digest are free again.
+        store.create(gone)
+        assert store.get(gone.id) == gone
+        assert store.find_by_digest(gone.digest) == gone
+
+    def test_delete_on_a_condition(self, store: KeyStore) -> None:
+        store = _deleting(store)
+        record = make_record(owner="a")
+        store.create(record)
+        with pytest.raises(Conflict):
+            store.delete(record.id, expect={"rotated_to": "someone0000x"})
+        assert store.get(record.id) == record
+        assert store.delete(record.id, expect={"rotated_to": None, "owner": "a"}) == record
+        assert store.get(record.id) is None
+        assert store.list_keys(owner="a") == []
+
+    def test_delete_unknown_raises_key_not_found(self, store: KeyStore) -> None:
+        store = _deleting(store)
+        with pytest.raises(KeyNotFound):
+            store.delete("nosuchkeyid0")
 
     def test_list_is_ordered_paginated_and_filtered(self, store: KeyStore) -> None:
         mine = [make_record(owner="me") for _ in range(5)]
@@ -431,6 +504,25 @@ class AsyncKeyStoreContract:
                 await store.aupdate("nosuchkeyid0", {"disabled": True})
             listed = await store.alist_keys(owner="async", limit=3)
             assert [r.id for r in listed] == sorted(r.id for r in records)[:3]
+            await store.aclose()
+
+        self.run(test)
+
+    def test_delete(self, store: AsyncKeyStore) -> None:
+        store = _adeleting(store)
+
+        async def test() -> None:
+            kept, gone = make_record(owner="adel"), make_record(owner="adel")
+            await store.acreate(kept)
+            await store.acreate(gone)
+            with pytest.raises(Conflict):
+                await store.adelete(gone.id, expect={"disabled": True})
+            assert await store.adelete(gone.id) == gone
+            assert await store.aget(gone.id) is None
+            assert await store.afind_by_digest(gone.digest) is None
+            assert [r.id for r in await store.alist_keys(owner="adel")] == [kept.id]
+            with pytest.raises(KeyNotFound):
+                await store.adelete(gone.id)
             await store.aclose()
 
         self.run(test)

@@ -7,6 +7,10 @@ offers both). Backends raise :class:`~keysentry.errors.StoreUnavailable` for any
 reach their server, :class:`~keysentry.errors.KeyNotFound` and
 :class:`~keysentry.errors.DuplicateKey` for the two contract errors, and nothing else.
 
+``delete`` (:class:`DeletingKeyStore`, optional for a store of your own) removes a record with
+everything that finds it (its digest, its place in listings), in one atomic step, optionally on
+a condition like ``update``.
+
 Two operations are not read-modify-write from the outside, because they must be atomic under
 concurrency on the server's side: :meth:`KeyStore.spend_credits` (a conditional decrement) and
 :meth:`KeyStore.record_usage` (increments from the batched usage flusher).
@@ -24,7 +28,16 @@ from typing import NamedTuple, Protocol, TypedDict, runtime_checkable
 from ..errors import Conflict
 from ..records import KeyRecord, Network, Rate
 
-__all__ = ["AsyncKeyStore", "KeyChanges", "KeyStore", "Usage", "apply_changes", "check_expected"]
+__all__ = [
+    "AsyncDeletingKeyStore",
+    "AsyncKeyStore",
+    "DeletingKeyStore",
+    "KeyChanges",
+    "KeyStore",
+    "Usage",
+    "apply_changes",
+    "check_expected",
+]
 
 
 class Usage(NamedTuple):
@@ -138,3 +151,28 @@ class AsyncKeyStore(Protocol):
     async def arecord_usage(self, usage: Mapping[str, Usage]) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class DeletingKeyStore(KeyStore, Protocol):
+    """A :class:`KeyStore` that can also remove records (every store keysentry ships).
+    Optional: a store of your own without ``delete`` keeps working, and
+    :meth:`Keysentry.delete <keysentry.Keysentry.delete>` tells you to revoke instead."""
+
+    def delete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        """Remove a record atomically, with its digest entry and its place in every listing,
+        and return what it held; :class:`KeyNotFound` if there is none. Its id and digest
+        are then free, as if it had never been created.
+
+        With ``expect``, only if the record has those values when it is removed, in the same
+        atomic step; else :class:`Conflict` and nothing is removed.
+        """
+
+
+@runtime_checkable
+class AsyncDeletingKeyStore(AsyncKeyStore, Protocol):
+    """The async twin of :class:`DeletingKeyStore`."""
+
+    async def adelete(
+        self, key_id: str, expect: Mapping[str, object] | None = None
+    ) -> KeyRecord: ...

@@ -37,6 +37,7 @@ FIELDS = (
     "rotated_to",
     "credits_from",
     "line",
+    "digest_mode",
 )
 
 
@@ -87,6 +88,7 @@ def encode(record: KeyRecord) -> dict[str, str | int | None]:
         "rotated_to": record.rotated_to,
         "credits_from": record.credits_from,
         "line": record.line,
+        "digest_mode": record.digest_mode,
     }
 
 
@@ -122,4 +124,5 @@ def decode(row: Mapping[str, Any]) -> KeyRecord:
         rotated_to=none("rotated_to"),
         credits_from=none("credits_from"),
         line=none("line"),
+        digest_mode=none("digest_mode"),
     )

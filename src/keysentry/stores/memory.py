@@ -60,6 +60,14 @@ class MemoryStore:
             self._by_id[key_id] = record
             return record
 
+    def delete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        with self._lock:
+            current = self._current(key_id)
+            check_expected(current, expect)
+            del self._by_id[key_id]
+            del self._by_digest[current.digest]
+            return current
+
     def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
         if amount == 0:
             raise ValueError("an amount of credits cannot be zero")
@@ -112,6 +120,9 @@ class MemoryStore:
         self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
     ) -> KeyRecord:
         return self.update(key_id, changes, expect)
+
+    async def adelete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        return self.delete(key_id, expect)
 
     async def alist_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100

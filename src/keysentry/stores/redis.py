@@ -69,6 +69,7 @@ log = logging.getLogger("keysentry")
 
 
 CREATE = LuaScript(__package__, "create.lua")
+DELETE = LuaScript(__package__, "delete.lua")
 SPEND = LuaScript(__package__, "spend.lua")
 UPDATE = LuaScript(__package__, "update.lua")
 USAGE = LuaScript(__package__, "usage.lua")
@@ -455,3 +456,77 @@ class RedisStore(RedisBackend):
             async with client.pipeline(transaction=False) as pipe:
                 self._record_usage_in(pipe, usage)
                 await pipe.execute()
+
+    # -- deleting --------------------------------------------------------------------------------
+    # Like update: read the record, then one script (lua/delete.lua) removes the hash, the
+    # digest entry and the id's place in the indexes, on the condition that the record still
+    # holds the owner (and digest) read, whose keys it names, and what ``expect`` names; else
+    # read again. On a cluster it touches several keys, like create: a hash-tagged namespace.
+
+    def _delete_call(
+        self, key_id: str, current: KeyRecord | None, expect: Mapping[str, object] | None
+    ) -> tuple[list[str], list[str | int]]:
+        if current is None:
+            raise self._not_found(key_id)
+        check_expected(current, expect)  # fail early; the script checks again, atomically
+        read = _fields(current)
+        conditions: dict[str, str | int] = {"owner": read["owner"], "digest": read["digest"]}
+        if expect:
+            wanted = _fields(dataclasses.replace(current, **expect))  # type: ignore[arg-type]
+            conditions.update({name: wanted[name] for name in expect})
+        keys = [
+            self.record_key(key_id),
+            self.digest_key(current.digest),
+            self.index_key(None),
+        ]
+        if current.owner is not None:
+            keys.append(self.index_key(current.owner))
+        args: list[str | int] = [key_id]
+        for field, value in conditions.items():
+            args += (field, value)
+        return keys, args
+
+    def _deleted(self, key_id: str, reply: list[Any], expect: Mapping[str, object] | None) -> bool:
+        """Whether the script removed the record; False when it changed meanwhile (read again);
+        :class:`Conflict` when an expectation failed."""
+        code = int(reply[0])
+        if code == 0:
+            raise self._not_found(key_id)
+        if code == 1:
+            field = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+            if expect and field in expect:
+                raise Conflict(f"key {key_id}: {field} has changed")
+            return False
+        return True
+
+    def delete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        if not _ID.match(key_id):
+            raise self._not_found(key_id)
+        with self._guard("delete"):
+            client = self._client()
+            for _ in range(_ATTEMPTS):
+                current = _decode(client.hgetall(self.record_key(key_id)))
+                keys, args = self._delete_call(key_id, current, expect)
+                if self._deleted(key_id, DELETE.run(client, keys, args), expect):
+                    break
+            else:
+                raise StoreUnavailable(f"key {shown_id(key_id)!r} changed under every delete")
+        assert current is not None
+        self._announce(current)
+        return current
+
+    async def adelete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        if not _ID.match(key_id):
+            raise self._not_found(key_id)
+        with self._guard("delete"):
+            client = await self._aclient()
+            for _ in range(_ATTEMPTS):
+                current = _decode(await client.hgetall(self.record_key(key_id)))
+                keys, args = self._delete_call(key_id, current, expect)
+                if self._deleted(key_id, await DELETE.arun(client, keys, args), expect):
+                    break
+            else:
+                raise StoreUnavailable(f"key {shown_id(key_id)!r} changed under every delete")
+        assert current is not None
+        await self._aannounce(current)
+        return current

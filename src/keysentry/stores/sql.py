@@ -19,7 +19,8 @@ Tables (created on first use, if missing):
 
 ``update`` reads the row under a write lock (``SELECT ... FOR UPDATE`` on PostgreSQL,
 ``BEGIN IMMEDIATE`` on SQLite), applies the changes and writes it back in one transaction, so
-concurrent updates from threads and processes lose nothing.
+concurrent updates from threads and processes lose nothing; ``delete`` reads and removes the
+row the same way.
 
 Every failure to reach the database (refused or dropped connections, timeouts, a locked SQLite
 file, an exhausted pool) raises :class:`~keysentry.errors.StoreUnavailable`, which the
@@ -73,12 +74,13 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "SQLStore", "SchemaVersionError"]
 
 #: Version of the table layout this release writes and reads. 2 added ``request_count``,
-#: ``rotated_to`` and ``credits_from``, 3 added ``line``; an older table is migrated in place
-#: (ADD COLUMN) on first use. Rows keep their values; a migrated row's ``line`` is NULL (see
-#: :attr:`~keysentry.records.KeyRecord.line_id` for how such a successor finds its line).
-SCHEMA_VERSION = 3
+#: ``rotated_to`` and ``credits_from``, 3 added ``line``, 4 ``digest_mode``; an older table is
+#: migrated in place (ADD COLUMN) on first use. Rows keep their values; a migrated row's
+#: ``line`` is NULL (see :attr:`~keysentry.records.KeyRecord.line_id` for how such a
+#: successor finds its line), and so is its ``digest_mode`` (unknown: it verifies as before).
+SCHEMA_VERSION = 4
 #: Columns each version added, which a migration adds to an older table.
-_ADDED = {2: ("request_count", "rotated_to", "credits_from"), 3: ("line",)}
+_ADDED = {2: ("request_count", "rotated_to", "credits_from"), 3: ("line",), 4: ("digest_mode",)}
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -161,10 +163,10 @@ def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table]:
         "allowed_networks": TextType(),
         "metadata": TextType(),
     }
-    text["rotated_to"] = text["credits_from"] = text["line"] = String()
+    text["rotated_to"] = text["credits_from"] = text["line"] = text["digest_mode"] = String()
     nullable = {
         "owner", "expires_at", "last_used_at", "revoked_at", "rate_limit", "credits",
-        "rotated_to", "credits_from", "line",
+        "rotated_to", "credits_from", "line", "digest_mode",
     }  # fmt: skip
     columns = []
     for name in FIELDS:
@@ -210,7 +212,7 @@ class _Queries:
     """
 
     def __init__(self, prefix: str, schema: str | None, postgres: bool) -> None:
-        from sqlalchemy import bindparam, case, insert, select, update
+        from sqlalchemy import bindparam, case, delete, insert, select, update
 
         self.metadata, self.keys, self.version = _tables(prefix, schema)
         keys = self.keys
@@ -224,6 +226,7 @@ class _Queries:
         self._locked = self._by_id.with_for_update()  # SQLite: BEGIN IMMEDIATE instead
         self._insert = insert(keys)
         self._update = update(keys).where(keys.c.id == bindparam("key_id"))
+        self._delete = delete(keys).where(keys.c.id == bindparam("key_id"))
         amount = bindparam("amount", type_=keys.c.credits.type)
         self._spend = (
             update(keys)
@@ -345,6 +348,18 @@ class _Queries:
         conn.execute(self._update.values(values), {"key_id": key_id})
         # What get() will return: the record as stored, not as the caller phrased it.
         return decode({**values, "id": key_id})
+
+    def delete(
+        self, conn: Connection, key_id: str, expect: Mapping[str, object] | None
+    ) -> KeyRecord:
+        # Under the same write lock as update(): the condition holds when the row goes.
+        row = conn.execute(self._locked, {"id": key_id}).mappings().first()
+        if row is None:
+            raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
+        current = _decode(row)
+        check_expected(current, expect)
+        conn.execute(self._delete, {"key_id": key_id})
+        return current
 
     def list(
         self, conn: Connection, owner: str | None, after: str | None, limit: int
@@ -1098,6 +1113,9 @@ class SQLStore:
     ) -> KeyRecord:
         return self._write("update", self._queries.update, key_id, changes, expect)
 
+    def delete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        return self._write("delete", self._queries.delete, key_id, expect)
+
     def list_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
     ) -> Sequence[KeyRecord]:
@@ -1153,6 +1171,9 @@ class SQLStore:
         self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
     ) -> KeyRecord:
         return await self._awrite("update", self._queries.update, key_id, changes, expect)
+
+    async def adelete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        return await self._awrite("delete", self._queries.delete, key_id, expect)
 
     async def alist_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
