@@ -86,14 +86,25 @@ def _slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def test_the_package_description_links_only_to_the_web_or_its_own_sections() -> None:
+def _description(dist: Path) -> str:
+    wheel = next(dist.glob("*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        return Parser().parsestr(z.read(name).decode()).get_payload()  # type: ignore[return-value]
+
+
+def test_the_package_description_links_only_to_the_web_or_its_own_sections(dist: Path) -> None:
     """The README is the description on a package index, where a link to a repository file
-    (``examples/README.md``) leads nowhere: files are named as text instead."""
-    readme = (ROOT / PYPROJECT["project"]["readme"]).read_text(encoding="utf-8")
-    prose = re.sub(r"```.*?```", "", readme, flags=re.S)
+    (``examples/README.md``, the chart ``benchmarks/e2e.png``) leads nowhere: such files are
+    named as text there, while the repository's README keeps its picture."""
+    description = _description(dist)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "](benchmarks/e2e.png)" in readme, "the README shows the end-to-end chart"
+    assert "`benchmarks/e2e.png`, in the source distribution." in description
+    prose = re.sub(r"```.*?```", "", description, flags=re.S)
     anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", prose, flags=re.M)}
     targets = re.findall(r"\]\(([^)\s]+)", prose)
-    assert targets, "the README links nowhere: the pattern is wrong"
+    assert targets, "the description links nowhere: the pattern is wrong"
     for target in targets:
         if target.startswith("#"):
             assert target[1:] in anchors, f"no section for the link {target}"
