@@ -21,10 +21,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol, TypedDict, runtime_checkable
 
-from ..errors import Conflict
+from ..errors import Conflict, StoreUnavailable
 from ..records import KeyRecord, Network, Rate
 
-__all__ = ["AsyncKeyStore", "KeyChanges", "KeyStore", "Usage", "apply_changes", "check_expected"]
+__all__ = [
+    "AsyncKeyStore",
+    "KeyChanges",
+    "KeyStore",
+    "Usage",
+    "UsageNotRecorded",
+    "apply_changes",
+    "check_expected",
+]
 
 
 class Usage(NamedTuple):
@@ -32,6 +40,16 @@ class Usage(NamedTuple):
 
     requests: int
     last_used_at: datetime
+
+
+class UsageNotRecorded(StoreUnavailable):
+    """:meth:`KeyStore.record_usage` wrote part of a batch only (a store spread over several
+    servers, one of them down): ``unwritten`` is the rest, which the caller may send again
+    without counting twice what was written."""
+
+    def __init__(self, message: str, unwritten: Mapping[str, Usage]) -> None:
+        super().__init__(message)
+        self.unwritten = dict(unwritten)
 
 
 class KeyChanges(TypedDict, total=False):
@@ -109,7 +127,11 @@ class KeyStore(Protocol):
 
     def record_usage(self, usage: Mapping[str, Usage]) -> None:
         """Add each key's count to its ``request_count`` and move its ``last_used_at``
-        forward (never back), for many keys at once. Ids with no record are skipped."""
+        forward (never back), for many keys at once. Ids with no record are skipped.
+
+        When part of the batch was written and part was not, raise
+        :class:`UsageNotRecorded` naming the part that was not; any other error means none
+        of it was written (as far as the store knows)."""
 
     def close(self) -> None:
         """Release connections. The store may not be used afterwards."""
