@@ -1,0 +1,522 @@
+"""The Redis store's writes, written once as steps that each touch one hash slot.
+
+Each step is a generator of Redis calls (:mod:`._redis_calls`) that the store's blocking and
+asyncio faces run alike. On a Redis Cluster a script or a transaction may touch one hash slot
+only; a record lives in its id's slot (``<ns>:key:{<id>}``), the indexes elsewhere, so what
+spans them is a sequence whose every prefix, cut short by a crash, leaves at most an index
+entry that nothing backs (*dangling*), never a record its indexes miss:
+
+* ``create``: mark the id as being created (``<ns>:creating:{<id>}``, in the id's slot, for
+  ``CREATING_TTL_MS``); claim the digest entry; add the id to the list of all ids and to its
+  owner's; write the record (only while the marker is still this attempt's) and drop the
+  marker. A digest entry naming another id is taken over only when that id's slot backs it
+  neither by a record with this digest nor by a creation in progress, and only if it still
+  names that id (a compare-and-set), so two creates with one digest cannot both win.
+* an ``update`` that changes the owner: add the id to the new owner's set, update the record
+  on the condition that its owner is still the one read, take the id out of the old owner's
+  set (putting it back if the record's owner is that one again: a racing move), add it to
+  the new owner's set once more (a racing move may have taken it out).
+* ``record_usage``: one script call per slot, made together (see :class:`Spread`).
+
+Readers check what an index names against the record (``find_by_digest`` its digest, a listing
+its owner) and skip what does not match; :func:`repair` sweeps dangling entries and writes back
+any a record misses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Generator, Mapping
+from datetime import timezone
+from typing import Any, NamedTuple, TypeVar
+
+from .._redis import LuaScript
+from ..errors import Conflict, DuplicateKey, KeyNotFound, KeysentryError, StoreUnavailable
+from ..keys import shown_id
+from ..records import KeyRecord
+from ._redis_calls import Batch, Call, Command, More, Scan, Script, Spread
+from .base import KeyChanges, Usage, UsageNotRecorded, apply_changes, check_expected
+from .codec import decode, encode
+
+__all__ = [
+    "CREATING_TTL_MS",
+    "ID",
+    "SPEND",
+    "KeyNames",
+    "Repaired",
+    "Steps",
+    "create",
+    "decode_record",
+    "record_usage",
+    "repair",
+    "update",
+]
+
+T = TypeVar("T")
+#: A step: yields calls, receives their replies, returns a ``T``.
+Steps = Generator[Call, Any, T]
+
+BEGIN = LuaScript(__package__, "begin.lua")
+CLAIM = LuaScript(__package__, "claim.lua")
+CREATE = LuaScript(__package__, "create.lua")
+RELEASE = LuaScript(__package__, "release.lua")
+SPEND = LuaScript(__package__, "spend.lua")
+STATE = LuaScript(__package__, "state.lua")
+UPDATE = LuaScript(__package__, "update.lua")
+USAGE = LuaScript(__package__, "usage.lua")
+
+#: Ids this store accepts: public key ids are 12 of these characters. Anything longer or
+#: stranger is refused before it can become part of a Redis key name (a full key passed where
+#: its id belongs must never reach the server, its logs or MONITOR).
+ID = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
+#: How long a creation may take: its marker's lifetime. A creation that outlives it fails
+#: (nothing is created), and one that crashed stops holding its id and digest after it.
+CREATING_TTL_MS = 60_000
+#: Update attempts before giving up on a key whose owner keeps changing under it, and claims
+#: of a digest entry before giving up on one that keeps changing hands.
+ATTEMPTS = 100
+#: Records per usage script call, and names per page of a repair.
+CHUNK = 500
+
+
+class KeyNames:
+    """The Redis key names of one namespace; they hold public ids, digests and hashed owners
+    only, never a key."""
+
+    __slots__ = ("namespace",)
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def record(self, key_id: str) -> str:
+        return f"{self.namespace}:key:{{{key_id}}}"
+
+    def creating(self, key_id: str) -> str:
+        return f"{self.namespace}:creating:{{{key_id}}}"
+
+    def digest(self, digest: bytes) -> str:
+        return f"{self.namespace}:digest:{digest.hex()}"
+
+    def index(self, owner: str | None) -> str:
+        """The sorted set of all ids, or of one owner's: ``<ns>:owner:<BLAKE2b-128 of the
+        owner>``, a safe, fixed-length name for an owner string of any shape."""
+        if owner is None:
+            return f"{self.namespace}:ids"
+        return f"{self.namespace}:owner:{_owner_hash(owner)}"
+
+    def pattern(self, kind: str) -> str:
+        """A SCAN pattern for one kind of name (``key``, ``digest``, ``owner``)."""
+        return re.sub(r"([*?\[\]\\])", r"\\\1", self.namespace) + f":{kind}:*"
+
+    def parse(self, kind: str, name: bytes) -> str | None:
+        """What a name SCAN found holds (an id, a digest's hex, an owner's hash), or None
+        when it is not one of this namespace's names of that kind."""
+        text = name.decode(errors="replace")
+        prefix = f"{self.namespace}:{kind}:"
+        if not text.startswith(prefix):
+            return None
+        rest = text[len(prefix) :]
+        shape = _SHAPES[kind]
+        match = shape.fullmatch(rest)
+        return None if match is None else match.group(1)
+
+
+_SHAPES = {
+    "key": re.compile(r"\{([A-Za-z0-9_-]{1,32})\}"),
+    "digest": re.compile(r"((?:[0-9a-f]{2})+)"),
+    "owner": re.compile(r"([0-9a-f]{32})"),
+}
+
+
+def _owner_hash(owner: str) -> str:
+    return hashlib.blake2b(owner.encode(), digest_size=16).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Repaired:
+    """What :meth:`~keysentry.stores.redis.RedisStore.repair` changed."""
+
+    #: Digest entries removed: the id they named has no record with that digest, nor a
+    #: creation of one in progress.
+    digests: int = 0
+    #: Ids taken out of the list of all ids: no record, no creation in progress.
+    ids: int = 0
+    #: Ids taken out of an owner's set: no record with that owner, no creation in progress.
+    owners: int = 0
+    #: Entries a record was missing (in the id list, its owner's set, its digest's), written.
+    restored: int = 0
+
+
+def fields(record: KeyRecord) -> dict[str, str | int]:
+    """The record as the hash's fields ("" for None)."""
+    return {k: "" if v is None else v for k, v in encode(record).items()}
+
+
+def decode_record(raw: Mapping[bytes, bytes] | None) -> KeyRecord | None:
+    if not raw:
+        return None
+    try:
+        return decode({k.decode(): v for k, v in raw.items()})
+    except (KeyError, ValueError, TypeError) as exc:
+        raise StoreUnavailable(f"unreadable key record in Redis ({type(exc).__name__})") from exc
+
+
+def not_found(key_id: str) -> KeyNotFound:
+    return KeyNotFound(f"no key with id {shown_id(key_id)!r}")
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+# -- what an id's slot backs -------------------------------------------------------------------
+
+
+class _State(NamedTuple):
+    exists: bool
+    digest: str
+    owner: str  # "" for none
+    marker: str  # "" for none: "<digest hex> <token>" while a creation is in progress
+
+    def backs_digest(self, hexdigest: str) -> str | None:
+        """Why a digest entry naming this id is not dangling, or None when it is."""
+        if self.exists and self.digest == hexdigest:
+            return "exists"
+        if self.marker.partition(" ")[0] == hexdigest:
+            return "is being created"
+        return None
+
+    def backs_owner(self, owner_hash: str) -> bool:
+        if self.marker:
+            return True  # a creation in progress: its owner is not known here
+        return self.exists and bool(self.owner) and _owner_hash(self.owner) == owner_hash
+
+
+def _state_call(names: KeyNames, key_id: str) -> Script:
+    return Script(STATE, (names.record(key_id), names.creating(key_id)))
+
+
+def _state(reply: Any) -> _State:
+    exists, digest, owner, marker = reply
+    return _State(bool(int(exists)), _text(digest), _text(owner), _text(marker))
+
+
+def _states(names: KeyNames, ids: list[str]) -> Steps[list[_State]]:
+    if not ids:
+        return []
+    replies = yield Spread(tuple(_state_call(names, key_id) for key_id in ids))
+    return [_state(reply) for reply in replies]
+
+
+# -- create ------------------------------------------------------------------------------------
+
+
+def create(names: KeyNames, record: KeyRecord) -> Steps[None]:
+    key_id, hexdigest = record.id, record.digest.hex()
+    if not ID.match(key_id):
+        raise ValueError(
+            f"key id {shown_id(key_id)!r} cannot be stored in Redis: use 1-32 letters, "
+            "digits, '_' or '-'"
+        )
+    keys = (names.record(key_id), names.creating(key_id))
+    marker = f"{hexdigest} {secrets.token_hex(8)}"
+    opened = yield Script(BEGIN, keys, (marker, CREATING_TTL_MS))
+    if opened == 1:
+        raise DuplicateKey(f"a key with id {key_id!r} exists")
+    if opened == 2:
+        raise DuplicateKey(f"a key with id {key_id!r} is being created")
+    try:
+        yield from _claim(names, key_id, record.digest)
+    except DuplicateKey:
+        yield Script(RELEASE, (keys[1],), (marker,))
+        raise
+    indexes = [Command("zadd", (names.index(None), {key_id: 0}))]
+    if record.owner is not None:
+        indexes.append(Command("zadd", (names.index(record.owner), {key_id: 0})))
+    yield Batch(tuple(indexes))
+    args: list[str | int] = [marker]
+    for field, value in fields(record).items():
+        args += (field, value)
+    created = yield Script(CREATE, keys, tuple(args))
+    if created == 0:
+        return
+    # The marker is gone: this creation outlived it, and another may have begun since.
+    state = _state((yield _state_call(names, key_id)))
+    if state.backs_digest(hexdigest) is None:
+        yield Script(RELEASE, (names.digest(record.digest),), (key_id,))
+    if created == 1:
+        raise DuplicateKey(f"a key with id {key_id!r} exists")
+    raise StoreUnavailable(
+        f"creating key {key_id!r} took over {CREATING_TTL_MS // 1000} s: it was not created"
+    )
+
+
+def _claim(names: KeyNames, key_id: str, digest: bytes) -> Steps[None]:
+    """Make the digest's entry name ``key_id``; :class:`DuplicateKey` when a record with that
+    digest exists or is being created."""
+    entry, hexdigest = names.digest(digest), digest.hex()
+    replacing: tuple[str, ...] = ()
+    for _ in range(ATTEMPTS):
+        reply = yield Script(CLAIM, (entry,), (key_id, *replacing))
+        if int(reply[0]) == 0:
+            return
+        holder = _text(reply[1])
+        if ID.match(holder):
+            state = _state((yield _state_call(names, holder)))
+            why = state.backs_digest(hexdigest)
+            if why is not None:
+                raise DuplicateKey(f"a key with the digest of {key_id!r} {why}")
+        replacing = (holder,)  # dangling: take it over, if it still names that id
+    raise StoreUnavailable(f"the digest entry of key {key_id!r} changed under every claim")
+
+
+# -- update ------------------------------------------------------------------------------------
+
+
+def update(
+    names: KeyNames, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None
+) -> Steps[KeyRecord]:
+    """Read the record, apply the changes in Python (the validation lives there), write only
+    the fields that change, on the conditions ``expect`` names and, when the owner changes,
+    on the owner read (or read again); move the id between owner sets around it."""
+    if not ID.match(key_id):
+        raise not_found(key_id)
+    record_key = names.record(key_id)
+    joined: str | None = None
+    try:
+        for _ in range(ATTEMPTS):
+            current = decode_record((yield Command("hgetall", (record_key,))))
+            if current is None:
+                raise not_found(key_id)
+            target, args = _update_args(current, changes, expect)
+            if target.owner not in (current.owner, None, joined):
+                yield Command("zadd", (names.index(target.owner), {key_id: 0}))
+                joined = target.owner
+            record = _updated(key_id, (yield Script(UPDATE, (record_key,), args)), expect)
+            if record is not None:
+                break
+        else:
+            raise StoreUnavailable(f"key {shown_id(key_id)!r} changed under every update")
+    except (KeysentryError, ValueError):
+        if joined is not None:
+            yield from _leave(names, key_id, joined)
+        raise
+    if record.owner != current.owner:
+        if current.owner is not None:
+            yield from _leave(names, key_id, current.owner)
+        if record.owner is not None:
+            yield Command("zadd", (names.index(record.owner), {key_id: 0}))
+    return record
+
+
+def _update_args(
+    current: KeyRecord, changes: KeyChanges, expect: Mapping[str, object] | None
+) -> tuple[KeyRecord, tuple[str | int, ...]]:
+    """The record after the change, and the update script's arguments: the changed fields
+    only, on the condition that the record still has what ``expect`` names and, when the
+    owner changes, the owner it was read with (the owner sets to move the id between)."""
+    record = apply_changes(current, changes)
+    check_expected(current, expect)  # fail early; the script checks again, atomically
+    written = fields(record)
+    conditions: dict[str, str | int] = {}
+    if expect:
+        wanted = fields(dataclasses.replace(current, **expect))  # type: ignore[arg-type]
+        conditions = {name: wanted[name] for name in expect}
+    if record.owner != current.owner:
+        conditions.setdefault("owner", fields(current)["owner"])
+    args: list[str | int] = [len(conditions)]
+    for field, value in conditions.items():
+        args += (field, value)
+    for field in changes:
+        args += (field, written[field])
+    return record, tuple(args)
+
+
+def _updated(
+    key_id: str, reply: list[Any], expect: Mapping[str, object] | None
+) -> KeyRecord | None:
+    """The record the update script wrote; None when the owner moved meanwhile (try
+    again); :class:`Conflict` when an expectation failed."""
+    code = int(reply[0])
+    if code == 0:
+        raise not_found(key_id)
+    if code == 1:
+        field = _text(reply[1])
+        if expect and field in expect:
+            raise Conflict(f"key {key_id}: {field} has changed")
+        return None
+    flat = reply[1]
+    record = decode_record(dict(zip(flat[::2], flat[1::2], strict=True)))
+    if record is None:  # pragma: no cover - the script wrote it just now
+        raise not_found(key_id)
+    return record
+
+
+def _leave(names: KeyNames, key_id: str, owner: str) -> Steps[None]:
+    """Take the id out of an owner's set, then put it back if the record's owner is that
+    one (again): a move to that owner may have added it just before. Read after the removal,
+    so a move whose addition the removal undid has written the record by then, or adds the
+    id again itself afterwards."""
+    index = names.index(owner)
+    yield Command("zrem", (index, key_id))
+    now = yield Command("hget", (names.record(key_id), "owner"))
+    if now is not None and _text(now) == owner:
+        yield Command("zadd", (index, {key_id: 0}))
+
+
+# -- usage -------------------------------------------------------------------------------------
+
+
+def record_usage(names: KeyNames, usage: Mapping[str, Usage]) -> Steps[None]:
+    """One usage script call per hash slot (at most ``CHUNK`` records each), all at once.
+    Calls that failed raise :class:`UsageNotRecorded` naming their keys' usage, so the
+    recorder keeps only that: what one master wrote is not counted twice while another is
+    down."""
+    from redis.crc import key_slot
+
+    by_slot: dict[int, list[tuple[str, Usage]]] = {}
+    for key_id, used in usage.items():
+        if ID.match(key_id):
+            slot = key_slot(names.record(key_id).encode())
+            by_slot.setdefault(slot, []).append((key_id, used))
+    chunks = [
+        entries[i : i + CHUNK]
+        for entries in by_slot.values()
+        for i in range(0, len(entries), CHUNK)
+    ]
+    if not chunks:
+        return
+    replies = yield Spread(tuple(_usage_call(names, chunk) for chunk in chunks), errors=True)
+    unwritten: dict[str, Usage] = {}
+    failure: BaseException | None = None
+    for chunk, reply in zip(chunks, replies, strict=True):
+        if isinstance(reply, BaseException):
+            failure = failure or reply
+            unwritten.update(chunk)
+    if unwritten:
+        raise UsageNotRecorded(
+            f"the usage of {len(unwritten)} of {sum(map(len, chunks))} keys was not "
+            f"recorded ({type(failure).__name__})",
+            unwritten,
+        ) from failure
+
+
+def _usage_call(names: KeyNames, chunk: list[tuple[str, Usage]]) -> Script:
+    args: list[str | int] = []
+    for _, (count, last) in chunk:
+        args += (count, last.astimezone(timezone.utc).isoformat())
+    return Script(USAGE, tuple(names.record(key_id) for key_id, _ in chunk), tuple(args))
+
+
+# -- repair ------------------------------------------------------------------------------------
+
+
+def repair(names: KeyNames) -> Steps[Repaired]:
+    """Remove dangling index entries, then write back entries existing records miss."""
+    digests = yield from _each_page(names, "digest", lambda page: _sweep_digests(names, page))
+    ids = yield from _sweep_set(names, names.index(None), None)
+    owners = yield from _each_page(names, "owner", lambda page: _sweep_owners(names, page))
+    restored = yield from _each_page(names, "key", lambda page: _restore(names, page))
+    return Repaired(digests=digests, ids=ids, owners=owners, restored=restored)
+
+
+def _each_page(names: KeyNames, kind: str, handle: Callable[[list[str]], Steps[int]]) -> Steps[int]:
+    """Hand each page of one kind of name, on every master, to ``handle`` (what the names
+    hold: ids, digests' hex, owners' hashes); the sum of what it counted. SCAN may name a
+    key twice: every handler can see one twice."""
+    total = 0
+    cursor = yield Scan(names.pattern(kind), CHUNK)
+    while True:
+        page: list[bytes] = yield More(cursor, CHUNK)
+        if not page:
+            return total
+        parts = [part for name in page if (part := names.parse(kind, name)) is not None]
+        if parts:
+            total += yield from handle(parts)
+
+
+def _sweep_digests(names: KeyNames, hexdigests: list[str]) -> Steps[int]:
+    entries = [f"{names.namespace}:digest:{h}" for h in hexdigests]
+    replies = yield Batch(tuple(Command("get", (entry,)) for entry in entries))
+    held = [
+        (entry, hexdigest, _text(holder))
+        for entry, hexdigest, holder in zip(entries, hexdigests, replies, strict=True)
+        if holder is not None
+    ]
+    valid = [holder for _, _, holder in held if ID.match(holder)]
+    states = dict(zip(valid, (yield from _states(names, valid)), strict=True))
+    dangling = tuple(
+        Script(RELEASE, (entry,), (holder,))
+        for entry, hexdigest, holder in held
+        if holder not in states or states[holder].backs_digest(hexdigest) is None
+    )
+    if not dangling:
+        return 0
+    return sum(int(n) for n in (yield Spread(dangling)))
+
+
+def _sweep_owners(names: KeyNames, owner_hashes: list[str]) -> Steps[int]:
+    removed = 0
+    for owner_hash in owner_hashes:
+        index = f"{names.namespace}:owner:{owner_hash}"
+        removed += yield from _sweep_set(names, index, owner_hash)
+    return removed
+
+
+def _sweep_set(names: KeyNames, index: str, owner_hash: str | None) -> Steps[int]:
+    """Take out of a sorted set of ids (all ids, or one owner's) the ids nothing backs; an
+    id found backed once taken out (a racing create or move) is put back."""
+    removed = 0
+    start = b"-"
+    while True:
+        page: list[bytes] = yield Command(
+            "zrangebylex", (index, start, b"+"), {"start": 0, "num": CHUNK}
+        )
+        if not page:
+            return removed
+        start = b"(" + page[-1]
+        ids = {member: member.decode(errors="replace") for member in page}
+        valid = [key_id for key_id in ids.values() if ID.match(key_id)]
+        states = dict(zip(valid, (yield from _states(names, valid)), strict=True))
+        dead = [m for m, key_id in ids.items() if not _backs(states.get(key_id), owner_hash)]
+        if not dead:
+            continue
+        yield Command("zrem", (index, *dead))
+        back = [ids[m] for m in dead if ids[m] in states]
+        again = dict(zip(back, (yield from _states(names, back)), strict=True))
+        revived = {key_id: 0 for key_id, state in again.items() if _backs(state, owner_hash)}
+        if revived:
+            yield Command("zadd", (index, revived))
+        removed += len(dead) - len(revived)
+
+
+def _backs(state: _State | None, owner_hash: str | None) -> bool:
+    if state is None:
+        return False
+    if owner_hash is None:
+        return state.exists or bool(state.marker)
+    return state.backs_owner(owner_hash)
+
+
+def _restore(names: KeyNames, ids: list[str]) -> Steps[int]:
+    """Write back the id-list, owner-set and digest entries of these records."""
+    states = yield from _states(names, ids)
+    records = [(key_id, s) for key_id, s in zip(ids, states, strict=True) if s.exists]
+    if not records:
+        return 0
+    calls = [Command("zadd", (names.index(None), {key_id: 0 for key_id, _ in records}))]
+    for key_id, state in records:
+        if state.owner:
+            calls.append(Command("zadd", (names.index(state.owner), {key_id: 0})))
+        if _HEX.fullmatch(state.digest):
+            entry = f"{names.namespace}:digest:{state.digest}"
+            calls.append(Command("set", (entry, key_id), {"nx": True}))
+    replies = yield Batch(tuple(calls))
+    # ZADD answers how many ids it added, SET NX True when it wrote the entry.
+    return sum(1 if reply is True else int(reply or 0) for reply in replies)
+
+
+_HEX = re.compile(r"(?:[0-9a-f]{2})+")
