@@ -31,7 +31,14 @@ from typing import Any
 from ._urls import SINGLE_REDIS_SCHEMES, RedisURL, read_redis_url, safe_url, scrub
 from .breaker import CircuitBreaker, Guarded
 
-__all__ = ["LuaScript", "MissingClient", "RedisBackend", "client_options", "connect"]
+__all__ = [
+    "LuaScript",
+    "MissingClient",
+    "RedisBackend",
+    "client_options",
+    "connect",
+    "is_async_cluster",
+]
 
 
 def client_options(timeout: float, *, asyncio: bool = False) -> dict[str, Any]:
@@ -124,7 +131,9 @@ def sentinels_of(client: Any) -> list[Any]:
     return list(getattr(manager, "sentinels", ()))
 
 
-def _is_async_cluster(client: Any) -> bool:
+def is_async_cluster(client: Any) -> bool:
+    """Whether a client is redis-py's asyncio cluster client (whose pipeline refuses
+    ``EVALSHA``, and which learns the cluster's layout on first use)."""
     return hasattr(client, "nodes_manager") and inspect.iscoroutinefunction(
         getattr(client, "initialize", None)
     )
@@ -319,7 +328,7 @@ class RedisBackend:
         return client
 
     async def _initialize(self, client: Any) -> None:
-        if not _is_async_cluster(client):
+        if not is_async_cluster(client):
             self._ready[client] = True
             return
         lock = self._initializing.setdefault(client, asyncio.Lock())

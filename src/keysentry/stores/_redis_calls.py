@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from itertools import islice
 from typing import Any, TypeAlias
 
-from .._redis import LuaScript, _is_async_cluster
+from .._redis import LuaScript, is_async_cluster
 
 __all__ = ["Batch", "Call", "Command", "More", "Scan", "Script", "Spread", "acall", "call"]
 
@@ -198,7 +198,7 @@ async def acall(client: Any, c: Call, errors: Errors) -> Any:
                 getattr(pipe, command.method)(*command.args, **command.kwargs)
             return await pipe.execute()
     if isinstance(c, Spread):
-        if _is_async_cluster(client):
+        if is_async_cluster(client):
             replies = await _aspread_cluster(client, c.scripts, errors)
         else:
             replies = await _aspread(client, c.scripts, errors)
