@@ -19,8 +19,8 @@ entry that nothing backs (*dangling*), never a record its indexes miss:
 * ``record_usage``: one script call per slot, made together (see :class:`Spread`).
 
 Readers check what an index names against the record (``find_by_digest`` its digest, a listing
-its owner) and skip what does not match; :func:`repair` sweeps dangling entries and writes back
-any a record misses.
+its owner) and skip what does not match; :mod:`._redis_repair` sweeps dangling entries and
+writes back any a record misses.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import dataclasses
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from datetime import timezone
 from typing import Any, NamedTuple, TypeVar
 
@@ -37,21 +37,28 @@ from .._redis import LuaScript
 from ..errors import Conflict, DuplicateKey, KeyNotFound, KeysentryError, StoreUnavailable
 from ..keys import shown_id
 from ..records import KeyRecord
-from ._redis_calls import Batch, Call, Command, More, Scan, Script, Spread
+from ._redis_calls import Batch, Call, Command, Script, Spread
 from .base import KeyChanges, Usage, UsageNotRecorded, apply_changes, check_expected
 from .codec import decode, encode
 
 __all__ = [
+    "CHUNK",
     "CREATING_TTL_MS",
     "ID",
+    "RELEASE",
     "SPEND",
     "KeyNames",
-    "Repaired",
+    "SlotState",
     "Steps",
     "create",
     "decode_record",
+    "not_found",
+    "owner_hash",
     "record_usage",
-    "repair",
+    "slot_state",
+    "state_call",
+    "read_states",
+    "as_text",
     "update",
 ]
 
@@ -105,7 +112,7 @@ class KeyNames:
         owner>``, a safe, fixed-length name for an owner string of any shape."""
         if owner is None:
             return f"{self.namespace}:ids"
-        return f"{self.namespace}:owner:{_owner_hash(owner)}"
+        return f"{self.namespace}:owner:{owner_hash(owner)}"
 
     def pattern(self, kind: str) -> str:
         """A SCAN pattern for one kind of name (``key``, ``digest``, ``owner``)."""
@@ -131,23 +138,8 @@ _SHAPES = {
 }
 
 
-def _owner_hash(owner: str) -> str:
+def owner_hash(owner: str) -> str:
     return hashlib.blake2b(owner.encode(), digest_size=16).hexdigest()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Repaired:
-    """What :meth:`~keysentry.stores.redis.RedisStore.repair` changed."""
-
-    #: Digest entries removed: the id they named has no record with that digest, nor a
-    #: creation of one in progress.
-    digests: int = 0
-    #: Ids taken out of the list of all ids: no record, no creation in progress.
-    ids: int = 0
-    #: Ids taken out of an owner's set: no record with that owner, no creation in progress.
-    owners: int = 0
-    #: Entries a record was missing (in the id list, its owner's set, its digest's), written.
-    restored: int = 0
 
 
 def fields(record: KeyRecord) -> dict[str, str | int]:
@@ -168,14 +160,14 @@ def not_found(key_id: str) -> KeyNotFound:
     return KeyNotFound(f"no key with id {shown_id(key_id)!r}")
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 # -- what an id's slot backs -------------------------------------------------------------------
 
 
-class _State(NamedTuple):
+class SlotState(NamedTuple):
     exists: bool
     digest: str
     owner: str  # "" for none
@@ -189,26 +181,27 @@ class _State(NamedTuple):
             return "is being created"
         return None
 
-    def backs_owner(self, owner_hash: str) -> bool:
+    def backs_owner(self, hashed: str) -> bool:
+        """Whether this id belongs in the set of the owner whose hash is ``hashed``."""
         if self.marker:
             return True  # a creation in progress: its owner is not known here
-        return self.exists and bool(self.owner) and _owner_hash(self.owner) == owner_hash
+        return self.exists and bool(self.owner) and owner_hash(self.owner) == hashed
 
 
-def _state_call(names: KeyNames, key_id: str) -> Script:
+def state_call(names: KeyNames, key_id: str) -> Script:
     return Script(STATE, (names.record(key_id), names.creating(key_id)))
 
 
-def _state(reply: Any) -> _State:
+def slot_state(reply: Any) -> SlotState:
     exists, digest, owner, marker = reply
-    return _State(bool(int(exists)), _text(digest), _text(owner), _text(marker))
+    return SlotState(bool(int(exists)), as_text(digest), as_text(owner), as_text(marker))
 
 
-def _states(names: KeyNames, ids: list[str]) -> Steps[list[_State]]:
+def read_states(names: KeyNames, ids: list[str]) -> Steps[list[SlotState]]:
     if not ids:
         return []
-    replies = yield Spread(tuple(_state_call(names, key_id) for key_id in ids))
-    return [_state(reply) for reply in replies]
+    replies = yield Spread(tuple(state_call(names, key_id) for key_id in ids))
+    return [slot_state(reply) for reply in replies]
 
 
 # -- create ------------------------------------------------------------------------------------
@@ -244,7 +237,7 @@ def create(names: KeyNames, record: KeyRecord) -> Steps[None]:
     if created == 0:
         return
     # The marker is gone: this creation outlived it, and another may have begun since.
-    state = _state((yield _state_call(names, key_id)))
+    state = slot_state((yield state_call(names, key_id)))
     if state.backs_digest(hexdigest) is None:
         yield Script(RELEASE, (names.digest(record.digest),), (key_id,))
     if created == 1:
@@ -263,9 +256,9 @@ def _claim(names: KeyNames, key_id: str, digest: bytes) -> Steps[None]:
         reply = yield Script(CLAIM, (entry,), (key_id, *replacing))
         if int(reply[0]) == 0:
             return
-        holder = _text(reply[1])
+        holder = as_text(reply[1])
         if ID.match(holder):
-            state = _state((yield _state_call(names, holder)))
+            state = slot_state((yield state_call(names, holder)))
             why = state.backs_digest(hexdigest)
             if why is not None:
                 raise DuplicateKey(f"a key with the digest of {key_id!r} {why}")
@@ -344,7 +337,7 @@ def _updated(
     if code == 0:
         raise not_found(key_id)
     if code == 1:
-        field = _text(reply[1])
+        field = as_text(reply[1])
         if expect and field in expect:
             raise Conflict(f"key {key_id}: {field} has changed")
         return None
@@ -363,7 +356,7 @@ def _leave(names: KeyNames, key_id: str, owner: str) -> Steps[None]:
     index = names.index(owner)
     yield Command("zrem", (index, key_id))
     now = yield Command("hget", (names.record(key_id), "owner"))
-    if now is not None and _text(now) == owner:
+    if now is not None and as_text(now) == owner:
         yield Command("zadd", (index, {key_id: 0}))
 
 
@@ -409,114 +402,3 @@ def _usage_call(names: KeyNames, chunk: list[tuple[str, Usage]]) -> Script:
     for _, (count, last) in chunk:
         args += (count, last.astimezone(timezone.utc).isoformat())
     return Script(USAGE, tuple(names.record(key_id) for key_id, _ in chunk), tuple(args))
-
-
-# -- repair ------------------------------------------------------------------------------------
-
-
-def repair(names: KeyNames) -> Steps[Repaired]:
-    """Remove dangling index entries, then write back entries existing records miss."""
-    digests = yield from _each_page(names, "digest", lambda page: _sweep_digests(names, page))
-    ids = yield from _sweep_set(names, names.index(None), None)
-    owners = yield from _each_page(names, "owner", lambda page: _sweep_owners(names, page))
-    restored = yield from _each_page(names, "key", lambda page: _restore(names, page))
-    return Repaired(digests=digests, ids=ids, owners=owners, restored=restored)
-
-
-def _each_page(names: KeyNames, kind: str, handle: Callable[[list[str]], Steps[int]]) -> Steps[int]:
-    """Hand each page of one kind of name, on every master, to ``handle`` (what the names
-    hold: ids, digests' hex, owners' hashes); the sum of what it counted. SCAN may name a
-    key twice: every handler can see one twice."""
-    total = 0
-    cursor = yield Scan(names.pattern(kind), CHUNK)
-    while True:
-        page: list[bytes] = yield More(cursor, CHUNK)
-        if not page:
-            return total
-        parts = [part for name in page if (part := names.parse(kind, name)) is not None]
-        if parts:
-            total += yield from handle(parts)
-
-
-def _sweep_digests(names: KeyNames, hexdigests: list[str]) -> Steps[int]:
-    entries = [f"{names.namespace}:digest:{h}" for h in hexdigests]
-    replies = yield Batch(tuple(Command("get", (entry,)) for entry in entries))
-    held = [
-        (entry, hexdigest, _text(holder))
-        for entry, hexdigest, holder in zip(entries, hexdigests, replies, strict=True)
-        if holder is not None
-    ]
-    valid = [holder for _, _, holder in held if ID.match(holder)]
-    states = dict(zip(valid, (yield from _states(names, valid)), strict=True))
-    dangling = tuple(
-        Script(RELEASE, (entry,), (holder,))
-        for entry, hexdigest, holder in held
-        if holder not in states or states[holder].backs_digest(hexdigest) is None
-    )
-    if not dangling:
-        return 0
-    return sum(int(n) for n in (yield Spread(dangling)))
-
-
-def _sweep_owners(names: KeyNames, owner_hashes: list[str]) -> Steps[int]:
-    removed = 0
-    for owner_hash in owner_hashes:
-        index = f"{names.namespace}:owner:{owner_hash}"
-        removed += yield from _sweep_set(names, index, owner_hash)
-    return removed
-
-
-def _sweep_set(names: KeyNames, index: str, owner_hash: str | None) -> Steps[int]:
-    """Take out of a sorted set of ids (all ids, or one owner's) the ids nothing backs; an
-    id found backed once taken out (a racing create or move) is put back."""
-    removed = 0
-    start = b"-"
-    while True:
-        page: list[bytes] = yield Command(
-            "zrangebylex", (index, start, b"+"), {"start": 0, "num": CHUNK}
-        )
-        if not page:
-            return removed
-        start = b"(" + page[-1]
-        ids = {member: member.decode(errors="replace") for member in page}
-        valid = [key_id for key_id in ids.values() if ID.match(key_id)]
-        states = dict(zip(valid, (yield from _states(names, valid)), strict=True))
-        dead = [m for m, key_id in ids.items() if not _backs(states.get(key_id), owner_hash)]
-        if not dead:
-            continue
-        yield Command("zrem", (index, *dead))
-        back = [ids[m] for m in dead if ids[m] in states]
-        again = dict(zip(back, (yield from _states(names, back)), strict=True))
-        revived = {key_id: 0 for key_id, state in again.items() if _backs(state, owner_hash)}
-        if revived:
-            yield Command("zadd", (index, revived))
-        removed += len(dead) - len(revived)
-
-
-def _backs(state: _State | None, owner_hash: str | None) -> bool:
-    if state is None:
-        return False
-    if owner_hash is None:
-        return state.exists or bool(state.marker)
-    return state.backs_owner(owner_hash)
-
-
-def _restore(names: KeyNames, ids: list[str]) -> Steps[int]:
-    """Write back the id-list, owner-set and digest entries of these records."""
-    states = yield from _states(names, ids)
-    records = [(key_id, s) for key_id, s in zip(ids, states, strict=True) if s.exists]
-    if not records:
-        return 0
-    calls = [Command("zadd", (names.index(None), {key_id: 0 for key_id, _ in records}))]
-    for key_id, state in records:
-        if state.owner:
-            calls.append(Command("zadd", (names.index(state.owner), {key_id: 0})))
-        if _HEX.fullmatch(state.digest):
-            entry = f"{names.namespace}:digest:{state.digest}"
-            calls.append(Command("set", (entry, key_id), {"nx": True}))
-    replies = yield Batch(tuple(calls))
-    # ZADD answers how many ids it added, SET NX True when it wrote the entry.
-    return sum(1 if reply is True else int(reply or 0) for reply in replies)
-
-
-_HEX = re.compile(r"(?:[0-9a-f]{2})+")

@@ -62,7 +62,8 @@ from ..errors import InsufficientCredits, StoreUnavailable
 from ..records import KeyRecord
 from . import _redis_steps as steps
 from ._redis_calls import acall, call
-from ._redis_steps import ID, SPEND, KeyNames, Repaired, Steps, decode_record, not_found
+from ._redis_repair import Repaired, repair
+from ._redis_steps import ID, SPEND, KeyNames, Steps, decode_record, not_found
 from .base import KeyChanges, Usage, UsageNotRecorded
 
 if TYPE_CHECKING:
@@ -287,7 +288,7 @@ class RedisStore(RedisBackend):
         meanwhile) and write back any a record misses. On a cluster it scans every master.
         Safe to run at any time, alongside the store's other users; it reads every index
         entry and every record once, so run it off-peak on a large store."""
-        return self._run("repair", steps.repair(self.names))
+        return self._run("repair", repair(self.names))
 
     # -- the asyncio face ------------------------------------------------------------------------
 
@@ -353,4 +354,4 @@ class RedisStore(RedisBackend):
 
     async def arepair(self) -> Repaired:
         """:meth:`repair` on the asyncio client."""
-        return await self._arun("repair", steps.repair(self.names))
+        return await self._arun("repair", repair(self.names))
