@@ -59,8 +59,10 @@ def delete_namespace(url: str, ns: str) -> None:
     client = redis.Redis.from_url(url)
     try:
         keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
-        if keys:
-            client.delete(*keys)
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:  # one by one: a cluster node refuses a DEL across slots
+                pipe.delete(key)
+            pipe.execute()
     finally:
         client.close()
 
@@ -245,8 +247,11 @@ def _redis_cli() -> str:
 class RedisCluster:
     """Three masters (no replicas) on spare ports, every slot assigned: a real Redis Cluster."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, *options: str) -> None:
         self.servers = [RedisServer(free_cluster_port()) for _ in range(masters)]
+        #: Options on top of the cluster's own for every server, e.g.
+        #: ``"--cluster-require-full-coverage", "no"``: the other masters serve while one is down.
+        self.options = options
 
     @property
     def nodes(self) -> list[tuple[str, int]]:
@@ -267,6 +272,7 @@ class RedisCluster:
                 os.path.join(server.dir, "nodes.conf"),
                 "--cluster-node-timeout",
                 "2000",
+                *self.options,
             )
         subprocess.run(
             [
@@ -307,6 +313,44 @@ class RedisCluster:
         finally:
             client.close()
         raise LookupError(slot)
+
+    def node_id(self, index: int) -> str:
+        import redis
+
+        client = redis.Redis.from_url(self.servers[index].url)
+        try:
+            return str(client.execute_command("CLUSTER MYID").decode())
+        finally:
+            client.close()
+
+    def move_slots(self, source: int, target: int) -> None:
+        """Migrate every slot (and key) of one master to another, as ``redis-cli --cluster
+        reshard`` does: clients that knew the old layout are told ``MOVED``."""
+        subprocess.run(
+            [
+                _redis_cli(),
+                "--cluster",
+                "reshard",
+                f"127.0.0.1:{self.servers[0].port}",
+                "--cluster-from",
+                self.node_id(source),
+                "--cluster-to",
+                self.node_id(target),
+                "--cluster-slots",
+                str(16384),  # all of the source's
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+
+    def delete_namespace(self, ns: str) -> None:
+        """Delete every key of a namespace, on every master."""
+        for server in self.servers:
+            if server.proc is not None:
+                delete_namespace(server.url, ns)
 
     def stop(self) -> None:
         for server in self.servers:

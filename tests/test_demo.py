@@ -333,6 +333,50 @@ class TestDemoLeasedLimitingOnACluster:
         client.close()
 
 
+CREATE = ("--name", "cli", "--rate-limit", "5/minute", "--json")
+
+
+class TestKeysAndDemoOnACluster:
+    """Keys made by ``keysentry keys --store redis+cluster://... create``, served by
+    ``keysentry demo`` with its store and limiter on the same cluster, namespaces left at
+    their default (no hash tag): each key's record and limiter state share its id's slot,
+    and the limit holds on whichever master that is, plain or leased."""
+
+    @pytest.fixture(params=["", "?lease=16"], ids=["plain", "leased"])
+    def demo_args(
+        self, request: pytest.FixtureRequest, redis_cluster: RedisCluster
+    ) -> Iterator[list[str]]:
+        url = redis_cluster.url
+        yield ["--store", url, "--limiter", url + request.param, "--rate-limit", "5/minute"]
+        redis_cluster.delete_namespace("keysentry")
+
+    def test_cli_keys_on_every_master_get_429_after_5(
+        self, demo: tuple[str, int], redis_cluster: RedisCluster
+    ) -> None:
+        demo_key, port = demo
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("KEYSENTRY_SECRET", "KEYSENTRY_STORE")
+        }
+        keys: dict[int, str] = {}
+        while len(keys) < len(redis_cluster.servers):
+            r = subprocess.run(
+                [str(SCRIPT), "keys", "--store", redis_cluster.url, "create", *CREATE],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+            )
+            assert (r.returncode, r.stderr) == (0, ""), r.stderr
+            created = json.loads(r.stdout)
+            keys.setdefault(
+                redis_cluster.node_of(f"keysentry:key:{{{created['id']}}}"), created["key"]
+            )
+        for key in [*keys.values(), demo_key]:
+            headers = {"Authorization": f"Bearer {key}"}
+            statuses = [_get(port, "/v1/me", headers)[0] for _ in range(6)]
+            assert statuses == [200] * 5 + [429], key[:20]
+
+
 @pytest.fixture(params=["redis", pytest.param("postgres", marks=pytest.mark.postgres)])
 def server_store(request: pytest.FixtureRequest) -> Iterator[str]:
     """A store URL on the machine's Redis (own namespace) or PostgreSQL (own schema)."""

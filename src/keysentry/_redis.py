@@ -31,7 +31,14 @@ from typing import Any
 from ._urls import SINGLE_REDIS_SCHEMES, RedisURL, read_redis_url, safe_url, scrub
 from .breaker import CircuitBreaker, Guarded
 
-__all__ = ["LuaScript", "MissingClient", "RedisBackend", "client_options", "connect"]
+__all__ = [
+    "LuaScript",
+    "MissingClient",
+    "RedisBackend",
+    "client_options",
+    "connect",
+    "is_async_cluster",
+]
 
 
 def client_options(timeout: float, *, asyncio: bool = False) -> dict[str, Any]:
@@ -124,7 +131,9 @@ def sentinels_of(client: Any) -> list[Any]:
     return list(getattr(manager, "sentinels", ()))
 
 
-def _is_async_cluster(client: Any) -> bool:
+def is_async_cluster(client: Any) -> bool:
+    """Whether a client is redis-py's asyncio cluster client (whose pipeline refuses
+    ``EVALSHA``, and which learns the cluster's layout on first use)."""
     return hasattr(client, "nodes_manager") and inspect.iscoroutinefunction(
         getattr(client, "initialize", None)
     )
@@ -171,16 +180,9 @@ class LuaScript:
         except _no_script():
             return await client.eval(self.text, len(keys), *keys, *args)
 
-    def load(self, client: Any) -> None:
-        """Make sure the server has the script (``SCRIPT LOAD`` is idempotent): before
-        :meth:`queue`, where a ``NOSCRIPT`` reply cannot be retried command by command."""
-        client.script_load(self.text)
-
-    async def aload(self, client: Any) -> None:
-        await client.script_load(self.text)
-
     def queue(self, pipeline: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
-        """Add one call to a pipeline, by ``EVALSHA`` only: :meth:`load` it first."""
+        """Add one call to a pipeline, by ``EVALSHA`` only: queue ``SCRIPT LOAD`` of
+        :attr:`text` before it, as a ``NOSCRIPT`` reply in a pipeline is not retried."""
         pipeline.evalsha(self.sha, len(keys), *keys, *args)
 
 
@@ -326,7 +328,7 @@ class RedisBackend:
         return client
 
     async def _initialize(self, client: Any) -> None:
-        if not _is_async_cluster(client):
+        if not is_async_cluster(client):
             self._ready[client] = True
             return
         lock = self._initializing.setdefault(client, asyncio.Lock())
@@ -335,10 +337,11 @@ class RedisBackend:
                 await client.initialize()
                 self._ready[client] = True
 
-    def _guard(self, what: str) -> Guarded:
+    def _guard(self, what: str, failing: tuple[type[BaseException], ...] = ()) -> Guarded:
         """One exchange with the server under the breaker (:class:`Guarded`): Redis errors,
-        and the socket's, become :class:`StoreUnavailable`. Usable around ``await`` too."""
-        return Guarded(self.breaker, self.kind, what, self._errors)
+        and the socket's, become :class:`StoreUnavailable`. Usable around ``await`` too.
+        ``failing``: errors of keysentry's own that count as the server's failure."""
+        return Guarded(self.breaker, self.kind, what, self._errors, failing=failing)
 
     def close(self) -> None:
         """Close the blocking client keysentry built (not one given). A later call builds a

@@ -6,8 +6,10 @@ atomic). Nothing reaches the store until a flush drains the deque into one batch
 used since the last one (:meth:`~keysentry.stores.base.KeyStore.record_usage`: per key, a
 count to add and a ``last_used_at``, the time of the drain, so it is exact to one interval).
 A crash loses at most one ``interval`` of usage, and a store outage loses none: a batch that
-cannot be written is kept and merged into the next. Memory: one pointer per request per
-interval, at most ``max_pending`` (a million: 8 MB); past that, the oldest notes are dropped.
+cannot be written is kept and merged into the next (only its unwritten part when the store
+wrote the rest: :class:`~keysentry.stores.base.UsageNotRecorded`). Memory: one pointer per
+request per interval, at most ``max_pending`` (a million: 8 MB); past that, the oldest notes
+are dropped.
 
 Who flushes, and when:
 
@@ -35,11 +37,19 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
 
-from .stores.base import AsyncKeyStore, KeyStore, Usage
+from .stores.base import AsyncKeyStore, KeyStore, Usage, UsageNotRecorded
 
 __all__ = ["UsageRecorder"]
 
 log = logging.getLogger("keysentry")
+
+
+def _unwritten(error: Exception, batch: dict[str, Usage]) -> dict[str, Usage]:
+    """What of a batch a failed write left to send again: the part the store names, when it
+    wrote the rest (a store on several servers), else all of it."""
+    if isinstance(error, UsageNotRecorded):
+        return {key_id: used for key_id, used in error.unwritten.items() if key_id in batch}
+    return batch
 
 
 class UsageRecorder:
@@ -135,8 +145,8 @@ class UsageRecorder:
         if batch:
             try:
                 self._sync.record_usage(batch)
-            except Exception:
-                self._put_back(batch)
+            except Exception as exc:
+                self._put_back(_unwritten(exc, batch))
                 raise
         return len(batch)
 
@@ -159,8 +169,8 @@ class UsageRecorder:
     async def _awrite(self, store: AsyncKeyStore, batch: dict[str, Usage]) -> None:
         try:
             await store.arecord_usage(batch)
-        except Exception:
-            self._put_back(batch)
+        except Exception as exc:
+            self._put_back(_unwritten(exc, batch))
             raise
 
     def _failed(self) -> None:

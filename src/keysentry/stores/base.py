@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol, TypedDict, runtime_checkable
 
-from ..errors import Conflict
+from ..errors import Conflict, StoreUnavailable
 from ..records import KeyRecord, Network, Rate
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "KeyChanges",
     "KeyStore",
     "Usage",
+    "UsageNotRecorded",
     "apply_changes",
     "check_expected",
 ]
@@ -45,6 +46,16 @@ class Usage(NamedTuple):
 
     requests: int
     last_used_at: datetime
+
+
+class UsageNotRecorded(StoreUnavailable):
+    """:meth:`KeyStore.record_usage` wrote part of a batch only (a store spread over several
+    servers, one of them down): ``unwritten`` is the rest, which the caller may send again
+    without counting twice what was written."""
+
+    def __init__(self, message: str, unwritten: Mapping[str, Usage]) -> None:
+        super().__init__(message)
+        self.unwritten = dict(unwritten)
 
 
 class KeyChanges(TypedDict, total=False):
@@ -122,7 +133,11 @@ class KeyStore(Protocol):
 
     def record_usage(self, usage: Mapping[str, Usage]) -> None:
         """Add each key's count to its ``request_count`` and move its ``last_used_at``
-        forward (never back), for many keys at once. Ids with no record are skipped."""
+        forward (never back), for many keys at once. Ids with no record are skipped.
+
+        When part of the batch was written and part was not, raise
+        :class:`UsageNotRecorded` naming the part that was not; any other error means none
+        of it was written (as far as the store knows)."""
 
     def close(self) -> None:
         """Release connections. The store may not be used afterwards."""

@@ -4,31 +4,45 @@ Layout, under a namespace (``keysentry`` unless told otherwise); key names hold 
 digests and hashed owners only, never a key::
 
     <ns>:key:{<id>}       hash: the record, one field per codec field ("" for None)
-    <ns>:digest:<hex>     string: the id owning that digest (how imported keys are found)
+    <ns>:creating:{<id>}  string, for up to a minute: a creation of that id in progress
+    <ns>:digest:<hex>     string: the id owning that digest (how imported keys are found, and
+                          what keeps digests unique)
     <ns>:ids              sorted set of every id, all scored 0: ZRANGEBYLEX pages in id order
     <ns>:owner:<hash>     the same for one owner's ids; <hash> is BLAKE2b-128 of the owner,
                           so an owner string of any shape makes a safe, fixed-length name
 
-``create`` is one Lua script (``lua/create.lua``): the id and digest checks and every write
-happen atomically, so two racing creates cannot both win. ``update`` reads the record, runs
-:func:`~keysentry.stores.base.apply_changes` in Python (the validation lives there), then
-writes only the fields it changes with one script (``lua/update.lua``) that first checks the
-caller's conditions (``expect``) and, when the owner changes, that the owner is still the one
-read (moving the id between owner sets depends on it; otherwise it reads again). Writing
-named fields only means credit spending (``lua/spend.lua``) and usage counting
-(``lua/usage.lua``), which write the same hash all the time, never make an update fail: a
-WATCH on the whole hash did, for a busy key under revocation. Reads are single commands;
-``find_by_digest`` is two (the index, then the record) and checks the record's digest.
+Redis Cluster, with any namespace: every script touches one hash slot. A record and what must
+change with it (credits, usage counts, every field) live in one hash under its id's hash tag,
+so ``get``, ``update``, ``spend_credits`` (``lua/spend.lua``) and usage counting
+(``lua/usage.lua``) are each one atomic script or command on that slot. The indexes cannot
+live there (an index names many ids; a digest must be found without its id), so the writes
+that touch them are sequences of one-slot steps, ordered so that a crash between two leaves
+at most an index entry no record backs, never a record its indexes miss
+(:mod:`._redis_steps` says how): ``create`` marks the id as being created, claims the digest
+entry, adds the id to the id list and its owner's set, then writes the record; an owner change
+adds the id to the new owner's set, updates the record, then takes the id out of the old
+owner's. Two racing creates of one id or one digest cannot both win: the id's marker and the
+digest entry are each claimed atomically, and a digest entry naming another id is taken over
+only when that id's slot shows no record with this digest and no creation of one in progress.
 
-Redis Cluster: ``get``, ``update`` without an owner change, and the two steps of
-``find_by_digest`` each touch one key. ``create`` (record, digest entry and indexes) and an
-``update`` that changes the owner touch several keys, which Cluster allows only within one hash
-slot. The braces around the id tag a record's hash with its id; to keep a whole store on one
-slot, give the namespace its own hash tag, e.g. ``namespace="{keysentry}"`` (Redis hashes the
-first ``{...}`` of a name). A key store is small and read through a cache, so one slot is rarely
-a constraint. The store takes the same URLs (``redis+cluster://``, ``redis+sentinel://``) and
-clients of the user's own as :class:`~keysentry.ratelimit.redis.RedisLimiter`; on a cluster,
-give the namespace a hash tag as above.
+Readers check what an index names: ``find_by_digest`` (two reads: the entry, then the record)
+returns a record only if its digest is the one asked for, a listing skips ids with no record
+or another owner. A dangling entry is thus harmless; a later ``create`` takes over a dangling
+digest entry, and :meth:`RedisStore.repair` removes them all (and writes back any entry a
+record misses, as a failover that lost one master's last writes may leave).
+
+An update reads the record, runs :func:`~keysentry.stores.base.apply_changes` in Python (the
+validation lives there), then writes only the fields it changes with one script
+(``lua/update.lua``) that first checks the caller's conditions (``expect``) and, when the
+owner changes, that the owner is still the one read (otherwise it reads again). Writing named
+fields only means credit spending and usage counting, which write the same hash all the time,
+never make an update fail: a WATCH on the whole hash did, for a busy key under revocation.
+``record_usage`` sends one script call per hash slot and one pipeline per node.
+
+The store takes the same URLs (``redis+cluster://``, ``redis+sentinel://``) and clients of the
+user's own as :class:`~keysentry.ratelimit.redis.RedisLimiter`. A namespace with a hash tag
+(``{keysentry}``, which older releases asked for on a cluster) still works: the whole store
+then lives on one slot.
 
 Every failure to reach the server raises :class:`~keysentry.errors.StoreUnavailable`, within
 ``timeout`` and without retries; a circuit breaker then answers at once until a trial call
@@ -39,63 +53,31 @@ create and update so other processes drop their cached copy at once (all but upd
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
-import re
 from collections.abc import Mapping, Sequence
-from datetime import timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._redis import LuaScript, RedisBackend
-from ..errors import (
-    Conflict,
-    DuplicateKey,
-    InsufficientCredits,
-    KeyNotFound,
-    StoreUnavailable,
-)
-from ..keys import shown_id
+from .._redis import RedisBackend
+from ..errors import InsufficientCredits, StoreUnavailable
 from ..records import KeyRecord
-from .base import KeyChanges, Usage, apply_changes, check_expected
-from .codec import decode, encode
+from . import _redis_steps as steps
+from ._redis_calls import acall, call
+from ._redis_repair import Repaired, repair
+from ._redis_steps import ID, SPEND, KeyNames, Steps, decode_record, not_found
+from .base import KeyChanges, Usage, UsageNotRecorded
 
 if TYPE_CHECKING:
     from ..invalidation import RedisInvalidator
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "Repaired"]
 
 log = logging.getLogger("keysentry")
 
+T = TypeVar("T")
 
-CREATE = LuaScript(__package__, "create.lua")
-DELETE = LuaScript(__package__, "delete.lua")
-SPEND = LuaScript(__package__, "spend.lua")
-UPDATE = LuaScript(__package__, "update.lua")
-USAGE = LuaScript(__package__, "usage.lua")
-
-#: Ids this store accepts: public key ids are 12 of these characters. Anything longer or
-#: stranger is refused before it can become part of a Redis key name (a full key passed where
-#: its id belongs must never reach the server, its logs or MONITOR).
-_ID = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
-#: Update attempts before giving up on a key whose owner keeps changing under it.
-_ATTEMPTS = 100
 #: Changes no cached decision depends on: not announced, so recording usage in batches does
 #: not flush every process's cache of the keys in use.
 _UNANNOUNCED = frozenset({"last_used_at"})
-
-
-def _fields(record: KeyRecord) -> dict[str, str | int]:
-    return {k: "" if v is None else v for k, v in encode(record).items()}
-
-
-def _decode(raw: dict[bytes, bytes] | None) -> KeyRecord | None:
-    if not raw:
-        return None
-    try:
-        return decode({k.decode(): v for k, v in raw.items()})
-    except (KeyError, ValueError, TypeError) as exc:
-        raise StoreUnavailable(f"unreadable key record in Redis ({type(exc).__name__})") from exc
 
 
 class RedisStore(RedisBackend):
@@ -139,104 +121,63 @@ class RedisStore(RedisBackend):
             namespace = "keysentry" if self.url_namespace is None else self.url_namespace
         if not namespace:
             raise ValueError("a RedisStore needs a non-empty namespace")
-        self.namespace = namespace
+        self.names = KeyNames(namespace)
         self.invalidator = invalidator
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where()}, namespace={self.namespace!r}, {self.breaker.state})"
 
+    @property
+    def namespace(self) -> str:
+        """The prefix of every Redis key this store writes."""
+        return self.names.namespace
+
     # -- key names -------------------------------------------------------------------------------
 
     def record_key(self, key_id: str) -> str:
-        return f"{self.namespace}:key:{{{key_id}}}"
+        return self.names.record(key_id)
+
+    def creating_key(self, key_id: str) -> str:
+        return self.names.creating(key_id)
 
     def digest_key(self, digest: bytes) -> str:
-        return f"{self.namespace}:digest:{digest.hex()}"
+        return self.names.digest(digest)
 
     def index_key(self, owner: str | None) -> str:
         """The sorted set of all ids, or of one owner's."""
-        if owner is None:
-            return f"{self.namespace}:ids"
-        hashed = hashlib.blake2b(owner.encode(), digest_size=16).hexdigest()
-        return f"{self.namespace}:owner:{hashed}"
+        return self.names.index(owner)
+
+    # -- running steps ---------------------------------------------------------------------------
+
+    def _run(self, what: str, job: Steps[T]) -> T:
+        """Run a step on the blocking client, under the breaker."""
+        with self._guard(what, (UsageNotRecorded,)):
+            client = self._client()
+            reply: Any = None
+            try:
+                while True:
+                    reply = call(client, job.send(reply), self._errors)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            finally:
+                job.close()
+
+    async def _arun(self, what: str, job: Steps[T]) -> T:
+        """Run a step on the asyncio client, under the breaker."""
+        with self._guard(what, (UsageNotRecorded,)):
+            client = await self._aclient()
+            reply: Any = None
+            try:
+                while True:
+                    reply = await acall(client, job.send(reply), self._errors)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            finally:
+                job.close()
 
     # -- shared steps ----------------------------------------------------------------------------
-
-    def _create_call(self, record: KeyRecord) -> tuple[list[str], list[str | int]]:
-        if not _ID.match(record.id):
-            raise ValueError(
-                f"key id {shown_id(record.id)!r} cannot be stored in Redis: use 1-32 letters, "
-                "digits, '_' or '-'"
-            )
-        keys = [self.record_key(record.id), self.digest_key(record.digest), self.index_key(None)]
-        if record.owner is not None:
-            keys.append(self.index_key(record.owner))
-        args: list[str | int] = [record.id]
-        for field, value in _fields(record).items():
-            args += (field, value)
-        return keys, args
-
-    @staticmethod
-    def _created(code: int, record: KeyRecord) -> None:
-        if code == 1:
-            raise DuplicateKey(f"a key with id {record.id!r} exists")
-        if code == 2:
-            raise DuplicateKey(f"a key with the digest of {record.id!r} exists")
-
-    def _update_call(
-        self,
-        key_id: str,
-        current: KeyRecord | None,
-        changes: KeyChanges,
-        expect: Mapping[str, object] | None,
-    ) -> tuple[list[str], list[str | int]]:
-        """The update script's keys and arguments: the changed fields only, on the condition
-        that the record still has what ``expect`` names and, when the owner changes, the owner
-        it was read with (the owner sets to move the id between depend on it)."""
-        if current is None:
-            raise self._not_found(key_id)
-        record = apply_changes(current, changes)
-        check_expected(current, expect)  # fail early; the script checks again, atomically
-        written = _fields(record)
-        conditions: dict[str, str | int] = {}
-        if expect:
-            wanted = _fields(dataclasses.replace(current, **expect))  # type: ignore[arg-type]
-            conditions = {name: wanted[name] for name in expect}
-        keys = [self.record_key(key_id)]
-        leave = join = 0
-        if record.owner != current.owner:
-            conditions.setdefault("owner", _fields(current)["owner"])
-            if current.owner is not None:
-                keys.append(self.index_key(current.owner))
-                leave = 1
-            if record.owner is not None:
-                keys.append(self.index_key(record.owner))
-                join = 1
-        args: list[str | int] = [key_id, leave, join, len(conditions)]
-        for field, value in conditions.items():
-            args += (field, value)
-        for field in changes:
-            args += (field, written[field])
-        return keys, args
-
-    def _updated(
-        self, key_id: str, reply: list[Any], expect: Mapping[str, object] | None
-    ) -> KeyRecord | None:
-        """The record the update script wrote; None when the owner moved meanwhile (try
-        again); :class:`Conflict` when an expectation failed."""
-        code = int(reply[0])
-        if code == 0:
-            raise self._not_found(key_id)
-        if code == 1:
-            field = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
-            if expect and field in expect:
-                raise Conflict(f"key {key_id}: {field} has changed")
-            return None
-        flat = reply[1]
-        record = _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
-        if record is None:  # pragma: no cover - the script wrote it just now
-            raise self._not_found(key_id)
-        return record
 
     def _spent(self, key_id: str, reply: list[int]) -> int | None:
         code = reply[0]
@@ -246,24 +187,7 @@ class RedisStore(RedisBackend):
             return None
         if code == 2:
             raise InsufficientCredits(int(reply[1]))
-        raise self._not_found(key_id)
-
-    def _usage_calls(self, usage: Mapping[str, Usage]) -> list[tuple[list[str], list[Any]]]:
-        return [
-            ([self.record_key(key_id)], [count, last.astimezone(timezone.utc).isoformat()])
-            for key_id, (count, last) in usage.items()
-            if _ID.match(key_id)
-        ]
-
-    def _record_usage_in(self, pipe: Any, usage: Mapping[str, Usage]) -> None:
-        # The script is loaded first, so EVALSHA cannot miss within the pipeline, where a
-        # NOSCRIPT reply cannot be retried command by command.
-        for keys, args in self._usage_calls(usage):
-            USAGE.queue(pipe, keys, args)
-
-    @staticmethod
-    def _not_found(key_id: str) -> KeyNotFound:
-        return KeyNotFound(f"no key with id {shown_id(key_id)!r}")
+        raise not_found(key_id)
 
     @staticmethod
     def _page_start(after: str | None) -> str:
@@ -271,10 +195,17 @@ class RedisStore(RedisBackend):
 
     @staticmethod
     def _matching(raws: list[Any], owner: str | None) -> list[KeyRecord]:
-        # Records deleted behind the index's back, or an index entry left stale by a hand
-        # edit, are skipped rather than returned under the wrong owner.
-        records = (_decode(raw) for raw in raws)
+        # Ids whose record was never written (a create cut short) or was deleted behind the
+        # index's back, and ids an owner's set still holds after a move, are skipped rather
+        # than returned under the wrong owner.
+        records = (decode_record(raw) for raw in raws)
         return [r for r in records if r is not None and (owner is None or r.owner == owner)]
+
+    @staticmethod
+    def _found(record: KeyRecord | None, digest: bytes) -> KeyRecord | None:
+        # A digest entry names an id whose record may not have this digest (a dangling entry
+        # a crashed create left): that is no key with this digest.
+        return record if record is not None and record.digest == digest else None
 
     def _announce(self, record: KeyRecord) -> None:
         if self.invalidator is not None:
@@ -293,47 +224,36 @@ class RedisStore(RedisBackend):
     # -- the blocking face -----------------------------------------------------------------------
 
     def get(self, key_id: str) -> KeyRecord | None:
-        if not _ID.match(key_id):
+        if not ID.match(key_id):
             return None
         with self._guard("get"):
             raw = self._client().hgetall(self.record_key(key_id))
-        return _decode(raw)
+        return decode_record(raw)
 
     def find_by_digest(self, digest: bytes) -> KeyRecord | None:
         with self._guard("find_by_digest"):
             client = self._client()
             key_id = client.get(self.digest_key(digest))
-            if key_id is None or not _ID.match(key_id.decode()):
+            if key_id is None or not ID.match(key_id.decode()):
                 return None
             raw = client.hgetall(self.record_key(key_id.decode()))
-        record = _decode(raw)
-        return record if record is not None and record.digest == digest else None
+        return self._found(decode_record(raw), digest)
 
     def create(self, record: KeyRecord) -> None:
-        keys, args = self._create_call(record)
-        with self._guard("create"):
-            code = CREATE.run(self._client(), keys, args)
-            self._created(code, record)
+        self._run("create", steps.create(self.names, record))
         self._announce(record)
 
     def update(
         self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
     ) -> KeyRecord:
-        if not _ID.match(key_id):
-            raise self._not_found(key_id)
-        with self._guard("update"):
-            client = self._client()
-            for _ in range(_ATTEMPTS):
-                current = _decode(client.hgetall(self.record_key(key_id)))
-                keys, args = self._update_call(key_id, current, changes, expect)
-                reply = UPDATE.run(client, keys, args)
-                record = self._updated(key_id, reply, expect)
-                if record is not None:
-                    break
-            else:
-                raise StoreUnavailable(f"key {shown_id(key_id)!r} changed under every update")
+        record = self._run("update", steps.update(self.names, key_id, changes, expect))
         if not changes.keys() <= _UNANNOUNCED:
             self._announce(record)
+        return record
+
+    def delete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        record = self._run("delete", steps.delete(self.names, key_id, expect))
+        self._announce(record)
         return record
 
     def list_keys(
@@ -357,67 +277,58 @@ class RedisStore(RedisBackend):
     def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
         if amount == 0:
             raise ValueError("an amount of credits cannot be zero")
-        if not _ID.match(key_id):
-            raise self._not_found(key_id)
+        if not ID.match(key_id):
+            raise not_found(key_id)
         with self._guard("spend_credits"):
             reply = SPEND.run(self._client(), [self.record_key(key_id)], [amount])
         return self._spent(key_id, reply)
 
     def record_usage(self, usage: Mapping[str, Usage]) -> None:
-        if not usage:
-            return
-        with self._guard("record_usage"):
-            client = self._client()
-            USAGE.load(client)
-            with client.pipeline(transaction=False) as pipe:
-                self._record_usage_in(pipe, usage)
-                pipe.execute()
+        if usage:
+            self._run("record_usage", steps.record_usage(self.names, usage))
+
+    def repair(self) -> Repaired:
+        """Sweep the indexes: remove the entries no record backs (a create or an owner change
+        cut short by a crash leaves such an entry; readers skip them, so nothing is wrong
+        meanwhile) and write back any a record misses. On a cluster it scans every master.
+        Safe to run at any time, alongside the store's other users; it reads every index
+        entry and every record once, so run it off-peak on a large store."""
+        return self._run("repair", repair(self.names))
 
     # -- the asyncio face ------------------------------------------------------------------------
 
     async def aget(self, key_id: str) -> KeyRecord | None:
-        if not _ID.match(key_id):
+        if not ID.match(key_id):
             return None
         with self._guard("get"):
             client = await self._aclient()
             raw = await client.hgetall(self.record_key(key_id))
-        return _decode(raw)
+        return decode_record(raw)
 
     async def afind_by_digest(self, digest: bytes) -> KeyRecord | None:
         with self._guard("find_by_digest"):
             client = await self._aclient()
             key_id = await client.get(self.digest_key(digest))
-            if key_id is None or not _ID.match(key_id.decode()):
+            if key_id is None or not ID.match(key_id.decode()):
                 return None
             raw = await client.hgetall(self.record_key(key_id.decode()))
-        record = _decode(raw)
-        return record if record is not None and record.digest == digest else None
+        return self._found(decode_record(raw), digest)
 
     async def acreate(self, record: KeyRecord) -> None:
-        keys, args = self._create_call(record)
-        with self._guard("create"):
-            code = await CREATE.arun(await self._aclient(), keys, args)
-            self._created(code, record)
+        await self._arun("create", steps.create(self.names, record))
         await self._aannounce(record)
 
     async def aupdate(
         self, key_id: str, changes: KeyChanges, expect: Mapping[str, object] | None = None
     ) -> KeyRecord:
-        if not _ID.match(key_id):
-            raise self._not_found(key_id)
-        with self._guard("update"):
-            client = await self._aclient()
-            for _ in range(_ATTEMPTS):
-                current = _decode(await client.hgetall(self.record_key(key_id)))
-                keys, args = self._update_call(key_id, current, changes, expect)
-                reply = await UPDATE.arun(client, keys, args)
-                record = self._updated(key_id, reply, expect)
-                if record is not None:
-                    break
-            else:
-                raise StoreUnavailable(f"key {shown_id(key_id)!r} changed under every update")
+        record = await self._arun("update", steps.update(self.names, key_id, changes, expect))
         if not changes.keys() <= _UNANNOUNCED:
             await self._aannounce(record)
+        return record
+
+    async def adelete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
+        record = await self._arun("delete", steps.delete(self.names, key_id, expect))
+        await self._aannounce(record)
         return record
 
     async def alist_keys(
@@ -441,92 +352,16 @@ class RedisStore(RedisBackend):
     async def aspend_credits(self, key_id: str, amount: int = 1) -> int | None:
         if amount == 0:
             raise ValueError("an amount of credits cannot be zero")
-        if not _ID.match(key_id):
-            raise self._not_found(key_id)
+        if not ID.match(key_id):
+            raise not_found(key_id)
         with self._guard("spend_credits"):
             reply = await SPEND.arun(await self._aclient(), [self.record_key(key_id)], [amount])
         return self._spent(key_id, reply)
 
     async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
-        if not usage:
-            return
-        with self._guard("record_usage"):
-            client = await self._aclient()
-            await USAGE.aload(client)
-            async with client.pipeline(transaction=False) as pipe:
-                self._record_usage_in(pipe, usage)
-                await pipe.execute()
+        if usage:
+            await self._arun("record_usage", steps.record_usage(self.names, usage))
 
-    # -- deleting --------------------------------------------------------------------------------
-    # Like update: read the record, then one script (lua/delete.lua) removes the hash, the
-    # digest entry and the id's place in the indexes, on the condition that the record still
-    # holds the owner (and digest) read, whose keys it names, and what ``expect`` names; else
-    # read again. On a cluster it touches several keys, like create: a hash-tagged namespace.
-
-    def _delete_call(
-        self, key_id: str, current: KeyRecord | None, expect: Mapping[str, object] | None
-    ) -> tuple[list[str], list[str | int]]:
-        if current is None:
-            raise self._not_found(key_id)
-        check_expected(current, expect)  # fail early; the script checks again, atomically
-        read = _fields(current)
-        conditions: dict[str, str | int] = {"owner": read["owner"], "digest": read["digest"]}
-        if expect:
-            wanted = _fields(dataclasses.replace(current, **expect))  # type: ignore[arg-type]
-            conditions.update({name: wanted[name] for name in expect})
-        keys = [
-            self.record_key(key_id),
-            self.digest_key(current.digest),
-            self.index_key(None),
-        ]
-        if current.owner is not None:
-            keys.append(self.index_key(current.owner))
-        args: list[str | int] = [key_id]
-        for field, value in conditions.items():
-            args += (field, value)
-        return keys, args
-
-    def _deleted(self, key_id: str, reply: list[Any], expect: Mapping[str, object] | None) -> bool:
-        """Whether the script removed the record; False when it changed meanwhile (read again);
-        :class:`Conflict` when an expectation failed."""
-        code = int(reply[0])
-        if code == 0:
-            raise self._not_found(key_id)
-        if code == 1:
-            field = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
-            if expect and field in expect:
-                raise Conflict(f"key {key_id}: {field} has changed")
-            return False
-        return True
-
-    def delete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
-        if not _ID.match(key_id):
-            raise self._not_found(key_id)
-        with self._guard("delete"):
-            client = self._client()
-            for _ in range(_ATTEMPTS):
-                current = _decode(client.hgetall(self.record_key(key_id)))
-                keys, args = self._delete_call(key_id, current, expect)
-                if self._deleted(key_id, DELETE.run(client, keys, args), expect):
-                    break
-            else:
-                raise StoreUnavailable(f"key {shown_id(key_id)!r} changed under every delete")
-        assert current is not None
-        self._announce(current)
-        return current
-
-    async def adelete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
-        if not _ID.match(key_id):
-            raise self._not_found(key_id)
-        with self._guard("delete"):
-            client = await self._aclient()
-            for _ in range(_ATTEMPTS):
-                current = _decode(await client.hgetall(self.record_key(key_id)))
-                keys, args = self._delete_call(key_id, current, expect)
-                if self._deleted(key_id, await DELETE.arun(client, keys, args), expect):
-                    break
-            else:
-                raise StoreUnavailable(f"key {shown_id(key_id)!r} changed under every delete")
-        assert current is not None
-        await self._aannounce(current)
-        return current
+    async def arepair(self) -> Repaired:
+        """:meth:`repair` on the asyncio client."""
+        return await self._arun("repair", repair(self.names))

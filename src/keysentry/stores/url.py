@@ -35,8 +35,8 @@ def from_url(url: str, **options: Any) -> AnyStore:
       :class:`RedisStore`; ``?namespace=name`` sets the prefix of its Redis keys (an
       explicit ``namespace=`` option wins);
     * ``redis+cluster://host:port[,host:port...]``, ``redis+sentinel://host:port/service``:
-      :class:`RedisStore` on a Redis Cluster (give the namespace a ``{hash tag}``) or on the
-      master Sentinel names.
+      :class:`RedisStore` on a Redis Cluster (any namespace: every script it runs touches
+      one hash slot) or on the master Sentinel names.
 
     On PostgreSQL, ``?options=-csearch_path%3Dmyschema`` puts the tables in a schema (libpq's
     own parameter).
