@@ -229,6 +229,7 @@ def test_key_ids_must_be_strings(guard: Keysentry) -> None:
         lambda key_id: guard.update(key_id, name="x"),
         lambda key_id: guard.set_expiry(key_id, None),
         guard.rotate,
+        guard.delete,
     ]
     for call in calls:
         for bad in (None, 7, issued.record):
