@@ -266,6 +266,7 @@ class KeyLifecycle:
     def enable(self, key_id: str) -> KeyRecord:
         """Accept a disabled key again. A revoked key stays refused for good: enabling it
         raises ``ValueError`` and changes nothing."""
+        check.key_id(key_id)
         try:
             record = self._need_sync().update(key_id, {"disabled": False}, _UNREVOKED)
         except Conflict:
@@ -274,6 +275,7 @@ class KeyLifecycle:
         return record
 
     async def aenable(self, key_id: str) -> KeyRecord:
+        check.key_id(key_id)
         try:
             record = await self._need_async().aupdate(key_id, {"disabled": False}, _UNREVOKED)
         except Conflict:
