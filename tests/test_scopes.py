@@ -38,6 +38,8 @@ from .conftest import SECRET
 from .raw import asgi_call
 
 EXEMPT = ["/health", "/docs/*", "/openapi.json"]
+#: What each security scheme's description adds under the default scope implications.
+ADMIN = " Scopes imply others: `admin` grants every scope."
 
 
 def _who(key: Any) -> dict[str, Any]:
@@ -517,13 +519,13 @@ def test_fastapi_openapi_declares_both_ways_to_send_a_key(ks: Keysentry) -> None
         "HTTPBearer": {
             "type": "http",
             "scheme": "bearer",
-            "description": "The API key, as `Authorization: Bearer <key>`.",
+            "description": "The API key, as `Authorization: Bearer <key>`." + ADMIN,
         },
         "APIKeyHeader": {
             "type": "apiKey",
             "in": "header",
             "name": "X-API-Key",
-            "description": "The API key, as `X-API-Key: <key>`.",
+            "description": "The API key, as `X-API-Key: <key>`." + ADMIN,
         },
     }
     paths = schema["paths"]
@@ -544,7 +546,8 @@ def test_fastapi_openapi_declares_both_ways_to_send_a_key(ks: Keysentry) -> None
 
 
 def test_fastapi_openapi_follows_the_guards_header_settings(store: MemoryStore) -> None:
-    ks = Keysentry(store, api_key_header="X-Key", query_param="api_key")
+    # No scope implications: the descriptions say nothing of them.
+    ks = Keysentry(store, api_key_header="X-Key", query_param="api_key", scope_implications={})
     schemes = fastapi_app(ks).openapi()["components"]["securitySchemes"]
     assert schemes["APIKeyHeader"]["name"] == "X-Key"
     assert schemes["APIKeyQuery"] == {
@@ -562,7 +565,7 @@ def test_fastapi_openapi_follows_the_guards_header_settings(store: MemoryStore) 
             "type": "apiKey",
             "in": "header",
             "name": "X-Authorization",
-            "description": "The API key, as `X-Authorization: Bearer <key>`.",
+            "description": "The API key, as `X-Authorization: Bearer <key>`." + ADMIN,
         }
     }
 

@@ -190,6 +190,18 @@ class OpenAPIResponses:
                 fields[name] = _header(description, {"type": "integer"}, example, False)
         return fields
 
+    def _granted_by(self, required: Iterable[str]) -> str:
+        """What else grants each of ``required``, by the guard's scope implications: ``;
+        read is also granted by admin, write``; empty when nothing does."""
+        implications = self.keysentry.settings.implications
+        parts = []
+        for scope in required:
+            granting = implications.granting(scope)
+            if granting:
+                by = ", ".join(f"`{s}`" for s in granting)
+                parts.append(f"`{scope}` is also granted by {by}")
+        return "".join(f"; {part}" for part in parts)
+
     # -- responses -----------------------------------------------------------------------------
 
     def _response(
@@ -240,7 +252,10 @@ class OpenAPIResponses:
         if required:
             insufficient = Requirement.of(required).insufficient
             forbidden.append(insufficient)
-            causes.append(f"`INSUFFICIENT_SCOPE` (the key lacks one of: {', '.join(required)})")
+            causes.append(
+                f"`INSUFFICIENT_SCOPE` (the key lacks one of: {', '.join(required)}"
+                f"{self._granted_by(required)})"
+            )
             headers = self._challenge(insufficient, False)
             # Refused by the route, after the middleware counted the request.
             headers.update(self._fields)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from .attempts import FailedAttempts
 from .cache import TTLCache
@@ -25,7 +25,7 @@ from .pipeline import Outages, Pipeline
 from .ratelimit.base import Limiter
 from .records import Network, Rate
 from .responses import ErrorBody, Rendered
-from .settings import DEFAULT_FAILURE_LIMIT, Settings
+from .settings import DEFAULT_FAILURE_LIMIT, DEFAULT_SCOPE_IMPLICATIONS, Settings
 from .stores.base import AsyncKeyStore, KeyStore
 from .usage import UsageRecorder
 
@@ -87,6 +87,7 @@ class Keysentry(KeyLifecycle):
         trusted_proxies: str | Iterable[str | Network] = (),
         forwarded_header: str = "X-Forwarded-For",
         failure_limit: str | Rate | None = DEFAULT_FAILURE_LIMIT,
+        scope_implications: Mapping[str, str | Iterable[str]] | None = (DEFAULT_SCOPE_IMPLICATIONS),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sync_store = store if isinstance(store, KeyStore) else None
@@ -124,6 +125,7 @@ class Keysentry(KeyLifecycle):
             trusted_proxies=trusted_proxies,
             forwarded_header=forwarded_header,
             failure_limit=failure_limit,
+            scope_implications=scope_implications,
             clock=clock,
         )
         self.store = store

@@ -6,8 +6,9 @@ way whether the id is known or not, so timing does not reveal which ids exist), 
 does the answer say anything about the key's state (expired, disabled).
 
 A :class:`Verdict` is built once per record, the first time a presented key matches it, and
-cached with it in an :class:`Entry`: the identity handed to the app and the denials that depend
-only on the record are not rebuilt per request. An id the store does not know is cached as an
+cached with it in an :class:`Entry`: the identity handed to the app (with the scopes the
+guard's scope implications grant it) and the denials that depend only on the record are not
+rebuilt per request. An id the store does not know is cached as an
 entry of the same shape (a *phantom*, with no record), so a refusal takes the same steps whether
 the id exists or not.
 """
@@ -19,6 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ._scopes import Implications
 from .errors import Denial
 from .ratelimit.gcra import Policy, policies_of
 from .ratelimit.headers import policy_field
@@ -74,6 +76,7 @@ class Verdict:
         cls,
         record: KeyRecord,
         default_policies: tuple[Policy, ...] = (),
+        implications: Implications | None = None,
     ) -> Verdict:
         expired = None
         expires = math.inf
@@ -88,9 +91,15 @@ class Verdict:
         described = policy_field(policies)
         restricted = bool(record.allowed_networks)
         charged = record.credits is not None or record.credits_from is not None
+        if implications:
+            # Once per verdict (a cache fill), not per request: the routes read the result.
+            granted, every = implications.effective(record.scopes)
+            identity = record.identity(granted - record.scopes, every)
+        else:
+            identity = record.identity()
         return cls(
             record,
-            record.identity(),
+            identity,
             expires,
             expired,
             policies,

@@ -118,26 +118,29 @@ class _APIKeyQuery(APIKeyQuery):
 
 
 def _schemes(keysentry: Keysentry) -> dict[str, _Bearer | _APIKeyHeader | _APIKeyQuery]:
-    """The ways ``keysentry`` reads a key, as OpenAPI security schemes, by parameter name."""
+    """The ways ``keysentry`` reads a key, as OpenAPI security schemes, by parameter name.
+    Each description ends with the guard's scope implications, if any."""
+    implied = keysentry.settings.implications.describe()
+    also = f" Scopes imply others: {implied}" if implied else ""
     schemes: dict[str, _Bearer | _APIKeyHeader | _APIKeyQuery] = {}
     if keysentry.settings.header.lower() == "authorization":
         schemes["bearer"] = _Bearer(
             scheme_name="HTTPBearer",
-            description="The API key, as `Authorization: Bearer <key>`.",
+            description=f"The API key, as `Authorization: Bearer <key>`.{also}",
             auto_error=False,
         )
     else:
         schemes["bearer"] = _APIKeyHeader(
             name=keysentry.settings.header,
             scheme_name="BearerHeader",
-            description=f"The API key, as `{keysentry.settings.header}: Bearer <key>`.",
+            description=f"The API key, as `{keysentry.settings.header}: Bearer <key>`.{also}",
             auto_error=False,
         )
     if keysentry.settings.api_key_header is not None:
         schemes["api_key"] = _APIKeyHeader(
             name=keysentry.settings.api_key_header,
             scheme_name="APIKeyHeader",
-            description=f"The API key, as `{keysentry.settings.api_key_header}: <key>`.",
+            description=f"The API key, as `{keysentry.settings.api_key_header}: <key>`.{also}",
             auto_error=False,
         )
     query = keysentry.settings.query_param
@@ -145,7 +148,7 @@ def _schemes(keysentry: Keysentry) -> dict[str, _Bearer | _APIKeyHeader | _APIKe
         schemes["query"] = _APIKeyQuery(
             name=query,
             scheme_name="APIKeyQuery",
-            description=f"The API key, as `?{query}=<key>`.",
+            description=f"The API key, as `?{query}=<key>`.{also}",
             auto_error=False,
         )
     return schemes
@@ -230,7 +233,12 @@ class FastAPIKeys:
         A key without a scope is refused with 403 ``INSUFFICIENT_SCOPE`` (``details.required``,
         ``WWW-Authenticate: Bearer ..., error="insufficient_scope", scope="..."``); a request no
         key authenticated (an exempt path, or no middleware) with 401 ``MISSING_API_KEY``.
-        OpenAPI lists the required scopes with each security scheme of the operation.
+        OpenAPI lists the required scopes with each security scheme of the operation; the
+        scheme descriptions state the guard's scope implications, and the operation's 403
+        names the scopes that also grant each required one.
+
+        A key passes with the scopes it holds through the guard's ``scope_implications``
+        (by default ``admin`` holds every scope): the refusal still names the route's own.
         """
         requirement = Requirement.of(scopes)
         insufficient = requirement.insufficient

@@ -622,7 +622,7 @@ class Pipeline:
         verdict = entry.verdict
         if verdict is None or tag is not None:
             if verdict is None:
-                verdict = Verdict.of(record, self._defaults)
+                verdict = Verdict.of(record, self._defaults, self.settings.implications)
             if remember:
                 # The presented digest equals the record's: keeping it (made just now, like a
                 # phantom's) rather than the record's lays known and unknown entries out alike.

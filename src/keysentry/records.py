@@ -164,7 +164,11 @@ class KeyRecord:
         best known of their line."""
         return self.line or self.credits_from or self.id
 
-    def identity(self) -> KeyIdentity:
+    def identity(
+        self, implied: frozenset[str] = frozenset(), all_scopes: bool = False
+    ) -> KeyIdentity:
+        """What the application sees of this key; ``implied`` and ``all_scopes`` are what
+        the guard's scope implications grant it beyond its own scopes."""
         return KeyIdentity(
             id=self.id,
             name=self.name,
@@ -172,6 +176,8 @@ class KeyRecord:
             owner=self.owner,
             scopes=self.scopes,
             metadata=self.metadata,
+            implied=implied,
+            all_scopes=all_scopes,
         )
 
 
@@ -181,6 +187,11 @@ class KeyIdentity:
 
     ASGI: ``scope["state"]["api_key"]`` (``request.state.api_key`` in Starlette and FastAPI);
     WSGI: ``environ["keysentry.api_key"]``.
+
+    ``scopes`` are the key's own, as stored. What the key may do is what the guard's
+    ``scope_implications`` make of them: ``effective_scopes`` (its scopes and every scope they
+    imply), or every scope when ``all_scopes`` (by default, for a key with ``admin``). Ask
+    :meth:`has_scope` / :meth:`has_scopes`, which answer as the route helpers do.
     """
 
     id: str
@@ -189,6 +200,21 @@ class KeyIdentity:
     owner: str | None
     scopes: frozenset[str]
     metadata: Mapping[str, Any] = field(hash=False)
+    #: Scopes granted by the guard's implications, beyond ``scopes``.
+    implied: frozenset[str] = field(default=frozenset(), repr=False)
+    #: The key's scopes imply every scope (``"*"``).
+    all_scopes: bool = False
+    #: ``scopes`` and ``implied``: every scope the key holds by name.
+    effective_scopes: frozenset[str] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        effective = self.scopes | self.implied if self.implied else self.scopes
+        object.__setattr__(self, "effective_scopes", effective)
+
+    def has_scope(self, scope: str) -> bool:
+        """Whether the key holds ``scope``, itself or through an implication."""
+        return self.all_scopes or scope in self.effective_scopes
 
     def has_scopes(self, required: Iterable[str]) -> bool:
-        return self.scopes.issuperset(required)
+        """Whether the key holds every one of ``required`` (what a route's scopes ask)."""
+        return self.all_scopes or self.effective_scopes.issuperset(required)

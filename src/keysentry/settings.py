@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import InitVar, dataclass, field
 
+from ._scopes import DEFAULT_SCOPE_IMPLICATIONS, Implications
 from .credentials import CredentialReader
 from .errors import Denial
 from .keys import DEFAULT_MAX_LENGTH, DEFAULT_PREFIX, Digester, ImportedFormat, KeyFormat
@@ -27,7 +28,7 @@ from .ratelimit.gcra import Policy, policies_of
 from .records import Network, Rate
 from .responses import ErrorBody, Renderer
 
-__all__ = ["DEFAULT_FAILURE_LIMIT", "Settings"]
+__all__ = ["DEFAULT_FAILURE_LIMIT", "DEFAULT_SCOPE_IMPLICATIONS", "Settings"]
 
 #: Failed attempts allowed per client address by default (see ``keysentry.attempts``).
 DEFAULT_FAILURE_LIMIT = "30/minute"
@@ -86,6 +87,14 @@ class Settings:
         secret) allowed per client address, e.g. ``"30/minute"`` (the default); past it the
         client gets 429 ``TOO_MANY_FAILED_ATTEMPTS``, before any store query (see
         ``keysentry.attempts``). None turns it off.
+    :param scope_implications: scopes that grant others, e.g. ``{"admin": "*", "write":
+        ["read"]}``: a scope -> one scope, ``"*"`` (every scope) or a list of them. A key
+        holding a scope holds what it implies, transitively (``owner`` -> ``admin`` -> ``*``);
+        cycles are allowed and make their scopes equivalent. Default:
+        ``{"admin": "*"}``. A mapping given replaces the default (keep ``"admin": "*"`` in it
+        to keep that); ``{}`` or None: no implications. Routes check scopes through them; a
+        key's stored scopes are unchanged (``KeyIdentity.scopes``), its
+        ``effective_scopes``/``has_scope()`` say what it holds.
     :param clock: POSIX time, for key expiry (tests pass their own).
     """
 
@@ -114,6 +123,9 @@ class Settings:
     trusted_proxies: str | Iterable[str | Network] = ()
     forwarded_header: str = "X-Forwarded-For"
     failure_limit: str | Rate | None = DEFAULT_FAILURE_LIMIT
+    scope_implications: Mapping[str, str | Iterable[str]] | None = field(
+        default_factory=lambda: DEFAULT_SCOPE_IMPLICATIONS
+    )
     clock: Callable[[], float] = time.time
 
     # What the request path uses, made from the above by __post_init__.
@@ -128,6 +140,8 @@ class Settings:
     failure_policies: tuple[Policy, ...] = field(init=False)
     #: The 503 answered while the store (or, failing closed, the limiter) cannot answer.
     unavailable: Denial = field(init=False)
+    #: ``scope_implications``, checked and closed transitively.
+    implications: Implications = field(init=False)
 
     def __post_init__(self, secret: str | bytes | None) -> None:
         set_ = object.__setattr__  # a frozen dataclass sets its derived fields this way
@@ -150,6 +164,9 @@ class Settings:
         if not (math.isfinite(self.stale_for) and self.stale_for >= 0):
             raise ValueError("stale_for must be >= 0 seconds")
         set_(self, "digest", Digester(secret))
+        implications = Implications.parse(self.scope_implications)
+        set_(self, "implications", implications)
+        set_(self, "scope_implications", implications.rules)
         from .keys import validate_prefix
 
         validate_prefix(self.prefix)
