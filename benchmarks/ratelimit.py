@@ -229,7 +229,7 @@ def build(s: Setup) -> None:
     flask_evalsha = flask_bare()
     s.evalsha = EvalshaASGI(starlette_app()), EvalshaWSGI(flask_evalsha.wsgi_app)
     flask_evalsha.wsgi_app = s.evalsha[1]  # type: ignore[method-assign]
-    GCRA.load(s.evalsha[1].client)
+    s.evalsha[1].client.script_load(GCRA.text)  # so EVALSHA finds it
     s.variants += [
         make("starlette-evalsha", s.evalsha[0], auth, f"Bearer {key}", 200, "starlette"),
         make("flask-evalsha", flask_evalsha, auth, f"Bearer {key}", 200, "flask"),

@@ -237,3 +237,26 @@ def test_report(e2e: ModuleType, tmp_path: Path) -> None:
     e2e.chart(rows, str(chart), "test")
     assert chart.read_bytes().startswith(b"\x89PNG")
     json.dumps(rows)  # what --json writes
+
+
+def test_instructions_reads_callgrind_and_counts_only_the_measured_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """benchmarks/instructions.py: each default variant exists in the in-process benchmark,
+    a child run serves it, and per_request is the difference of two totals over N."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        instructions = importlib.import_module("instructions")
+        inprocess = importlib.import_module("inprocess")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import asyncio
+
+    names = {v.name for v in inprocess.build(asyncio.new_event_loop())}
+    assert set(instructions.VARIANTS) <= names
+    instructions.child("starlette-keysentry-memory", 5)  # serves, without valgrind
+    totals = {0: 1_000_000, 400: 1_800_000}
+    monkeypatch.setattr(instructions, "count", lambda name, n: totals[n])
+    assert instructions.per_request("starlette", 400) == 2000
+    stderr = b"==1== Events    : Ir\n==1== Collected : 123456789\n"
+    assert instructions.COLLECTED.search(stderr).group(1) == b"123456789"  # type: ignore[union-attr]
