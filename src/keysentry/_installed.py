@@ -10,7 +10,7 @@ told to add (``.user_middleware``). Nothing here runs per request.
 
 from __future__ import annotations
 
-__all__ = ["installed_under"]
+__all__ = ["installed_under", "refuse_twice"]
 
 #: Attributes that lead from a wrapper to what it wraps.
 _LINKS = ("app", "wsgi_app", "middleware_stack")
@@ -46,3 +46,14 @@ def installed_under(app: object, kind: type, name: str = "app") -> str | None:
                     return f"{path}.user_middleware"
         todo.extend((_attribute(obj, link), f"{path}.{link}") for link in _LINKS)
     return None
+
+
+def refuse_twice(app: object, kind: type, ways: str) -> None:
+    """Raise :class:`RuntimeError` if a ``kind`` is under ``app`` already; ``ways`` says how
+    to install it once."""
+    found = installed_under(app, kind)
+    if found is not None:
+        raise RuntimeError(
+            f"keysentry's {kind.__name__} is already installed under this app ({found}): "
+            f"a second one would judge every request twice. Install it once: {ways}"
+        )

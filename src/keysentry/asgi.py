@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
 from typing import Any
 
-from ._installed import installed_under
+from ._installed import refuse_twice
 from .core import CHARGED, Keysentry
 from .decision import Verdict
 from .errors import Denial
@@ -30,20 +30,18 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+_ONCE = (
+    "app.add_middleware(ASGIMiddleware, keysentry=ks), ASGIMiddleware(app, ks) or "
+    "FastAPIKeys(ks).init_app(app), only one of them"
+)
+
 
 class ASGIMiddleware:
     """``app.add_middleware(ASGIMiddleware, keysentry=ks)``, or ``ASGIMiddleware(app, ks)``."""
 
     def __init__(self, app: ASGIApp, keysentry: Keysentry) -> None:
         keysentry.require_async()
-        found = installed_under(app, ASGIMiddleware)
-        if found is not None:
-            raise RuntimeError(
-                f"keysentry's ASGIMiddleware is already installed under this app ({found}): "
-                "a second one would judge every request twice. Install it once: "
-                "app.add_middleware(ASGIMiddleware, keysentry=ks), ASGIMiddleware(app, ks) or "
-                "FastAPIKeys(ks).init_app(app), only one of them"
-            )
+        refuse_twice(app, ASGIMiddleware, _ONCE)
         self.app = app
         self.keysentry = keysentry
         self._pipeline = keysentry._pipeline

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
-from ._installed import installed_under
+from ._installed import refuse_twice
 from .core import CHARGED, Keysentry
 from .decision import Verdict
 from .pipeline import PASS, Admitted, Pending
@@ -24,6 +24,8 @@ __all__ = ["ENVIRON_KEY", "WSGIMiddleware"]
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+_ONCE = "app.wsgi_app = WSGIMiddleware(app.wsgi_app, ks) or KeysentryFlask(ks, app), not both"
 
 #: Where an admitted request's key identity is, in the environ.
 ENVIRON_KEY = "keysentry.api_key"
@@ -45,14 +47,7 @@ class WSGIMiddleware:
 
     def __init__(self, app: WSGIApp, keysentry: Keysentry) -> None:
         keysentry.require_sync()
-        found = installed_under(app, WSGIMiddleware)
-        if found is not None:
-            raise RuntimeError(
-                f"keysentry's WSGIMiddleware is already installed under this app ({found}): "
-                "a second one would judge every request twice. Install it once: "
-                "app.wsgi_app = WSGIMiddleware(app.wsgi_app, ks) or KeysentryFlask(ks, app), "
-                "not both"
-            )
+        refuse_twice(app, WSGIMiddleware, _ONCE)
         self.app = app
         self.keysentry = keysentry
         self._pipeline = keysentry._pipeline
