@@ -320,6 +320,29 @@ def test_an_owner_change_cut_short_lists_the_key_under_its_owner_only(
     assert members(store, owner) == [record.id]
 
 
+DELETE_CALLS = 5  # read, remove the record, release the digest, leave the id list, the owner's
+
+
+@pytest.mark.parametrize("after", range(2, DELETE_CALLS))
+def test_a_delete_cut_short_leaves_only_entries_readers_ignore(
+    store: RedisStore, after: int
+) -> None:
+    """The record goes first: cut after it, the key is gone for every reader, its id and
+    digest can be taken again, and repair() leaves exactly the live layout."""
+    kept, gone = make_record(owner="d"), make_record(owner="d")
+    store.create(kept)
+    store.create(gone)
+    crash(store, steps.delete(store.names, gone.id, None), after)
+    assert store.get(gone.id) is None
+    assert store.find_by_digest(gone.digest) is None
+    assert store.list_keys() == [kept]
+    assert store.list_keys(owner="d") == [kept]
+    store.repair()
+    assert names(store) == layout(store, kept)
+    store.create(gone)  # its id and digest are free
+    assert store.find_by_digest(gone.digest) == gone
+
+
 def test_a_racing_create_of_one_digest_has_one_winner(store: RedisStore) -> None:
     """Creates of one digest under different ids, all at once: one wins, the others are
     told so, whichever master each id lives on."""

@@ -8,8 +8,8 @@ reach their server, :class:`~keysentry.errors.KeyNotFound` and
 :class:`~keysentry.errors.DuplicateKey` for the two contract errors, and nothing else.
 
 ``delete`` (:class:`DeletingKeyStore`, optional for a store of your own) removes a record with
-everything that finds it (its digest, its place in listings), in one atomic step, optionally on
-a condition like ``update``.
+everything that finds it (its digest, its place in listings), optionally on a condition like
+``update``.
 
 Two operations are not read-modify-write from the outside, because they must be atomic under
 concurrency on the server's side: :meth:`KeyStore.spend_credits` (a conditional decrement) and
@@ -175,9 +175,11 @@ class DeletingKeyStore(KeyStore, Protocol):
     :meth:`Keysentry.delete <keysentry.Keysentry.delete>` tells you to revoke instead."""
 
     def delete(self, key_id: str, expect: Mapping[str, object] | None = None) -> KeyRecord:
-        """Remove a record atomically, with its digest entry and its place in every listing,
-        and return what it held; :class:`KeyNotFound` if there is none. Its id and digest
-        are then free, as if it had never been created.
+        """Remove a record atomically (on ``expect``), then its digest entry and its place in
+        every listing (one step where the store can; Redis removes the record first, so a crash
+        leaves only index entries that readers skip), and return what it held;
+        :class:`KeyNotFound` if there is none. Its id and digest are then free, as if it had
+        never been created.
 
         With ``expect``, only if the record has those values when it is removed, in the same
         atomic step; else :class:`Conflict` and nothing is removed.
