@@ -899,3 +899,20 @@ def test_a_deletion_announced_with_invalidator_reaches_a_running_app_at_once(
     finally:
         listener.close()
         app.store.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate-limit", "-5/minute"], "argument --rate-limit: not a rate: '-5/minute'"),
+        (["--rate-limit=lots/minute"], "argument --rate-limit: not a rate: 'lots/minute'"),
+        (["--rate-limit", ""], "argument --rate-limit: '' holds no rate"),
+    ],
+)
+def test_the_demo_names_its_option_for_a_bad_rate(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    line = fails("demo", *args, "--store", f"sqlite:///{tmp_path}/k.db", status=2)
+    assert line.startswith("keysentry demo: error: ")
+    assert message in line
+    assert not list(tmp_path.iterdir())  # refused before any store was opened

@@ -25,6 +25,7 @@ from ._urls import safe_url, scrub
 from .cli_env import DEFAULT_STORE, INVALIDATOR_ENV, STORE_ENV, default_store, guard_from_env
 from .core import Keysentry
 from .errors import KeyNotFound, KeysentryError, StoreUnavailable
+from .records import Rate
 from .stores.base import KeyStore
 
 __all__ = ["DEFAULT_STORE", "guard_from_env", "main"]
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--rate-limit",
         metavar="RATE",
+        type=_demo_rate,
         help="rate limit of the printed key, e.g. 5/minute or '10/second, 1000/day'",
     )
     demo.add_argument(
@@ -114,6 +116,17 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _demo_rate(text: str) -> str:
+    """The demo key's rate limit, checked while parsing so that the message names the option."""
+    try:
+        parsed = Rate.parse_many(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not parsed:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no rate: e.g. 5/minute")
+    return text
 
 
 def _keys(args: argparse.Namespace) -> int:
