@@ -129,14 +129,6 @@ class Admitted(tuple[Verdict, RateDecision]):
 
     __slots__ = ()
 
-    @property
-    def verdict(self) -> Verdict:
-        return self[0]
-
-    @property
-    def decision(self) -> RateDecision:
-        return self[1]
-
 
 _tuple_new = tuple.__new__
 
