@@ -25,7 +25,6 @@ from ._urls import safe_url, scrub
 from .cli_env import DEFAULT_STORE, INVALIDATOR_ENV, STORE_ENV, default_store, guard_from_env
 from .core import Keysentry
 from .errors import KeyNotFound, KeysentryError, StoreUnavailable
-from .records import Rate
 from .stores.base import KeyStore
 
 __all__ = ["DEFAULT_STORE", "guard_from_env", "main"]
@@ -120,12 +119,9 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def _demo_rate(text: str) -> str:
     """The demo key's rate limit, checked while parsing so that the message names the option."""
-    try:
-        parsed = Rate.parse_many(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not parsed:
-        raise argparse.ArgumentTypeError(f"{text!r} holds no rate: e.g. 5/minute")
+    from .cli_keys import rate_list
+
+    rate_list(text)
     return text
 
 

@@ -175,6 +175,12 @@ def _rates(text: str) -> tuple[Rate, ...] | str:
         raise argparse.ArgumentTypeError(
             f"{text!r}: a rate cannot be negative: e.g. 60/minute, 'none' or 'default'"
         )
+    return rate_list(text)
+
+
+def rate_list(text: str) -> tuple[Rate, ...]:
+    """One rate or more, for an option of the CLI: a bad one is argparse's error, which
+    names the option."""
     try:
         parsed = Rate.parse_many(text)
     except ValueError as exc:
