@@ -43,8 +43,8 @@ class SyncOnlyStore:
     def create(self, record: Any) -> None:
         self._inner.create(record)
 
-    def update(self, key_id: str, changes: Any) -> Any:
-        return self._inner.update(key_id, changes)
+    def update(self, key_id: str, changes: Any, expect: Any = None) -> Any:
+        return self._inner.update(key_id, changes, expect)
 
     def list_keys(self, *, owner: Any = None, after: Any = None, limit: int = 100) -> Any:
         return self._inner.list_keys(owner=owner, after=after, limit=limit)
