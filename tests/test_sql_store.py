@@ -251,6 +251,8 @@ def test_a_version_1_table_is_migrated_in_place_and_keeps_its_keys(backend: Back
     # version 1. Its records read back with an unknown digest mode.
     record = dataclasses.replace(record, digest_mode=None)
     with backend.outside_transaction() as execute:
+        for column in ("refill_amount", "refill_interval", "refill_add", "refilled_at"):
+            execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN {column}", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN digest_mode", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN line", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN request_count", ())
@@ -299,6 +301,8 @@ def test_a_version_2_table_is_migrated_in_place_and_its_lines_still_share(
         dataclasses.replace(r, digest_mode=None) for r in (first, second, plain)
     )
     with backend.outside_transaction() as execute:
+        for column in ("refill_amount", "refill_interval", "refill_add", "refilled_at"):
+            execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN {column}", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN digest_mode", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN line", ())
         execute(f"UPDATE {backend.table('schema')} SET version = %s", (2,))  # noqa: S608
@@ -322,8 +326,8 @@ def test_a_version_2_table_is_migrated_in_place_and_its_lines_still_share(
     else:
         with _pg_connect() as conn:
             rows = conn.execute(f"SELECT component, version FROM {version_table}").fetchall()  # noqa: S608
-    assert rows == [("keys", SCHEMA_VERSION)] == [("keys", 4)]
-    again = backend.store()  # a second start finds version 4 and changes nothing
+    assert rows == [("keys", SCHEMA_VERSION)] == [("keys", 5)]
+    again = backend.store()  # a second start finds version 5 and changes nothing
     try:
         assert again.get(third.record.id) == third.record
         assert again.get(plain.id) == plain
@@ -344,6 +348,8 @@ def test_a_version_3_table_gains_the_digest_mode_and_its_keys_still_verify(
     finally:
         store.close()
     with backend.outside_transaction() as execute:
+        for column in ("refill_amount", "refill_interval", "refill_add", "refilled_at"):
+            execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN {column}", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN digest_mode", ())
         execute(f"UPDATE {backend.table('schema')} SET version = %s", (3,))  # noqa: S608
     migrated = backend.store()

@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from .core import CHARGED, Keysentry
+from .core import CHARGED, Charge, Keysentry
 from .responses import Rendered
 from .stores.base import KeyStore
 
@@ -45,7 +45,7 @@ def identity_of(conn: HTTPConnection) -> object:
     return state.get("api_key") if state else None
 
 
-def _charged(conn: HTTPConnection) -> str | None:
+def _charged(conn: HTTPConnection) -> Charge | None:
     """The credit account the middleware charged for this request (taken: refunded once)."""
     state = conn.scope.get("state")
     return state.pop(CHARGED, None) if state else None

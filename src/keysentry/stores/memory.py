@@ -6,9 +6,11 @@ import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
 
+from ..accounts import AccountChanges, AccountRecord, changed_account
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound
 from ..keys import shown_id
-from ..records import KeyRecord
+from ..records import KeyRecord, utcnow
+from ..refills import apply_refill
 from .base import KeyChanges, Usage, apply_changes, check_expected
 
 __all__ = ["MemoryStore"]
@@ -21,6 +23,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._by_id: dict[str, KeyRecord] = {}
         self._by_digest: dict[bytes, str] = {}
+        self._accounts: dict[str, AccountRecord] = {}
         for record in records:
             self.create(record)
 
@@ -73,12 +76,46 @@ class MemoryStore:
             raise ValueError("an amount of credits cannot be zero")
         with self._lock:
             current = self._current(key_id)
+            refilled = apply_refill(current.credits, current.refill, current.refilled_at, utcnow())
+            if refilled is not None:
+                credits, when = refilled
+                current = dataclasses.replace(current, credits=credits, refilled_at=when)
+                self._by_id[key_id] = current
             if current.credits is None:
                 return None
             if amount > 0 and current.credits < amount:
                 raise InsufficientCredits(current.credits)
             left = current.credits - amount
             self._by_id[key_id] = dataclasses.replace(current, credits=left)
+            return left
+
+    def get_account(self, owner: str) -> AccountRecord | None:
+        return self._accounts.get(owner)
+
+    def update_account(self, owner: str, changes: AccountChanges) -> AccountRecord:
+        with self._lock:
+            account = changed_account(owner, self._accounts.get(owner), changes)
+            self._accounts[owner] = account
+            return account
+
+    def spend_account_credits(self, owner: str, amount: int = 1) -> int | None:
+        if amount == 0:
+            raise ValueError("an amount of credits cannot be zero")
+        with self._lock:
+            current = self._accounts.get(owner)
+            if current is None:
+                return None
+            refilled = apply_refill(current.credits, current.refill, current.refilled_at, utcnow())
+            if refilled is not None:
+                credits, when = refilled
+                current = dataclasses.replace(current, credits=credits, refilled_at=when)
+                self._accounts[owner] = current
+            if current.credits is None:
+                return None
+            if amount > 0 and current.credits < amount:
+                raise InsufficientCredits(current.credits)
+            left = current.credits - amount
+            self._accounts[owner] = dataclasses.replace(current, credits=left)
             return left
 
     def record_usage(self, usage: Mapping[str, Usage]) -> None:
@@ -134,6 +171,15 @@ class MemoryStore:
 
     async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
         self.record_usage(usage)
+
+    async def aget_account(self, owner: str) -> AccountRecord | None:
+        return self.get_account(owner)
+
+    async def aupdate_account(self, owner: str, changes: AccountChanges) -> AccountRecord:
+        return self.update_account(owner, changes)
+
+    async def aspend_account_credits(self, owner: str, amount: int = 1) -> int | None:
+        return self.spend_account_credits(owner, amount)
 
     async def aclose(self) -> None:
         pass
