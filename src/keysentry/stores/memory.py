@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 from ..accounts import AccountChanges, AccountRecord, changed_account
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound
@@ -14,6 +15,22 @@ from ..refills import apply_refill
 from .base import KeyChanges, Usage, apply_changes, check_expected
 
 __all__ = ["MemoryStore"]
+
+Balance = TypeVar("Balance", KeyRecord, AccountRecord)
+
+
+def _charged(current: Balance, amount: int) -> Balance | None:
+    """``current`` after spending ``amount`` (a due refill first); None when it has no
+    balance; :class:`InsufficientCredits`, changing nothing, when too little is left."""
+    credits, refilled_at = current.credits, current.refilled_at
+    refilled = apply_refill(credits, current.refill, refilled_at, utcnow())
+    if refilled is not None:
+        credits, refilled_at = refilled
+    if credits is None:
+        return None
+    if amount > 0 and credits < amount:
+        raise InsufficientCredits(credits)
+    return dataclasses.replace(current, credits=credits - amount, refilled_at=refilled_at)
 
 
 class MemoryStore:
@@ -76,18 +93,10 @@ class MemoryStore:
             raise ValueError("an amount of credits cannot be zero")
         with self._lock:
             current = self._current(key_id)
-            refilled = apply_refill(current.credits, current.refill, current.refilled_at, utcnow())
-            if refilled is not None:
-                credits, when = refilled
-                current = dataclasses.replace(current, credits=credits, refilled_at=when)
-                self._by_id[key_id] = current
-            if current.credits is None:
-                return None
-            if amount > 0 and current.credits < amount:
-                raise InsufficientCredits(current.credits)
-            left = current.credits - amount
-            self._by_id[key_id] = dataclasses.replace(current, credits=left)
-            return left
+            charged = _charged(current, amount)
+            if charged is not None:
+                self._by_id[key_id] = charged
+            return None if charged is None else charged.credits
 
     def get_account(self, owner: str) -> AccountRecord | None:
         return self._accounts.get(owner)
@@ -105,18 +114,10 @@ class MemoryStore:
             current = self._accounts.get(owner)
             if current is None:
                 return None
-            refilled = apply_refill(current.credits, current.refill, current.refilled_at, utcnow())
-            if refilled is not None:
-                credits, when = refilled
-                current = dataclasses.replace(current, credits=credits, refilled_at=when)
-                self._accounts[owner] = current
-            if current.credits is None:
-                return None
-            if amount > 0 and current.credits < amount:
-                raise InsufficientCredits(current.credits)
-            left = current.credits - amount
-            self._accounts[owner] = dataclasses.replace(current, credits=left)
-            return left
+            charged = _charged(current, amount)
+            if charged is not None:
+                self._accounts[owner] = charged
+            return None if charged is None else charged.credits
 
     def record_usage(self, usage: Mapping[str, Usage]) -> None:
         with self._lock:
