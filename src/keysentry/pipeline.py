@@ -288,8 +288,8 @@ class Pipeline:
         self._remote_limiter = None if self._local_limiter is not None else limiter
         #: ``hit_in_memory(key, policies)`` of a remote limiter that can answer some hits
         #: without I/O (``LeasedLimiter``): the decision, or None to wait on the limiter.
-        self._in_memory: Callable[[str, tuple[Policy, ...]], RateDecision | None] | None = getattr(
-            self._remote_limiter, "hit_in_memory", None
+        self._in_memory: Callable[[str, tuple[Policy, ...], int], RateDecision | None] | None = (
+            getattr(self._remote_limiter, "hit_in_memory", None)
         )
         # Keys a process has verified once are recognised on cache hits by a process-local
         # MAC (never stored, never shared) instead of a second HMAC; see tag().
@@ -447,26 +447,37 @@ class Pipeline:
         cost = 1
         if self._cost_paths is not None or self.route_costs:
             cost = self._cost(driver, raw)
-        limited: RateDecision | Denial | None = None
-        if verdict.policies or verdict.account_policies:
+        limited: RateDecision | None = None
+        policies = verdict.policies
+        if policies or verdict.account_policies:
             local = self._local_limiter
             if local is not None:
-                limited = self._local_hit(local, verdict, cost)
+                if verdict.account_policies:
+                    shared = self._local_hit(local, verdict, cost)
+                    if type(shared) is Denial:
+                        return self._refused(shared, verdict, driver, raw, started)
+                    limited = shared  # type: ignore[assignment]
+                else:  # the common case, in line
+                    limited = local.hit(verdict.rate_key, policies, cost)
+                    if not limited.allowed:
+                        denial = self._rate_limited(verdict, limited)
+                        return self._refused(denial, verdict, driver, raw, started)
             elif self._remote_limiter is not None:
                 # A remote limiter may answer from memory (a leased slice, a cached refusal).
                 in_memory = self._in_memory
                 if in_memory is not None and not verdict.account_policies:
-                    limited = in_memory(verdict.rate_key, verdict.policies)
+                    limited = in_memory(verdict.rate_key, policies, cost)
                 if limited is None:
                     pending = Pending(self, _LIMIT, driver, raw, started)
                     pending.verdict = verdict
                     pending.cost = cost
                     return pending
-            if type(limited) is Denial:
-                return self._refused(limited, verdict, driver, raw, started)
+                if not limited.allowed:
+                    denial = self._rate_limited(verdict, limited)
+                    return self._refused(denial, verdict, driver, raw, started)
         if verdict.charged:
-            return self._spend_credit(verdict, limited, driver, raw, started, cost)  # type: ignore[arg-type]
-        return self._admitted(verdict, limited, driver, raw, started)  # type: ignore[arg-type]
+            return self._spend_credit(verdict, limited, driver, raw, started, cost)
+        return self._admitted(verdict, limited, driver, raw, started)
 
     def _local_hit(self, local: Limiter, verdict: Verdict, cost: int) -> RateDecision | Denial:
         """The key's limits, then its account's (when it has any), in this process."""
