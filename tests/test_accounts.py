@@ -158,6 +158,8 @@ def test_costs_are_charged_to_credits_and_a_refusal_is_charged_nothing(store: An
     assert ks.get(issued.record.id).credits == 4
     r = client.get("/v1/generate", {"X-API-Key": key})
     assert (r.status, r.code) == (402, "INSUFFICIENT_CREDITS")
+    assert r.message == ("The API key has too few credits: this request costs 5, and 4 are left.")
+    assert r.body["error"]["details"] == {"cost": 5, "balance": 4}
     assert ks.get(issued.record.id).credits == 4
     for _ in range(4):
         assert client.get("/v1/cheap", {"X-API-Key": key}).status == 200
@@ -326,3 +328,30 @@ def test_refunds_of_an_account_balance_are_exact_under_concurrency() -> None:
     with pytest.raises(InsufficientCredits):
         store.spend_account_credits("acme", 2)
     assert store.spend_account_credits("acme", -3) == 4
+
+
+@pytest.mark.parametrize("limiter_kind", ["redis", "leased"])
+def test_costs_and_account_limits_on_a_shared_limiter(limiter_kind: str, ns: str) -> None:
+    """On Redis, and on the leased limiter whose slices answer in memory, a path's cost is
+    charged whole and an account's limit is shared by its keys."""
+    from keysentry.ratelimit.leased import LeasedLimiter
+    from keysentry.ratelimit.redis import RedisLimiter
+
+    limiter: Any = (
+        RedisLimiter(REDIS_URL, namespace=ns)
+        if limiter_kind == "redis"
+        else LeasedLimiter(REDIS_URL, namespace=ns, lease=16)
+    )
+    try:
+        ks = _guard(MemoryStore(), limiter=limiter, costs={"/v1/generate": 5})
+        gen = ks.issue(name="gen", rate_limit="10/minute").key.reveal()
+        client = Client("starlette", ks)
+        statuses = [client.get("/v1/generate", {"X-API-Key": gen}).status for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        ks.update_account("acme", rate_limit="2/minute")
+        one = ks.issue(name="one", owner="acme").key.reveal()
+        two = ks.issue(name="two", owner="acme").key.reveal()
+        shared = [client.get("/", {"X-API-Key": k}).status for k in (one, two, one, two)]
+        assert shared == [200, 200, 429, 429]
+    finally:
+        limiter.close()

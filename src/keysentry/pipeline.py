@@ -803,7 +803,7 @@ class Pipeline:
             else:
                 store.spend_credits(charge.account, cost)
         except (InsufficientCredits, KeyNotFound, StoreUnavailable) as refused:
-            return self._unpaid(refused, verdict)
+            return self._unpaid(refused, verdict, cost)
         return None
 
     async def _aspend(self, verdict: Verdict, cost: int = 1) -> Denial | None:
@@ -818,7 +818,7 @@ class Pipeline:
             else:
                 await store.aspend_credits(charge.account, cost)
         except (InsufficientCredits, KeyNotFound, StoreUnavailable) as refused:
-            return self._unpaid(refused, verdict)
+            return self._unpaid(refused, verdict, cost)
         return None
 
     # -- what the waits answer ----------------------------------------------------------------
@@ -854,9 +854,20 @@ class Pipeline:
         )
         return None if fail_open else self.settings.unavailable
 
-    def _unpaid(self, refused: Exception, verdict: Verdict) -> Denial:
+    def _unpaid(self, refused: Exception, verdict: Verdict, cost: int = 1) -> Denial:
         if isinstance(refused, InsufficientCredits):
-            return verdict.unpaid
+            if cost == 1:
+                return verdict.unpaid
+            # A dearer request than the balance covers: say what it costs and what is left.
+            details = verdict.unpaid.details
+            account = details.get("account")
+            whose = "The API key has" if account is None else f"The account {account!r} has"
+            return Denial.of(
+                "INSUFFICIENT_CREDITS",
+                f"{whose} too few credits: this request costs {cost}, and {refused.balance} "
+                "are left.",
+                {**details, "cost": cost, "balance": refused.balance},
+            )
         if isinstance(refused, KeyNotFound):
             return UNKNOWN_KEY
         self.outages.warn("credits", "key store unavailable; keys with credits get 503")
