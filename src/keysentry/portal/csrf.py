@@ -7,8 +7,8 @@ scripts, which send it as ``X-CSRF-Token``). A forged request from another site 
 browser send the cookies but cannot read the page, so it cannot know the token; a cookie a
 sibling domain plants does not help either, as the token needs the server's secret. Requests
 authenticated by an API key carry no ambient credential and need no token. As a second line,
-a state-changing request whose ``Origin`` is another origin, or whose ``Sec-Fetch-Site`` says
-``cross-site``, is refused whatever its token.
+a state-changing request that the browser says comes from elsewhere (``Sec-Fetch-Site`` other
+than ``same-origin``, or an ``Origin`` of another host) is refused whatever its token.
 """
 
 from __future__ import annotations
@@ -76,13 +76,15 @@ class Csrf:
 
 
 def _cross_origin(request: Request) -> bool:
-    if request.header(b"sec-fetch-site") == "cross-site":
-        return True
+    """Whether the browser says the request comes from another origin: by ``Sec-Fetch-Site``
+    where it sends one, else by ``Origin`` (``null``, sent under a no-referrer policy, says
+    nothing either way)."""
+    site = request.header(b"sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
     origin = request.header(b"origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return False
-    if origin == "null":
-        return True
     # The host only: behind a proxy that ends TLS the app may see http for an https origin.
     host = request.header(b"host")
     return host is None or urlsplit(origin).netloc.lower() != host.lower()

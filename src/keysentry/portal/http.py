@@ -33,7 +33,7 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
+    ("referrer-policy", "same-origin"),
     ("cross-origin-opener-policy", "same-origin"),
 )
 
