@@ -125,8 +125,7 @@ class Portal:
         """The answer to ``request``, with the security headers, its event emitted."""
         if request.method == "GET" and request.path in self._static:
             kind, body = self._static[request.path]
-            headers = [("content-type", kind), ("cache-control", "public, max-age=3600")]
-            return Response(200, headers, body)
+            return Response(200, [("content-type", kind)], body).secured()
         if request.method == "GET" and request.path == OPENAPI:
             return Response(200, [("content-type", "application/json")], self._openapi).secured()
         routes, key_id = match(request.path)
