@@ -459,3 +459,33 @@ class TestDemoOnRedisWithAnInvalidator:
             status, _, body = _get(port, "/v1/me", headers)
             assert (status, body.get("name")) == (200, "demo")
             time.sleep(0.05)
+
+
+def test_the_demo_dashboard_link_signs_in_once(demo_banner: tuple[str, int, str]) -> None:
+    key, port, text = demo_banner
+    link = re.search(r"http://127\.0\.0\.1:\d+(/sign-in\?token=[A-Za-z0-9_-]{43})\n", text)
+    assert link, text
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", link.group(1))
+        signed = conn.getresponse()
+        signed.read()
+        conn.request("GET", link.group(1))
+        again = conn.getresponse()
+        again.read()
+        session = (signed.getheader("set-cookie") or "").split(";")[0]
+        conn.request("GET", "/dashboard/", headers={"Cookie": session})
+        page = conn.getresponse()
+        html = page.read().decode()
+        conn.request("GET", "/dashboard/")
+        stranger = conn.getresponse()
+        stranger.read()
+    finally:
+        conn.close()
+    assert (signed.status, signed.getheader("location")) == (303, "/dashboard/")
+    assert "HttpOnly" in (signed.getheader("set-cookie") or "")
+    assert again.status == 403  # good once
+    assert page.status == 200
+    assert key[: len("sk_live_") + 12] in html  # the demo key, by its prefix
+    assert key not in html
+    assert stranger.status == 401

@@ -26,7 +26,7 @@ from .errors import (
     KeysentryError,
     StoreUnavailable,
 )
-from .events import DecisionEvent, LogDecisions
+from .events import DecisionEvent, LogActions, LogDecisions, PortalEvent
 from .keys import ImportedFormat, SecretKey
 from .lifecycle import IssuedKey
 from .ratelimit import Limiter, MemoryLimiter
@@ -65,9 +65,11 @@ __all__ = [
     "KeysentryError",
     "LeasedLimiter",
     "Limiter",
+    "LogActions",
     "LogDecisions",
     "MemoryLimiter",
     "MemoryStore",
+    "PortalEvent",
     "Rate",
     "RedisInvalidator",
     "RedisLimiter",

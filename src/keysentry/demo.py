@@ -5,11 +5,16 @@ the README's quickstart shows, so what the demo does is what a user's app does. 
 ``prometheus_client`` installed (extra ``prometheus``) it also serves the guard's metrics on
 ``/metrics``, without a key: the demo listens on 127.0.0.1, and a scraper has no API key
 (in production, serve them on another port, or behind your network's own access control).
+
+The demo also mounts the self-service portal (``keysentry.portal``) at ``/dashboard`` for the
+demo account, and prints a sign-in link for it: a random token, good once, in this process
+only, that sets a session cookie (the demo's stand-in for a host's own sign-in).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import secrets
 import socket
 import sys
 from typing import TYPE_CHECKING, TextIO
@@ -23,15 +28,65 @@ from .records import Rate
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
-    from starlette.routing import Route
+    from starlette.requests import Request
+    from starlette.routing import BaseRoute, Route
 
-__all__ = ["COSTS", "DEFAULT_STORE", "METRICS_PATH", "build_app", "run", "serves_metrics"]
+__all__ = [
+    "COSTS",
+    "DASHBOARD_PATH",
+    "DEFAULT_STORE",
+    "METRICS_PATH",
+    "SIGN_IN_PATH",
+    "DemoSignIn",
+    "build_app",
+    "run",
+    "serves_metrics",
+]
 
 #: Where the demo serves Prometheus metrics, when it can.
 METRICS_PATH = "/metrics"
 #: What a request costs on the demo's paths (others cost 1): an image generation is dearer
 #: than a lookup, in rate limit and in credits.
 COSTS = {"/v1/generate": 5}
+#: Where the demo mounts the key portal, and where its one-time link signs a browser in.
+DASHBOARD_PATH = "/dashboard"
+SIGN_IN_PATH = "/sign-in"
+#: The demo's account: the owner of the printed key, and the one the dashboard manages.
+DEMO_ACCOUNT = "demo"
+_SESSION_COOKIE = "keysentry_demo_session"
+
+
+class DemoSignIn:
+    """The demo's sign-in: one random token, good once, that opens a session (a random
+    cookie value this process remembers) for the demo account."""
+
+    def __init__(self) -> None:
+        self._token: str | None = secrets.token_urlsafe(32)
+        self._sessions: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"DemoSignIn(sessions={len(self._sessions)})"
+
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            raise RuntimeError("the sign-in token was used already")
+        return self._token
+
+    def sign_in(self, presented: str) -> str | None:
+        """A new session's cookie value, if ``presented`` is the unused token; else None."""
+        token = self._token
+        if token is None or not secrets.compare_digest(presented.encode(), token.encode()):
+            return None
+        self._token = None
+        session = secrets.token_urlsafe(32)
+        self._sessions.add(session)
+        return session
+
+    def owner_of(self, request: Request) -> str | None:
+        """The portal's ``owner_of``: the demo account for a browser signed in here."""
+        session = request.cookies.get(_SESSION_COOKIE)
+        return DEMO_ACCOUNT if session in self._sessions else None
 
 
 def serves_metrics() -> bool:
@@ -43,7 +98,6 @@ def _metrics_route(ks: Keysentry) -> Route:
     """``/metrics``: the guard's metrics in the Prometheus text format, from a registry of
     this app's own (so that building the app twice does not register them twice)."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-    from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
 
@@ -58,11 +112,43 @@ def _metrics_route(ks: Keysentry) -> Route:
     return Route(METRICS_PATH, metrics)
 
 
-def build_app(ks: Keysentry) -> Starlette:
+def _dashboard_routes(ks: Keysentry, sign_in: DemoSignIn) -> list[BaseRoute]:
+    """The key portal at ``/dashboard``, and the one-time sign-in link that leads to it."""
+    from starlette.responses import HTMLResponse, RedirectResponse, Response
+    from starlette.routing import Mount, Route
+
+    from .portal import portal
+
+    async def enter(request: Request) -> Response:
+        session = sign_in.sign_in(request.query_params.get("token", ""))
+        if session is None:
+            response: Response = HTMLResponse(
+                "<!doctype html><title>Sign-in link used</title><p>This sign-in link was used "
+                "already, or is wrong. Restart <code>keysentry demo</code> for a new one.</p>",
+                status_code=403,
+            )
+        else:
+            response = RedirectResponse(f"{DASHBOARD_PATH}/", status_code=303)
+            response.set_cookie(_SESSION_COOKIE, session, httponly=True, samesite="lax")
+        response.headers["cache-control"] = "no-store"
+        response.headers["referrer-policy"] = "no-referrer"  # the token is in the address
+        return response
+
+    dashboard = portal(
+        ks,
+        owner_of=sign_in.owner_of,
+        grantable=["read", "generate"],
+        rate_limits=["5/minute", "60/minute", "10/second, 10000/day"],
+        title="keysentry demo: API keys",
+    )
+    return [Route(SIGN_IN_PATH, enter), Mount(DASHBOARD_PATH, dashboard)]
+
+
+def build_app(ks: Keysentry, sign_in: DemoSignIn | None = None) -> Starlette:
     """The demo API on ``ks``; with ``/metrics`` when :func:`serves_metrics` (exempt it from
-    ``ks`` to scrape without a key, as :func:`run` does)."""
+    ``ks`` to scrape without a key, as :func:`run` does), and with ``sign_in``, the key
+    portal at ``/dashboard`` and its sign-in link (exempt both: they sign browsers in)."""
     from starlette.applications import Starlette
-    from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
@@ -87,13 +173,15 @@ def build_app(ks: Keysentry) -> Starlette:
             {"object": "generation", "prompt": prompt, "key": request.state.api_key.prefix}
         )
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/health", health),
         Route("/v1/me", me),
         Route("/v1/generate", generate, methods=["GET", "POST"]),
     ]
     if serves_metrics():
         routes.append(_metrics_route(ks))
+    if sign_in is not None:
+        routes.extend(_dashboard_routes(ks, sign_in))
     app = Starlette(routes=routes)
     app.add_middleware(ASGIMiddleware, keysentry=ks)
     return app
@@ -172,14 +260,18 @@ def run(
     rates = Rate.parse_many(rate_limit) if rate_limit else None
     # Built as `keysentry keys` builds it, so keys the CLI creates on this store work here.
     metrics = serves_metrics()
+    exempt = ["/health", SIGN_IN_PATH, f"{DASHBOARD_PATH}/*"]
     ks = guard_from_env(
         store_url,
-        exempt=["/health", METRICS_PATH] if metrics else ["/health"],
+        exempt=[*exempt, METRICS_PATH] if metrics else exempt,
         costs=COSTS,
         limiter=limiter_from_url(limiter_url),
         invalidator_url=invalidator_url,
     )
-    issued = ks.issue(name="demo", owner="demo", scopes=["read", "generate"], rate_limit=rates)
+    issued = ks.issue(
+        name="demo", owner=DEMO_ACCOUNT, scopes=["read", "generate"], rate_limit=rates
+    )
+    sign_in = DemoSignIn()
     key = issued.key.reveal()
     sock = _bind(host, port)
     port = sock.getsockname()[1]
@@ -216,13 +308,18 @@ Try it:
 
     # exempt path: no key needed
     curl {base}/health
-{scrape}{_rate_limited(rates, key, base)}
+{scrape}
+Your dashboard: the demo account's keys (create, copy, rotate, revoke). This link signs
+one browser in, once (a new demo run prints a new one):
+
+    {base}{SIGN_IN_PATH}?token={sign_in.token}
+{_rate_limited(rates, key, base)}
 Ctrl-C stops the server.
 """,
         file=out,
         flush=True,
     )
-    config = uvicorn.Config(build_app(ks), log_level="warning", lifespan="on")
+    config = uvicorn.Config(build_app(ks, sign_in), log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])

@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "ERRORS",
+    "PORTAL_ERRORS",
     "Denial",
     "Conflict",
     "DuplicateKey",
@@ -71,6 +72,29 @@ ERRORS: Mapping[str, ErrorKind] = MappingProxyType(
 )
 
 
+#: The key-management portal's refusals (``keysentry.portal``), beside the guard's: the same
+#: body, the same renderer. Kept apart from :data:`ERRORS`, which lists what a request to a
+#: protected route can be answered (and what the OpenAPI documents of those routes declare).
+PORTAL_ERRORS: Mapping[str, ErrorKind] = MappingProxyType(
+    {
+        kind.code: kind
+        for kind in (
+            ErrorKind(404, "NOT_FOUND", "There is nothing here."),
+            ErrorKind(404, "KEY_NOT_FOUND", "This account has no key with that id."),
+            ErrorKind(405, "METHOD_NOT_ALLOWED", "This method is not allowed here."),
+            ErrorKind(403, "CSRF_FAILED", "The request's CSRF token is missing or wrong."),
+            ErrorKind(403, "NO_ACCOUNT", "The API key belongs to no account."),
+            ErrorKind(403, "NOT_GRANTABLE", "A scope or setting asked for cannot be granted."),
+            ErrorKind(409, "KEY_STATE_CONFLICT", "The key's state does not allow this change."),
+            ErrorKind(413, "REQUEST_TOO_LARGE", "The request body is too large."),
+            ErrorKind(415, "UNSUPPORTED_MEDIA_TYPE", "The request body has the wrong type."),
+        )
+    }
+)
+
+_KINDS: Mapping[str, ErrorKind] = MappingProxyType({**ERRORS, **PORTAL_ERRORS})
+
+
 @dataclass(frozen=True, slots=True)
 class Denial:
     """A refusal: its kind, a message naming the cause, and optional details and headers.
@@ -92,7 +116,7 @@ class Denial:
         details: Mapping[str, Any] | None = None,
         headers: tuple[tuple[str, str], ...] = (),
     ) -> Denial:
-        kind = ERRORS[code]
+        kind = _KINDS[code]
         return cls(
             kind,
             message or kind.message,

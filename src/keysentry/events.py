@@ -24,7 +24,15 @@ import logging
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["DecisionEvent", "DecisionHook", "LogDecisions", "fan_out"]
+__all__ = [
+    "DecisionEvent",
+    "DecisionHook",
+    "LogActions",
+    "LogDecisions",
+    "PortalEvent",
+    "PortalHook",
+    "fan_out",
+]
 
 
 class DecisionEvent(NamedTuple):
@@ -89,6 +97,84 @@ class LogDecisions:
             event.latency * 1e6,
             extra={"keysentry": event._asdict()},
         )
+
+
+class PortalEvent(NamedTuple):
+    """What the key-management portal (``keysentry.portal``) did, or refused to do, for one
+    request: the audit line of an admin surface. Never a key or a digest: a created or rotated
+    key is named by its public id."""
+
+    #: ``list``, ``show``, ``create``, ``update``, ``disable``, ``enable``, ``rotate``,
+    #: ``revoke``, ``delete``; ``dashboard`` for the page; ``refused`` when the request was
+    #: refused before an action was known (no sign-in, a bad CSRF token, an unknown route).
+    action: str
+    allowed: bool
+    #: The refusal's code (``KEY_NOT_FOUND``, ``CSRF_FAILED``, ...); None when allowed.
+    code: str | None
+    status: int
+    #: The account acted for; None when nobody was signed in.
+    account: str | None
+    #: Who acted: ``"session"`` (the host's sign-in) or ``"key:<id>"`` (an admin key).
+    actor: str | None
+    #: The key acted on, if any; for a creation or rotation, the new key's id is ``new_key_id``.
+    key_id: str | None
+    new_key_id: str | None
+    #: The names of the fields an update or a creation set (not their values).
+    fields: tuple[str, ...]
+    method: str
+    path: str
+    client: str | None
+
+
+#: What ``portal(..., on_action=...)`` takes.
+PortalHook = Callable[[PortalEvent], None]
+
+
+class LogActions:
+    """Log each portal action: done ones at ``level``, refused ones at ``refused_level``.
+
+    :param logger: where to write; ``logging.getLogger("keysentry.portal")`` by default.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | None = None,
+        *,
+        level: int = logging.INFO,
+        refused_level: int = logging.WARNING,
+    ) -> None:
+        self.logger = logger or logging.getLogger("keysentry.portal")
+        self.level = level
+        self.refused_level = refused_level
+
+    def __repr__(self) -> str:
+        return f"LogActions(logger={self.logger.name!r})"
+
+    def __call__(self, event: PortalEvent) -> None:
+        level = self.level if event.allowed else self.refused_level
+        if not self.logger.isEnabledFor(level):
+            return
+        path = event.path
+        if not path.isprintable():  # a decoded %0A must not start a forged log line
+            path = path.encode("unicode_escape").decode("ascii")
+        self.logger.log(
+            level,
+            "%s %s account=%s actor=%s key=%s%s %s",
+            event.action,
+            "done" if event.allowed else f"refused {event.status} {event.code}",
+            _printable(event.account),
+            _printable(event.actor),
+            event.key_id or "-",
+            f" new_key={event.new_key_id}" if event.new_key_id else "",
+            f"{event.method} {path}",
+            extra={"keysentry": event._asdict()},
+        )
+
+
+def _printable(text: str | None) -> str:
+    if text is None:
+        return "-"
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 #: What ``Keysentry(on_decision=...)`` takes.

@@ -27,6 +27,11 @@ _REASONS = {
     401: "Unauthorized",
     402: "Payment Required",
     403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
     429: "Too Many Requests",
     503: "Service Unavailable",
 }
