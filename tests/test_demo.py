@@ -292,7 +292,10 @@ class TestDemoLimitingOnACluster:
 
     @pytest.fixture
     def demo_args(self, redis_cluster: RedisCluster) -> list[str]:
-        return ["--rate-limit", "5/minute", "--limiter", f"{redis_cluster.url}?namespace=demo"]
+        # A generous timeout: the limiter fails open, and a busy test machine is slow to
+        # answer the cluster client's first calls.
+        url = f"{redis_cluster.url}?namespace=demo&socket_timeout=2&socket_connect_timeout=2"
+        return ["--rate-limit", "5/minute", "--limiter", url]
 
     def test_the_sixth_request_gets_429(
         self, demo: tuple[str, int], redis_cluster: RedisCluster
@@ -314,7 +317,7 @@ class TestDemoLeasedLimitingOnACluster:
 
     @pytest.fixture
     def demo_args(self, redis_cluster: RedisCluster) -> list[str]:
-        url = f"{redis_cluster.url}?namespace=demo-leased&lease=16"
+        url = f"{redis_cluster.url}?namespace=demo-leased&lease=16&socket_timeout=2"
         return ["--rate-limit", "5/minute", "--limiter", url]
 
     def test_the_sixth_request_gets_429(
