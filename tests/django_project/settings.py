@@ -79,7 +79,7 @@ SETTINGS: dict[str, Any] = {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(DIRECTORY / "keys.sqlite3"),
             "TEST": {"NAME": str(DIRECTORY / "keys.sqlite3")},
-            "OPTIONS": {"timeout": 20},
+            "OPTIONS": {"timeout": 20, "init_command": "PRAGMA synchronous=OFF"},
         },
         "postgres": _postgres(),
     },
@@ -95,7 +95,8 @@ SETTINGS: dict[str, Any] = {
     },
     "KEYSENTRY": {
         "SECRET": SECRET,
-        "EXEMPT": ["/health", "/admin/*"],
+        "EXEMPT": ["/health", "/admin/*", "/public/*"],
+        "FAILURE_LIMIT": None,
         "USAGE_INTERVAL": None,
         "DRF_API_KEYS": True,
     },
