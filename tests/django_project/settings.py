@@ -41,6 +41,7 @@ SETTINGS: dict[str, Any] = {
     "SECRET_KEY": "django-tests-only-not-secret",
     "ALLOWED_HOSTS": ["testserver", "127.0.0.1", "localhost"],
     "USE_TZ": True,
+    "STATIC_URL": "/static/",
     "ROOT_URLCONF": "tests.django_project.urls",
     "INSTALLED_APPS": [
         "django.contrib.admin",

@@ -107,7 +107,7 @@ class Command(BaseCommand):
             return
         rows = [[r.id, r.prefix, r.name or "-"] for r in result.imported]
         if rows:
-            self.stdout.write(table(["ID", "PREFIX", "NAME"], rows))
+            self.stdout.write(table(["ID", "PREFIX", "NAME"], rows, right=set()))
         self.stdout.write(
             f"Imported {len(result.imported)} key(s) from {args.model}; "
             f"{len(result.skipped)} imported before, skipped. Each verifies against its "
