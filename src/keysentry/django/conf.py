@@ -32,8 +32,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from ..core import Keysentry
-from ..demo import limiter_from_url
 from ..ratelimit import Limiter
+from ..ratelimit.url import limiter_from_url
 from .drf_api_key import DRFKeyFormat
 from .store import DjangoStore
 
