@@ -34,6 +34,7 @@ from django.core.exceptions import ImproperlyConfigured
 from ..core import Keysentry
 from ..ratelimit import Limiter
 from ..ratelimit.url import limiter_from_url
+from .commits import AfterCommit
 from .drf_api_key import DRFKeyFormat
 from .store import DjangoStore
 
@@ -116,7 +117,7 @@ def _build() -> Integration:
     scheme = given.get("API_KEY_SCHEME", "Api-Key" if drf_keys is not None else None)
     try:
         options["limiter"] = _limiter(given.get("LIMITER", "memory://"))
-        options["invalidator"] = _invalidator(given.get("INVALIDATOR"))
+        options["invalidator"] = AfterCommit(_invalidator(given.get("INVALIDATOR")), store.using)
         ks = Keysentry(store, **options)
     except (TypeError, ValueError) as exc:
         raise ImproperlyConfigured(f"settings.{SETTING}: {exc}") from None

@@ -102,6 +102,11 @@ class DjangoStore:
         except IntegrityError:
             raise DuplicateKey("a key with that id or digest exists") from None
         except DatabaseError as exc:
+            # A connection the server dropped is not reused: the next call opens another
+            # (request threads get this from Django; the usage flusher's thread does not).
+            connection = connections[self.using]
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()
             raise StoreUnavailable(
                 f"the database {self.using!r} failed ({type(exc).__name__}): {_first_line(exc)}"
             ) from None
