@@ -154,3 +154,17 @@ def test_the_import_needs_the_setting() -> None:
     options = {k: v for k, v in test_settings.SETTINGS["KEYSENTRY"].items() if k != "DRF_API_KEYS"}
     with override_settings(KEYSENTRY=options), pytest.raises(CommandError, match="DRF_API_KEYS"):
         command("import-drf-api-keys")
+
+
+async def test_an_imported_key_is_upgraded_on_the_async_path_too() -> None:
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    _, key = await sync_to_async(mint)("legacy")
+    printed = await sync_to_async(command)("import-drf-api-keys")
+    assert "Imported 1 key(s) from rest_framework_api_key.APIKey" in printed
+    client = AsyncClient()
+    response = await client.get("/async-plain", headers={"Authorization": f"Api-Key {key}"})
+    assert response.status_code == 200
+    imported = await ImportedKey.objects.aget(lookup=key.partition(".")[0])
+    assert imported.hashed_key == ""
