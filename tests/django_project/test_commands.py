@@ -168,3 +168,19 @@ async def test_an_imported_key_is_upgraded_on_the_async_path_too() -> None:
     assert response.status_code == 200
     imported = await ImportedKey.objects.aget(lookup=key.partition(".")[0])
     assert imported.hashed_key == ""
+
+
+def test_keys_of_a_key_generator_with_other_lengths() -> None:
+    from rest_framework_api_key.crypto import KeyGenerator
+
+    key, prefix, hashed = KeyGenerator(prefix_length=8, secret_key_length=40).generate()
+    DRFAPIKey.objects.create(id=f"{prefix}.{hashed}", prefix=prefix, hashed_key=hashed, name="x")
+    options = {**test_settings.SETTINGS["KEYSENTRY"], "DRF_API_KEYS": {"secret_key_length": 40}}
+    with override_settings(KEYSENTRY=options):
+        as_json("import-drf-api-keys")
+        assert Client().get("/plain", headers={"X-API-Key": key}).status_code == 200
+    with override_settings(KEYSENTRY={**options, "DRF_API_KEYS": "yes"}):
+        from django.core.exceptions import ImproperlyConfigured
+
+        with pytest.raises(ImproperlyConfigured, match="DRF_API_KEYS"):
+            guard()

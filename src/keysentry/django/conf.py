@@ -14,7 +14,8 @@ Every key is a :class:`~keysentry.Keysentry` keyword in upper case (``HEADER``,
 ``API_KEY_HEADER``, ``PREFIX``, ``CACHE_TTL``, ``FAILURE_LIMIT``, ``TRUSTED_PROXIES``, ...),
 besides these of Django's own: ``DATABASE`` (the alias the keys live in, ``"default"``),
 ``LIMITER`` (a URL or a limiter; ``"memory://"`` unless None), ``INVALIDATOR`` (a Redis URL
-or an invalidator), ``DRF_API_KEYS`` (accept keys imported from djangorestframework-api-key)
+or an invalidator), ``DRF_API_KEYS`` (accept keys imported from djangorestframework-api-key:
+True, or the lengths of its ``KeyGenerator`` when they are not the default 8 and 32)
 and ``API_KEY_SCHEME`` (``Authorization: <scheme> <key>`` read as a bare key: ``"Api-Key"``,
 that library's, when ``DRF_API_KEYS`` is on). A key of another name is refused, named.
 
@@ -111,7 +112,7 @@ def _build() -> Integration:
         )
     options = {k: given[k.upper()] for k in _KEYWORDS if k.upper() in given}
     store = DjangoStore(given.get("DATABASE", "default"))
-    drf_keys = DRFKeyFormat() if given.get("DRF_API_KEYS", False) else None
+    drf_keys = _drf_keys(given.get("DRF_API_KEYS", False))
     if drf_keys is not None:
         options["imported"] = [drf_keys]
     scheme = given.get("API_KEY_SCHEME", "Api-Key" if drf_keys is not None else None)
@@ -122,6 +123,26 @@ def _build() -> Integration:
     except (TypeError, ValueError) as exc:
         raise ImproperlyConfigured(f"settings.{SETTING}: {exc}") from None
     return Integration(ks, store, drf_keys, _scheme(scheme))
+
+
+def _drf_keys(value: object) -> DRFKeyFormat | None:
+    """``DRF_API_KEYS``: False, True (djangorestframework-api-key's default lengths, 8 and
+    32) or the lengths of a ``KeyGenerator`` of your own: ``{"prefix_length": 8,
+    "secret_key_length": 40}``."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        return DRFKeyFormat()
+    if isinstance(value, dict) and set(value) <= {"prefix_length", "secret_key_length"}:
+        lengths = {"prefix_length": 8, "secret_key_length": 32, **value}
+        if all(isinstance(n, int) and 1 <= n <= 128 for n in lengths.values()):
+            return DRFKeyFormat(
+                prefix_length=lengths["prefix_length"], length=lengths["secret_key_length"]
+            )
+    raise ImproperlyConfigured(
+        f"settings.{SETTING}['DRF_API_KEYS'] is True, False, or the lengths of your "
+        "KeyGenerator: {'prefix_length': 8, 'secret_key_length': 32}; not " + repr(value)
+    )
 
 
 def _limiter(value: object) -> Limiter | None:

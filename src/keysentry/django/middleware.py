@@ -30,6 +30,7 @@ from ..decision import Verdict
 from ..errors import Denial, StoreUnavailable
 from ..pipeline import PASS, Admitted, Pending
 from ..ratelimit.headers import rate_headers
+from ..responses import Rendered
 from ..wsgi import folded_values
 from .conf import integration
 from .drf_api_key import upgrade
@@ -211,7 +212,7 @@ class KeysentryMiddleware:
         return [] if value is None else [value.encode("latin-1", "replace")]
 
 
-def rendered_response(rendered: Any) -> HttpResponse:
+def rendered_response(rendered: Rendered) -> HttpResponse:
     """keysentry's rendering of a refusal (``Keysentry.render``) as a Django response."""
     response = HttpResponse(rendered.body, status=rendered.status)
     for name, value in rendered.wsgi_headers:

@@ -16,6 +16,7 @@ Exit status: 0 done, 1 the store or the key said no, 2 the command line was wron
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from typing import Any
@@ -64,9 +65,9 @@ class Command(BaseCommand):
         if options["command"] == IMPORT:
             self._import(namespace)
             return
-        stdin = sys.stdin if sys.stdin is not None else None
+        stdin = sys.stdin if sys.stdin is not None else io.StringIO()
         try:
-            prepare(namespace, stdin)  # type: ignore[arg-type]
+            prepare(namespace, stdin)
         except UsageError as exc:
             raise CommandError(str(exc), returncode=2) from None
         ks = integration().keysentry
