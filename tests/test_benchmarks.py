@@ -260,3 +260,21 @@ def test_instructions_reads_callgrind_and_counts_only_the_measured_requests(
     assert instructions.per_request("starlette", 400) == 2000
     stderr = b"==1== Events    : Ir\n==1== Collected : 123456789\n"
     assert instructions.COLLECTED.search(stderr).group(1) == b"123456789"  # type: ignore[union-attr]
+
+
+def test_the_django_benchmark_runs_and_every_variant_answers_200() -> None:
+    """benchmarks/django_inprocess.py configures Django for its own process: run it as one,
+    with few iterations (its check refuses a variant that does not answer 200)."""
+    import subprocess
+
+    ran = subprocess.run(
+        [sys.executable, "django_inprocess.py", "--rounds", "2", "--batch", "5"],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr
+    for name in ("drf-apikey-throttle", "drf-keysentry-memory", "django-keysentry-memory"):
+        assert f"| {name} |" in ran.stdout
+    assert "| overhead drf-keysentry-memory / drf-apikey |" in ran.stdout

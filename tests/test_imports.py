@@ -125,7 +125,7 @@ def test_the_package_has_no_import_cycles() -> None:
 
 
 #: Web frameworks, by the top-level package they are imported as.
-FRAMEWORKS = frozenset({"starlette", "fastapi", "flask", "werkzeug"})
+FRAMEWORKS = frozenset({"starlette", "fastapi", "flask", "werkzeug", "django", "rest_framework"})
 
 
 @pytest.mark.parametrize(
@@ -135,6 +135,9 @@ FRAMEWORKS = frozenset({"starlette", "fastapi", "flask", "werkzeug"})
         ("keysentry.starlette", {"starlette"}),
         ("keysentry.fastapi", {"fastapi", "starlette"}),  # FastAPI is built on Starlette
         ("keysentry.flask", {"flask", "werkzeug"}),
+        ("keysentry.django.middleware", {"django"}),
+        ("keysentry.django.management.commands.keysentry", {"django"}),
+        ("keysentry.django.drf", {"django", "rest_framework"}),  # DRF is built on Django
     ],
 )
 def test_each_framework_helper_imports_its_own_framework_only(

@@ -67,3 +67,13 @@ def test_from_url_is_typed() -> None:
 
     annotation = inspect.signature(keysentry.from_url).return_annotation
     assert annotation not in ("Any", inspect.Signature.empty)
+
+
+def test_import_keysentry_imports_no_django() -> None:
+    code = (
+        "import sys, keysentry, keysentry.django\n"
+        "assert 'django' not in sys.modules and 'rest_framework' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -242,46 +242,56 @@ def _page_size(text: str) -> int:
 # -- the parser ----------------------------------------------------------------------------------
 
 
-def common_options() -> argparse.ArgumentParser:
-    """The options every store command takes (``keys`` and ``accounts``): ``--store``,
-    ``--json``, ``--invalidator``. A parent parser on the group and on each command, so
-    ``keys --json list`` and ``keys list --json`` both work; SUPPRESS keeps a command's absent
-    option from hiding the one given before it."""
+def common_options(connection: bool = True) -> argparse.ArgumentParser:
+    """The options every store command takes (``keys`` and ``accounts``): ``--json`` and,
+    with ``connection``, ``--store`` and ``--invalidator`` (``manage.py keysentry`` has the
+    project's own). A parent parser on the group and on each command, so ``keys --json list``
+    and ``keys list --json`` both work; SUPPRESS keeps a command's absent option from hiding
+    the one given before it."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--store",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help="key store: sqlite:///path, postgresql://..., redis://...[?namespace=name] "
-        "(default: $KEYSENTRY_STORE or sqlite:///keysentry.db)",
-    )
+    if connection:
+        common.add_argument(
+            "--store",
+            metavar="URL",
+            default=argparse.SUPPRESS,
+            help="key store: sqlite:///path, postgresql://..., redis://...[?namespace=name] "
+            "(default: $KEYSENTRY_STORE or sqlite:///keysentry.db)",
+        )
     common.add_argument(
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
         help="print JSON for scripts instead of text for people",
     )
-    common.add_argument(
-        "--invalidator",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help="Redis URL to announce each change on, so apps listening there drop their cached "
-        "copy at once (default: $KEYSENTRY_INVALIDATOR; none: apps see it within their "
-        "cache TTL)",
-    )
+    if connection:
+        common.add_argument(
+            "--invalidator",
+            metavar="URL",
+            default=argparse.SUPPRESS,
+            help="Redis URL to announce each change on, so apps listening there drop their "
+            "cached copy at once (default: $KEYSENTRY_INVALIDATOR; none: apps see it within "
+            "their cache TTL)",
+        )
     return common
 
 
-def add_keys_parser(commands: Any) -> None:
-    """Add ``keys`` and its commands to the ``keysentry`` parser's subcommands."""
-    common = common_options()
+def add_keys_parser(
+    commands: Any,
+    *,
+    connection: bool = True,
+    description: str = "Manage the API keys of a store. Keys are digested with "
+    "$KEYSENTRY_SECRET when it is set: use the same secret as the apps that verify them.",
+) -> None:
+    """Add ``keys`` and its commands to the ``keysentry`` parser's subcommands; without
+    ``connection``, the options that name a store and an invalidator (``manage.py
+    keysentry`` has the project's own)."""
+    common = common_options(connection)
     keys = commands.add_parser(
         "keys",
         parents=[common],
         help="create, list, show, update, disable, enable, revoke, rotate, delete and verify "
         "API keys",
-        description="Manage the API keys of a store. Keys are digested with $KEYSENTRY_SECRET "
-        "when it is set: use the same secret as the apps that verify them.",
+        description=description,
     )
     sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
 

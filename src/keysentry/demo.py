@@ -19,11 +19,11 @@ import socket
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from ._urls import REDIS_SCHEMES, safe_url, take_query_param
+from ._urls import safe_url
 from .asgi import ASGIMiddleware
 from .cli_env import DEFAULT_STORE, guard_from_env
 from .core import Keysentry
-from .ratelimit import Limiter, MemoryLimiter
+from .ratelimit.url import limiter_from_url
 from .records import Rate
 
 if TYPE_CHECKING:
@@ -200,31 +200,6 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
-
-
-def limiter_from_url(url: str) -> Limiter:
-    """``memory://`` or ``redis://...`` (also ``rediss://``, ``unix://``,
-    ``redis+cluster://``, ``redis+sentinel://``); ``?lease=N`` (slices of at most N
-    requests) and ``?lease_time=S`` make it a :class:`~keysentry.ratelimit.leased.LeasedLimiter`."""
-    scheme = url.partition("://")[0].lower()
-    if scheme == "memory":
-        return MemoryLimiter()
-    if scheme in REDIS_SCHEMES:
-        url, lease = take_query_param(url, "lease")
-        url, lease_time = take_query_param(url, "lease_time")
-        if lease is None and lease_time is None:
-            from .ratelimit.redis import RedisLimiter
-
-            return RedisLimiter(url)
-        from .ratelimit.leased import LeasedLimiter
-
-        try:
-            size = 16 if lease is None else int(lease)
-            seconds = 1.0 if lease_time is None else float(lease_time)
-        except ValueError:
-            raise ValueError("?lease= takes a whole number, ?lease_time= seconds") from None
-        return LeasedLimiter(url, lease=size, lease_time=seconds)
-    raise ValueError(f"unsupported limiter URL {safe_url(url)!r}: use 'memory://' or 'redis://'")
 
 
 def _rate_limited(rates: tuple[Rate, ...] | None, key: str, base: str) -> str:

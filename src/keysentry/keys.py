@@ -172,6 +172,10 @@ class ImportedFormat:
             return False
         return not token[len(prefix) :].translate(None, self.alphabet.encode())
 
+    def public(self, key: str) -> str:
+        """What listings show of an imported key: its prefix and the next four characters."""
+        return key[: len(self.prefix) + 4]
+
 
 class KeyFormat:
     """Decides, from the presented bytes alone, whether they can be a key, and which.

@@ -187,7 +187,7 @@ class KeyLifecycle:
         return KeyRecord(
             id=key_id,
             digest=self.settings.digest(raw),
-            prefix=key[: len(fmt.prefix) + 4],
+            prefix=fmt.public(key),
             digest_mode=self.settings.digest.mode,
             **checked,
         )

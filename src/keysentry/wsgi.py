@@ -35,7 +35,8 @@ def _environ_name(header: str) -> str:
     return "HTTP_" + header.upper().replace("-", "_")
 
 
-def _values(value: str | None) -> list[bytes]:
+def folded_values(value: str | None) -> list[bytes]:
+    """The values of a header as a server folds them (repeats joined by commas), as bytes."""
     if value is None:
         return []
     raw = value.encode("latin-1", "replace")
@@ -98,7 +99,7 @@ class WSGIMiddleware:
     def credentials(self, environ: Environ) -> tuple[list[bytes], list[bytes], list[bytes]]:
         key = None if self._key is None else environ.get(self._key)
         query = environ.get("QUERY_STRING", "").encode("latin-1", "replace")
-        return _values(environ.get(self._auth)), _values(key), self._query(query)
+        return folded_values(environ.get(self._auth)), folded_values(key), self._query(query)
 
     def preflight(self, environ: Environ) -> bool:
         return (

@@ -1,0 +1,38 @@
+"""The store contract (keysentry.testing) against DjangoStore, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from keysentry.django.store import DjangoStore
+from keysentry.testing import AsyncKeyStoreContract, KeyStoreContract
+
+from .conftest import empty_tables
+
+
+class TestDjangoStoreSQLite(KeyStoreContract):
+    @pytest.fixture
+    def store(self) -> DjangoStore:
+        return DjangoStore("default")
+
+
+class TestDjangoStoreSQLiteAsync(AsyncKeyStoreContract):
+    @pytest.fixture
+    def store(self) -> DjangoStore:
+        return DjangoStore("default")
+
+
+@pytest.mark.postgres
+class TestDjangoStorePostgres(KeyStoreContract):
+    @pytest.fixture
+    def store(self, postgres_database: str) -> DjangoStore:
+        empty_tables(postgres_database)
+        return DjangoStore(postgres_database)
+
+
+@pytest.mark.postgres
+class TestDjangoStorePostgresAsync(AsyncKeyStoreContract):
+    @pytest.fixture
+    def store(self, postgres_database: str) -> DjangoStore:
+        empty_tables(postgres_database)
+        return DjangoStore(postgres_database)
