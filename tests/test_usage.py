@@ -75,8 +75,8 @@ def test_asgi_lifespan_runs_the_flusher_and_flushes_at_shutdown(sqlite: SQLStore
         for _ in range(3):
             assert client.get("/", headers=key).status_code == 200
         assert eventually(lambda: _count(sqlite, issued.record.id) == 3)
-        assert guard.usage is not None
-        assert guard.usage._thread is None  # the lifespan's task flushes, not a thread
+        assert guard.usage_recorder is not None
+        assert guard.usage_recorder._thread is None  # the lifespan's task flushes, not a thread
     slow = Keysentry(sqlite, secret=SECRET, usage_interval=3600)
     with TestClient(starlette_app(slow)) as client:
         for _ in range(4):
@@ -102,7 +102,7 @@ def test_no_usage_recorded_when_turned_off(store: MemoryStore) -> None:
     issued = guard.issue(name="quiet")
     Client("werkzeug", guard).get("/", {"X-API-Key": issued.key.reveal()})
     guard.close()
-    assert guard.usage is None
+    assert guard.usage_recorder is None
     assert _count(store, issued.record.id) == 0
 
 
@@ -206,8 +206,8 @@ def test_a_shutdown_during_a_flush_counts_the_batch_once(sqlite: SQLStore) -> No
         writes.append(sum(row["count"] for row in rows))
 
     queries.usage = slow_write  # type: ignore[method-assign]
-    assert guard.usage is not None
-    usage = guard.usage
+    assert guard.usage_recorder is not None
+    usage = guard.usage_recorder
 
     async def scenario() -> None:
         usage.start()  # what lifespan.startup does
@@ -239,6 +239,6 @@ def test_the_flusher_survives_whatever_the_store_raises(store: MemoryStore) -> N
     for _ in range(5):
         assert client.get("/", {"X-API-Key": issued.key.reveal()}).status == 200
     assert eventually(lambda: _count(hiccup, issued.record.id) == 5)
-    assert guard.usage is not None
-    assert guard.usage.failures == 2
+    assert guard.usage_recorder is not None
+    assert guard.usage_recorder.failures == 2
     guard.close()

@@ -57,7 +57,7 @@ class ASGIMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
-            usage = self.keysentry.usage
+            usage = self.keysentry.usage_recorder
             if kind == "lifespan" and usage is not None:
                 receive = usage.lifespan(receive)
             await self.app(scope, receive, send)
