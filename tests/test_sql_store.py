@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -322,8 +323,8 @@ def test_a_version_2_table_is_migrated_in_place_and_its_lines_still_share(
     else:
         with _pg_connect() as conn:
             rows = conn.execute(f"SELECT component, version FROM {version_table}").fetchall()  # noqa: S608
-    assert rows == [("keys", SCHEMA_VERSION)] == [("keys", 4)]
-    again = backend.store()  # a second start finds version 4 and changes nothing
+    assert rows == [("keys", SCHEMA_VERSION)] == [("keys", 5)]
+    again = backend.store()  # a second start finds version 5 and changes nothing
     try:
         assert again.get(third.record.id) == third.record
         assert again.get(plain.id) == plain
@@ -361,6 +362,39 @@ def test_a_version_3_table_gains_the_digest_mode_and_its_keys_still_verify(
         assert migrated.get(unkeyed.record.id).digest_mode == "sha256"  # type: ignore[union-attr]
     finally:
         migrated.close()
+
+
+def test_a_version_4_store_gains_the_usage_table_and_keeps_its_keys(backend: Backend) -> None:
+    """Version 5 added the usage history table. A version-4 store (no such table) keeps its
+    keys and counts, starts its history on first use, and is then at version 5."""
+    store = backend.store()
+    record = make_record(owner="v4", request_count=7)
+    try:
+        store.create(record)
+    finally:
+        store.close()
+    with backend.outside_transaction() as execute:
+        execute(f"DROP TABLE {backend.table('usage')}", ())
+        execute(f"UPDATE {backend.table('schema')} SET version = %s", (4,))  # noqa: S608
+    migrated = backend.store()
+    try:
+        assert migrated.get(record.id) == record
+        day = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+        migrated.record_usage({record.id: Usage(2, day)}, {record.id: {"/v1/me": 2}})
+        used = migrated.usage_history([record.id], day.date())[record.id]
+        assert [(u.day, u.requests, dict(u.routes)) for u in used] == [
+            (day.date(), 2, {"/v1/me": 2})
+        ]
+        assert migrated.get(record.id).request_count == 9  # type: ignore[union-attr]
+    finally:
+        migrated.close()
+    with backend.outside_transaction() as execute:
+        execute(f"UPDATE {backend.table('keys')} SET name = %s", ("checked",))  # noqa: S608
+    again = backend.store()
+    try:
+        assert again.usage_history([record.id], day.date())[record.id][0].requests == 2
+    finally:
+        again.close()
 
 
 @pytest.mark.parametrize("framework", ["starlette", "flask"])

@@ -111,10 +111,10 @@ class FlakyStore(MemoryStore):
 
     down = False
 
-    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+    def record_usage(self, usage: Mapping[str, Usage], *args: Any, **kwargs: Any) -> None:
         if self.down:
             raise StoreUnavailable("down for the test")
-        super().record_usage(usage)
+        super().record_usage(usage, *args, **kwargs)
 
 
 def test_a_batch_the_store_refuses_is_kept_for_the_next_flush() -> None:
@@ -200,9 +200,9 @@ def test_a_shutdown_during_a_flush_counts_the_batch_once(sqlite: SQLStore) -> No
     queries = sqlite._queries  # the one statement both faces run, slowed down
     real = queries.usage
 
-    def slow_write(conn: Any, rows: list[dict[str, Any]]) -> None:
+    def slow_write(conn: Any, rows: list[dict[str, Any]], *history: Any) -> None:
         time.sleep(0.3)  # a slow disk, a held write lock
-        real(conn, rows)
+        real(conn, rows, *history)
         writes.append(sum(row["count"] for row in rows))
 
     queries.usage = slow_write  # type: ignore[method-assign]
@@ -226,11 +226,11 @@ def test_the_flusher_survives_whatever_the_store_raises(store: MemoryStore) -> N
     class Hiccup(MemoryStore):
         failures = 2
 
-        def record_usage(self, usage: Mapping[str, Usage]) -> None:
+        def record_usage(self, usage: Mapping[str, Usage], *args: Any, **kwargs: Any) -> None:
             if self.failures:
                 self.failures -= 1
                 raise RuntimeError("driver hiccup")
-            super().record_usage(usage)
+            super().record_usage(usage, *args, **kwargs)
 
     hiccup = Hiccup()
     guard = Keysentry(hiccup, secret=SECRET, usage_interval=0.05)
