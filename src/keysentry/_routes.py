@@ -1,4 +1,4 @@
-"""The route template a framework matched for a request, read after the app has answered.
+"""The route template Starlette or FastAPI matched for a request, read after the app answered.
 
 Only for usage history with ``usage_routes`` on: the drivers run before routing, so they look
 once the app has returned, where the frameworks leave the route they chose. Framework-free
@@ -7,11 +7,11 @@ once the app has returned, where the frameworks leave the route they chose. Fram
 * Starlette and FastAPI put the matched route in ``scope["route"]`` (its ``path`` is the
   template, ``/items/{item_id}``). Under a ``Mount`` that is the path within the mount: the
   mounts' own templates are found once per route, by walking the app's router
-  (``scope["router"]``), and kept.
-* Flask keeps its request object in the environ (``werkzeug.request``), whose ``url_rule``
-  is the matched rule (``/items/<int:item_id>``, blueprint prefixes included).
-
-A request whose route cannot be told (no route matched, another framework, a mount the walk
+  (``scope["router"]``), and kept. (One route object mounted in two places is counted under
+  the first.)
+Flask drops its request (and the rule it matched) before its WSGI app returns: the Flask
+extension (``keysentry.flask``) notes ``request.url_rule`` itself, from a ``before_request``
+hook. A request whose route cannot be told (no route matched, another framework, a mount the walk
 cannot see into) has none: it counts in its day's total only.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["AsgiRoutes", "wsgi_route"]
+__all__ = ["AsgiRoutes"]
 
 #: Routes whose templates are kept, at most (an app's own routes: a few hundred).
 MAX_KNOWN = 4096
@@ -77,10 +77,3 @@ def _mounted(routes: object, wanted: object, prefix: str, depth: int) -> str | N
             if found is not None:
                 return found
     return None
-
-
-def wsgi_route(environ: Mapping[str, Any]) -> str | None:
-    """Flask's matched rule (``request.url_rule.rule``), from the request in the environ."""
-    rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
-    template = getattr(rule, "rule", None)
-    return template if isinstance(template, str) else None

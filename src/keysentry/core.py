@@ -143,7 +143,9 @@ class Keysentry(KeyLifecycle, UsageReads):
         self.usage_recorder = (
             None
             if usage_interval is None
-            else UsageRecorder(store, usage_interval, retention_days=usage_retention_days)
+            else UsageRecorder(
+                store, usage_interval, retention_days=usage_retention_days, clock=clock
+            )
         )
         self._outages = Outages(retry_after)
         self._pipeline = Pipeline(

@@ -281,7 +281,7 @@ class UsageRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         writing, self._writing = self._writing, None
-        if writing is not None:
+        if writing is not None and not writing.done():  # a done one may be of a closed loop
             await asyncio.wait([writing])
         await asyncio.to_thread(self._stop_thread)
         self._stopped()

@@ -14,7 +14,6 @@ from functools import partial
 from typing import Any
 
 from ._installed import refuse_twice
-from ._routes import wsgi_route
 from .core import CHARGED, Keysentry
 from .decision import Verdict
 from .pipeline import PASS, Admitted, Pending
@@ -59,9 +58,6 @@ class WSGIMiddleware:
         self._strip = settings.strip_credentials
         self._query = settings.reader.query_values
         self._legacy = settings.legacy_rate_headers
-        recorder = keysentry.usage_recorder
-        #: With ``usage_routes``: the usage recorder.
-        self._recorder = recorder if settings.usage_routes else None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         auth = environ.get(self._auth)
@@ -95,13 +91,7 @@ class WSGIMiddleware:
             environ.pop(self._auth, None)
             if self._key is not None:
                 environ.pop(self._key, None)
-        if self._recorder is None:
-            return self.app(environ, start_response)
-        body = self.app(environ, start_response)
-        template = wsgi_route(environ)  # Flask has matched its rule by now
-        if template is not None:
-            self._recorder.note_route(template, verdict.record.id)
-        return body
+        return self.app(environ, start_response)
 
     # -- what the pipeline asks (keysentry.pipeline.Driver) --------------------------------------
 
