@@ -397,6 +397,24 @@ def test_a_version_4_store_gains_the_usage_table_and_keeps_its_keys(backend: Bac
         again.close()
 
 
+def test_usage_history_of_more_keys_than_one_statement_takes(backend: Backend) -> None:
+    """A flush of, and a read about, more ids than one ``IN (...)`` list holds."""
+    store = backend.store()
+    try:
+        records = [make_record() for _ in range(520)]  # _IN_CHUNK is 500
+        for record in records:
+            store.create(record)
+        day = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+        usage = {r.id: Usage(i % 7 + 1, day) for i, r in enumerate(records)}
+        store.record_usage({**usage, "nosuchkeyid0": Usage(1, day)}, {records[0].id: {"/": 1}})
+        read = store.usage_history([r.id for r in records], day.date())
+        assert {key_id: [d.requests for d in days] for key_id, days in read.items()} == {
+            key_id: [used.requests] for key_id, used in usage.items()
+        }
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("framework", ["starlette", "flask"])
 def test_end_to_end(backend: Backend, framework: str) -> None:
     """Keysentry(SQLStore) guards a Starlette app (async face) and a Flask app (sync face)."""

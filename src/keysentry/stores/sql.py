@@ -372,7 +372,9 @@ class _Queries:
         keys = self.keys
         ids = sorted({row["key_id"] for row in days})
         found = select(keys.c.id).where(keys.c.id.in_(bindparam("ids", expanding=True)))
-        known = set(conn.execute(found, {"ids": ids}).scalars())
+        known: set[str] = set()
+        for i in range(0, len(ids), _IN_CHUNK):  # bound parameters per statement
+            known.update(conn.execute(found, {"ids": ids[i : i + _IN_CHUNK]}).scalars())
         rows = [row for row in days if row["key_id"] in known]
         if not rows:
             return
@@ -388,7 +390,12 @@ class _Queries:
             history.c.key_id.in_(bindparam("ids", expanding=True)), history.c.day >= since
         )
         days: dict[str, dict[date, tuple[list[int], dict[str, int]]]] = {}
-        for row in conn.execute(query, {"ids": key_ids}):
+        rows = (
+            row
+            for i in range(0, len(key_ids), _IN_CHUNK)
+            for row in conn.execute(query, {"ids": key_ids[i : i + _IN_CHUNK]})
+        )
+        for row in rows:
             totals, routes = days.setdefault(row.key_id, {}).setdefault(row.day, ([0], {}))
             if row.route:
                 routes[row.route] = int(row.requests)
@@ -454,6 +461,10 @@ class _Queries:
         if after is not None:
             query = query.where(keys.c.id > after)
         return [_decode(row) for row in conn.execute(query).mappings()]
+
+
+#: Ids per ``IN (...)`` list: SQLite builds before 3.32 take at most 999 bound parameters.
+_IN_CHUNK = 500
 
 
 def _upsert_day(history: Table, postgres: bool) -> Any:
