@@ -11,7 +11,8 @@ methods prefixed with ``a``. The kit runs against it in ``tests/test_examples.py
             return RowStore()
 
 The contract, in short: ``update``, ``delete`` and ``spend_credits`` are atomic (here, one
-lock; in a database, a transaction or a conditional write), ``update`` and ``delete`` honour
+lock; in a database, a transaction or a conditional write), ``spend_credits`` runs a due
+refill first (``keysentry.refills.apply_refill``), ``update`` and ``delete`` honour
 ``expect``, errors are
 ``KeyNotFound``, ``DuplicateKey``, ``Conflict``, ``InsufficientCredits`` and, for anything
 that could not reach the backend, ``StoreUnavailable``.
@@ -24,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from keysentry import DuplicateKey, InsufficientCredits, KeyNotFound, KeyRecord
+from keysentry.records import utcnow
+from keysentry.refills import apply_refill
 from keysentry.stores.base import KeyChanges, Usage, apply_changes, check_expected
 from keysentry.stores.codec import decode, encode
 
@@ -87,12 +90,18 @@ class RowStore:
             row = self._rows.get(key_id)
             if row is None:
                 raise KeyNotFound(f"no key with id {key_id[:12]!r}")
-            credits = row["credits"]
+            record = decode(row)
+            credits, refilled_at = record.credits, record.refilled_at
+            # A refill that is due runs first, in the same atomic step.
+            refilled = apply_refill(credits, record.refill, refilled_at, utcnow())
+            if refilled is not None:
+                credits, refilled_at = refilled
             if credits is None:
                 return None
             if amount > 0 and credits < amount:
                 raise InsufficientCredits(credits)
             row["credits"] = credits - amount
+            row["refilled_at"] = None if refilled_at is None else refilled_at.isoformat()
             return int(row["credits"])
 
     def record_usage(self, usage: Mapping[str, Usage]) -> None:

@@ -509,9 +509,9 @@ def test_what_the_store_refuses_is_one_line_and_exit_1(sqlite_url: str) -> None:
 
 
 @contextlib.contextmanager
-def _demo(store_url: str, cwd: Path) -> Iterator[int]:
+def _demo(store_url: str, cwd: Path, *extra: str) -> Iterator[int]:
     proc = subprocess.Popen(
-        [str(SCRIPT), "demo", "--port", "0", "--store", store_url],
+        [str(SCRIPT), "demo", "--port", "0", "--store", store_url, *extra],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -252,6 +252,8 @@ def test_a_version_1_table_is_migrated_in_place_and_keeps_its_keys(backend: Back
     # version 1. Its records read back with an unknown digest mode.
     record = dataclasses.replace(record, digest_mode=None)
     with backend.outside_transaction() as execute:
+        for column in ("refill_amount", "refill_interval", "refill_add", "refilled_at"):
+            execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN {column}", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN digest_mode", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN line", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN request_count", ())
@@ -300,6 +302,8 @@ def test_a_version_2_table_is_migrated_in_place_and_its_lines_still_share(
         dataclasses.replace(r, digest_mode=None) for r in (first, second, plain)
     )
     with backend.outside_transaction() as execute:
+        for column in ("refill_amount", "refill_interval", "refill_add", "refilled_at"):
+            execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN {column}", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN digest_mode", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN line", ())
         execute(f"UPDATE {backend.table('schema')} SET version = %s", (2,))  # noqa: S608
@@ -323,8 +327,8 @@ def test_a_version_2_table_is_migrated_in_place_and_its_lines_still_share(
     else:
         with _pg_connect() as conn:
             rows = conn.execute(f"SELECT component, version FROM {version_table}").fetchall()  # noqa: S608
-    assert rows == [("keys", SCHEMA_VERSION)] == [("keys", 5)]
-    again = backend.store()  # a second start finds version 5 and changes nothing
+    assert rows == [("keys", SCHEMA_VERSION)] == [("keys", 6)]
+    again = backend.store()  # a second start finds version 6 and changes nothing
     try:
         assert again.get(third.record.id) == third.record
         assert again.get(plain.id) == plain
@@ -345,6 +349,8 @@ def test_a_version_3_table_gains_the_digest_mode_and_its_keys_still_verify(
     finally:
         store.close()
     with backend.outside_transaction() as execute:
+        for column in ("refill_amount", "refill_interval", "refill_add", "refilled_at"):
+            execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN {column}", ())
         execute(f"ALTER TABLE {backend.table('keys')} DROP COLUMN digest_mode", ())
         execute(f"UPDATE {backend.table('schema')} SET version = %s", (3,))  # noqa: S608
     migrated = backend.store()
@@ -364,18 +370,18 @@ def test_a_version_3_table_gains_the_digest_mode_and_its_keys_still_verify(
         migrated.close()
 
 
-def test_a_version_4_store_gains_the_usage_table_and_keeps_its_keys(backend: Backend) -> None:
-    """Version 5 added the usage history table. A version-4 store (no such table) keeps its
-    keys and counts, starts its history on first use, and is then at version 5."""
+def test_a_version_5_store_gains_the_usage_table_and_keeps_its_keys(backend: Backend) -> None:
+    """Version 6 added the usage history table. A version-5 store (no such table) keeps its
+    keys and counts, starts its history on first use, and is then at version 6."""
     store = backend.store()
-    record = make_record(owner="v4", request_count=7)
+    record = make_record(owner="v5", request_count=7)
     try:
         store.create(record)
     finally:
         store.close()
     with backend.outside_transaction() as execute:
         execute(f"DROP TABLE {backend.table('usage')}", ())
-        execute(f"UPDATE {backend.table('schema')} SET version = %s", (4,))  # noqa: S608
+        execute(f"UPDATE {backend.table('schema')} SET version = %s", (5,))  # noqa: S608
     migrated = backend.store()
     try:
         assert migrated.get(record.id) == record
@@ -388,9 +394,7 @@ def test_a_version_4_store_gains_the_usage_table_and_keeps_its_keys(backend: Bac
         assert migrated.get(record.id).request_count == 9  # type: ignore[union-attr]
     finally:
         migrated.close()
-    with backend.outside_transaction() as execute:
-        execute(f"UPDATE {backend.table('keys')} SET name = %s", ("checked",))  # noqa: S608
-    again = backend.store()
+    again = backend.store()  # a second start finds version 6 and changes nothing
     try:
         assert again.usage_history([record.id], day.date())[record.id][0].requests == 2
     finally:

@@ -20,6 +20,7 @@ from typing import Any
 from ._scopes import check_scope
 from .keys import validate_prefix
 from .records import Network, Rate, utcnow
+from .refills import Refill
 
 __all__ = [
     "CHANGEABLE",
@@ -33,6 +34,7 @@ __all__ = [
     "optional_text",
     "page_size",
     "prefix",
+    "refill",
 ]
 
 #: Most credits a key may hold: the largest integer every store counts exactly (Redis's Lua
@@ -192,6 +194,21 @@ def credits(value: object) -> int | None:
     return value
 
 
+def refill(value: object) -> Refill | None:
+    """A :class:`~keysentry.refills.Refill`, its text (``"1000/month"``, ``"+100/day"``), or
+    None for none."""
+    if value is None or isinstance(value, Refill):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"refill must be a Refill or text like '1000/month', not {_kind(value)}")
+    if value.strip().lower() == "none":
+        return None
+    try:
+        return Refill.parse(value)
+    except ValueError as exc:
+        raise ValueError(f"refill: {exc}") from None
+
+
 def _json(value: object, where: str) -> object:
     """``value`` as JSON reads it back; refuses what JSON would change or cannot hold."""
     if value is None or isinstance(value, str | bool | int):
@@ -249,6 +266,7 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "metadata": metadata,
     "prefix": prefix,
     "disabled": lambda v: flag(v, "disabled"),
+    "refill": refill,
 }
 
 #: What :meth:`~keysentry.Keysentry.issue` takes (``import_key``: the same but ``prefix``).

@@ -99,7 +99,7 @@ class ASGIMiddleware:
             scope["state"] = state = {}
         state["api_key"] = verdict.identity
         if verdict.charged:
-            state[CHARGED] = verdict.credit_account
+            state[CHARGED] = verdict.charge
         if self._strip is not None:
             strip = self._strip
             scope = dict(scope)

@@ -189,6 +189,22 @@ class TTLCache(Generic[V]):
             if item is not None:
                 item[2].pop(key, None)
 
+    def discard_where(self, matches: Callable[[V], bool]) -> int:
+        """Forget every known entry whose value ``matches`` (all the keys of an account that
+        changed); how many went. O(n) under the lock, for rare changes."""
+        with self._lock:
+            self.generation += 1
+            index = self._index
+            gone = [
+                key
+                for key, item in list(index.items())
+                if item[2] is self._known and not isinstance(item[1], _Marker) and matches(item[1])
+            ]
+            for key in gone:
+                item = index.pop(key)
+                item[2].pop(key, None)
+        return len(gone)
+
     def expire_all(self) -> None:
         """Stop trusting every entry now, without forgetting it: for when changes may have
         been missed (an invalidation channel was lost).

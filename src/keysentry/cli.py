@@ -1,9 +1,10 @@
 """The ``keysentry`` command: its arguments, the guard it builds, and one-line errors.
 
 ``keysentry demo`` serves an example API (``demo.py``); ``keysentry keys ...`` manages keys on a
-store (``cli_keys.py``). Both build their guard with :func:`guard_from_env` (``cli_env.py``,
-re-exported here), so a key created by the CLI verifies in the demo, or in any app that follows
-the same rule, on the same store.
+store (``cli_keys.py``), ``keysentry accounts ...`` their owners' accounts (``cli_accounts.py``).
+Both build their guard with :func:`guard_from_env` (``cli_env.py``, re-exported here), so a key
+created by the CLI verifies in the demo, or in any app that follows the same rule, on the same
+store.
 
 Exit status: 0 done, 1 the store or the key said no (unknown id, store unreachable, a change
 the key's state forbids), 2 the command line itself was wrong. Errors are one line on stderr,
@@ -42,6 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .cli_accounts import add_accounts_parser
     from .cli_keys import add_keys_parser
 
     parser = _Parser(
@@ -82,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         "redis+cluster://host:port[,host:port...], redis+sentinel://host:port/service (memory://)",
     )
     add_keys_parser(commands)
+    add_accounts_parser(commands)
     return parser
 
 
@@ -126,22 +129,19 @@ def _demo_rate(text: str) -> str:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from .cli_keys import (
-        Declined,
-        UsageError,
-        empty_listing,
-        missing_database,
-        prepare,
-        refuse_store,
-        run,
-    )
+    from . import cli_accounts, cli_keys
+    from .cli_keys import Declined, UsageError, empty_listing, missing_database, refuse_store
 
-    command = args.keys_command
+    group = args.command  # keys or accounts
+    command = args.keys_command if group == "keys" else args.accounts_command
     stdin = sys.stdin if sys.stdin is not None else io.StringIO()
     try:
-        prepare(args, stdin)
+        if group == "keys":
+            cli_keys.prepare(args, stdin)
+        else:
+            cli_accounts.prepare(args, stdin)
     except UsageError as exc:
-        prog = f"keysentry keys {command}"
+        prog = f"keysentry {group} {command}"
         print(f"{prog}: error: {exc} (see {prog} --help)", file=sys.stderr)
         return 2
     url = getattr(args, "store", None) or default_store()
@@ -152,7 +152,7 @@ def _keys(args: argparse.Namespace) -> int:
         status, reason = refused
         return _fail(status, f"store {shown}: {_masked(reason, url)}")
     missing = missing_database(url)
-    if command == "list" and missing is not None:
+    if group == "keys" and command == "list" and missing is not None:
         # A new directory has no keys yet: an empty table, and no file made by listing.
         print(
             f"keysentry: note: store {shown}: no database file {missing!r} yet "
@@ -171,7 +171,9 @@ def _keys(args: argparse.Namespace) -> int:
     except (ValueError, ImportError) as exc:
         return _fail(2, _masked(str(exc), url, invalidator))
     try:
-        return run(ks, args, sys.stdout, stdin, sys.stderr)
+        if group == "accounts":
+            return cli_accounts.run(ks, args, sys.stdout)
+        return cli_keys.run(ks, args, sys.stdout, stdin, sys.stderr)
     except (KeyNotFound, Declined) as exc:
         return _fail(1, str(exc))
     except StoreUnavailable as exc:
@@ -257,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(parser, args)
-        if args.command == "keys":
+        if args.command in ("keys", "accounts"):
             return _keys(args)
     except BrokenPipeError:
         # `keysentry keys list | head`: the reader left; say nothing more, on a closed stdout.

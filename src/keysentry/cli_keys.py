@@ -43,11 +43,13 @@ from .history import MAX_DAYS
 from .keys import KEY_ID_LENGTH, validate_prefix
 from .lifecycle import check_deletable
 from .records import KeyRecord, Network, Rate, utcnow
+from .refills import Refill
 
 __all__ = [
     "Declined",
     "UsageError",
     "add_keys_parser",
+    "common_options",
     "empty_listing",
     "missing_database",
     "prepare",
@@ -206,6 +208,16 @@ def _credits(text: str) -> int:
     return int(value)
 
 
+def refill_spec(text: str) -> Refill | str:
+    """A refill (``1000/month``, ``+100/day``), or ``none``."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return Refill.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _prefix(text: str) -> str:
     try:
         return validate_prefix(text)
@@ -240,10 +252,11 @@ def _page_size(text: str) -> int:
 # -- the parser ----------------------------------------------------------------------------------
 
 
-def add_keys_parser(commands: Any) -> None:
-    """Add ``keys`` and its commands to the ``keysentry`` parser's subcommands."""
-    # On ``keys`` and on each of its commands, so ``keys --json list`` and ``keys list --json``
-    # both work; SUPPRESS keeps a command's absent option from hiding the one given before it.
+def common_options() -> argparse.ArgumentParser:
+    """The options every store command takes (``keys`` and ``accounts``): ``--store``,
+    ``--json``, ``--invalidator``. A parent parser on the group and on each command, so
+    ``keys --json list`` and ``keys list --json`` both work; SUPPRESS keeps a command's absent
+    option from hiding the one given before it."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--store",
@@ -266,6 +279,12 @@ def add_keys_parser(commands: Any) -> None:
         "copy at once (default: $KEYSENTRY_INVALIDATOR; none: apps see it within their "
         "cache TTL)",
     )
+    return common
+
+
+def add_keys_parser(commands: Any) -> None:
+    """Add ``keys`` and its commands to the ``keysentry`` parser's subcommands."""
+    common = common_options()
     keys = commands.add_parser(
         "keys",
         parents=[common],
@@ -311,6 +330,13 @@ def add_keys_parser(commands: Any) -> None:
         type=_credits,
         metavar="N",
         help="requests the key may make; each allowed request costs one (default: unmetered)",
+    )
+    create.add_argument(
+        "--refill",
+        type=refill_spec,
+        metavar="SPEC",
+        help="top the credits up each day, week or month: '1000/month' sets them to 1000, "
+        "'+100/day' adds 100",
     )
     create.add_argument(
         "--prefix",
@@ -473,6 +499,13 @@ def _add_update_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="the requests the key may make from now on (its balance)",
     )
     credits.add_argument("--unmetered", action="store_true", help="no credit limit")
+    update.add_argument(
+        "--refill",
+        type=refill_spec,
+        metavar="SPEC",
+        help="top the credits up each day, week or month ('1000/month', '+100/day'); "
+        "'none' for no refill",
+    )
     networks = update.add_mutually_exclusive_group()
     networks.add_argument(
         "--allow-ip",
@@ -550,7 +583,7 @@ def prepare(args: argparse.Namespace, stdin: TextIO) -> None:
 #: The options of ``update``, each a change.
 _UPDATE_OPTIONS = (
     "name", "owner", "no_owner", "scopes", "no_scopes", "rate_limit", "credits", "unmetered",
-    "allow_ip", "any_ip", "metadata", "expires_in", "expires_at", "never_expires",
+    "allow_ip", "any_ip", "metadata", "expires_in", "expires_at", "never_expires", "refill",
 )  # fmt: skip
 #: The most ``verify`` reads: far more than any key (a file of something else is refused).
 _MOST_READ = 64 * 1024
@@ -663,6 +696,7 @@ def _create(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
         allowed_networks=args.allow_ip or (),
         credits=args.credits,
         metadata=args.metadata,
+        refill=None if args.refill in (None, "none") else args.refill,
     )
     record, key = issued.record, issued.key.reveal()
     text = f"Created key {record.id}.\n\n{shown_once(key)}\n\n{record_fields(record, now)}"
@@ -801,6 +835,8 @@ def _update(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
         changes["rate_limit"] = None if args.rate_limit == APP_DEFAULT else args.rate_limit
     if args.credits is not None or args.unmetered:
         changes["credits"] = args.credits
+    if args.refill is not None:
+        changes["refill"] = None if args.refill == "none" else args.refill
     if args.allow_ip is not None or args.any_ip:
         changes["allowed_networks"] = args.allow_ip or ()
     if args.metadata is not None:

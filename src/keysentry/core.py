@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from .attempts import FailedAttempts
 from .cache import TTLCache
-from .decision import Entry, Lookup, Verdict
+from .decision import Charge, Entry, Lookup, Verdict
 from .errors import Denial, KeyNotFound, StoreUnavailable
 from .events import DecisionEvent
 from .history import DEFAULT_RETENTION_DAYS
@@ -32,10 +32,11 @@ from .stores.base import AsyncKeyStore, KeyStore
 from .usage import UsageRecorder
 from .usage_reads import UsageReads
 
-__all__ = ["CHARGED", "IssuedKey", "Keysentry"]
+__all__ = ["CHARGED", "Charge", "IssuedKey", "Keysentry"]
 
-#: Where the drivers note, for a key with credits, whose credit the request spent (ASGI
-#: ``scope["state"]``, the WSGI environ), so a route that then refuses it can give it back.
+#: Where the drivers note, for a key with credits, what the request was charged (a
+#: :class:`~keysentry.decision.Charge`, in ASGI ``scope["state"]``, the WSGI environ), so a
+#: route that then refuses it can give it back.
 CHARGED = "keysentry.charged"
 
 
@@ -70,6 +71,7 @@ class Keysentry(KeyLifecycle, UsageReads):
         api_key_header: str | None = "X-API-Key",
         query_param: str | None = None,
         exempt: Iterable[str] = (),
+        costs: Mapping[str, int] | None = None,
         allow_preflight: bool = False,
         strip_credentials: bool = False,
         realm: str = "api",
@@ -113,6 +115,7 @@ class Keysentry(KeyLifecycle, UsageReads):
             api_key_header=api_key_header,
             query_param=query_param,
             exempt=exempt,
+            costs=costs,
             allow_preflight=allow_preflight,
             strip_credentials=strip_credentials,
             realm=realm,
@@ -229,23 +232,32 @@ class Keysentry(KeyLifecycle, UsageReads):
 
     # -- after the middleware ----------------------------------------------------------------------
 
-    def refund(self, account: str) -> None:
-        """Give back the credit a request spent (``CHARGED`` names the account), when a route
-        refuses it after the middleware let it through (a missing scope). A failure to reach
-        the store is logged: the credit stays spent."""
+    def refund(self, charge: Charge | str) -> None:
+        """Give back what a request was charged (``CHARGED`` holds the :class:`Charge`; a key
+        id gives back one credit of that key), when a route refuses it after the middleware
+        let it through (a missing scope). A failure to reach the store is logged: the credits
+        stay spent."""
+        charge = _charge(charge)
         try:
-            self._need_sync().spend_credits(account, -1)
+            if charge.shared:
+                self._need_accounts().spend_account_credits(charge.account, -charge.amount)
+            else:
+                self._need_sync().spend_credits(charge.account, -charge.amount)
         except (StoreUnavailable, KeyNotFound):
             self._outages.warn("credits", "could not give back a credit")
 
-    async def arefund(self, account: str) -> None:
+    async def arefund(self, charge: Charge | str) -> None:
         """The async twin of :meth:`refund` (through the blocking face on a worker thread
         when the store has no async face)."""
+        charge = _charge(charge)
         try:
             if self._async_store is None:
-                await asyncio.to_thread(self._need_sync().spend_credits, account, -1)
+                await asyncio.to_thread(self.refund, charge)
+            elif charge.shared:
+                accounts = self._aneed_accounts()
+                await accounts.aspend_account_credits(charge.account, -charge.amount)
             else:
-                await self._async_store.aspend_credits(account, -1)
+                await self._async_store.aspend_credits(charge.account, -charge.amount)
         except (StoreUnavailable, KeyNotFound):
             self._outages.warn("credits", "could not give back a credit")
 
@@ -257,6 +269,14 @@ class Keysentry(KeyLifecycle, UsageReads):
     async def aclose(self) -> None:
         if self.usage_recorder is not None:
             await self.usage_recorder.aclose()
+
+
+def _charge(charge: Charge | str) -> Charge:
+    if isinstance(charge, Charge):
+        return charge
+    if isinstance(charge, str):
+        return Charge(charge)
+    raise TypeError(f"a refund takes the Charge the middleware left, not {type(charge).__name__}")
 
 
 def _missing(store: object) -> str:

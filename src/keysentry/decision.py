@@ -19,15 +19,19 @@ import ipaddress
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ._scopes import Implications
+from .accounts import AccountRecord, owner_hash
 from .errors import Denial
 from .ratelimit.gcra import Policy, policies_of
 from .ratelimit.headers import policy_field
 from .records import KeyIdentity, KeyRecord
 
 __all__ = [
+    "ACCOUNT_DISABLED",
     "NO_CREDITS",
+    "Charge",
     "Entry",
     "UNKNOWN_KEY",
     "Lookup",
@@ -44,6 +48,32 @@ IP_NOT_ALLOWED = Denial.of(
 NO_CREDITS = Denial.of(
     "INSUFFICIENT_CREDITS", "The API key has no credits left: top it up or use another key."
 )
+ACCOUNT_DISABLED = Denial.of("ACCOUNT_DISABLED", "The account of this API key is disabled.")
+
+
+def account_out_of_credits(owner: str) -> Denial:
+    """402 for a key whose account's shared balance is spent: the message names the account
+    (the client proved it holds one of its keys)."""
+    return Denial.of(
+        "INSUFFICIENT_CREDITS",
+        f"The account {owner!r} has insufficient credits: top it up to go on.",
+        {"account": owner},
+    )
+
+
+class Charge(NamedTuple):
+    """What a request was charged: ``amount`` credits of ``account``, a key id, or with
+    ``shared`` an account's owner (the balance all its keys spend). The middleware leaves it
+    for the route helpers, which give it back when a route refuses the request."""
+
+    account: str
+    amount: int = 1
+    shared: bool = False
+
+
+def account_rate_key(owner: str) -> str:
+    """The rate-limit state an account's keys share: a fixed-shape name for any owner."""
+    return "account-" + owner_hash(owner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +100,16 @@ class Verdict:
     credit_account: str = ""
     #: Any of the three above: the drivers' one test for the checks after authentication.
     admit: bool = False
+    #: What a request at the default cost is charged; None when unmetered.
+    charge: Charge | None = None
+    #: The refusal when the balance is spent (the key's, or its account's).
+    unpaid: Denial = NO_CREDITS
+    #: The key's account is disabled (``standing`` refuses it).
+    account_disabled: bool = False
+    #: Limits the key's account shares among its keys, and the state they are counted in.
+    account_policies: tuple[Policy, ...] = ()
+    account_rate_key: str = ""
+    account_policy_field: str = ""
 
     @classmethod
     def of(
@@ -77,6 +117,7 @@ class Verdict:
         record: KeyRecord,
         default_policies: tuple[Policy, ...] = (),
         implications: Implications | None = None,
+        account: AccountRecord | None = None,
     ) -> Verdict:
         expired = None
         expires = math.inf
@@ -90,7 +131,25 @@ class Verdict:
         policies = default_policies if record.rate_limit is None else policies_of(record.rate_limit)
         described = policy_field(policies)
         restricted = bool(record.allowed_networks)
-        charged = record.credits is not None or record.credits_from is not None
+        charge: Charge | None = None
+        unpaid = NO_CREDITS
+        shared: tuple[Policy, ...] = ()
+        shared_key = shared_field = ""
+        disabled = False
+        if account is not None and record.owner == account.owner:
+            disabled = account.disabled
+            if account.credits is not None:
+                charge = Charge(account.owner, 1, True)
+                unpaid = account_out_of_credits(account.owner)
+            if account.rate_limit:
+                shared = policies_of(account.rate_limit)
+                shared_key = account_rate_key(account.owner)
+                shared_field = policy_field(shared)
+        if shared and not policies:
+            described = shared_field  # the account's limits are the ones on the response
+        if charge is None and (record.credits is not None or record.credits_from is not None):
+            charge = Charge(record.credits_from or record.id)
+        charged = charge is not None
         if implications:
             # Once per verdict (a cache fill), not per request: the routes read the result.
             granted, every = implications.effective(record.scopes)
@@ -106,11 +165,17 @@ class Verdict:
             described,
             described.encode(),
             record.line_id,
-            record.revoked_at is None and not record.disabled and expired is None,
+            record.revoked_at is None and not record.disabled and expired is None and not disabled,
             restricted,
             charged,
             record.credits_from or record.id,
-            restricted or charged or bool(policies),
+            restricted or charged or bool(policies) or bool(shared),
+            charge,
+            unpaid,
+            disabled,
+            shared,
+            shared_key,
+            shared_field,
         )
 
 
@@ -124,15 +189,22 @@ class Entry:
     A plain slotted class: built on every cache miss, the same way for both kinds.
     """
 
-    __slots__ = ("digest", "record", "tag", "verdict")
+    __slots__ = ("account", "digest", "record", "tag", "verdict")
 
     def __init__(
-        self, digest: bytes, tag: bytes, verdict: Verdict | None, record: KeyRecord | None
+        self,
+        digest: bytes,
+        tag: bytes,
+        verdict: Verdict | None,
+        record: KeyRecord | None,
+        account: AccountRecord | None = None,
     ) -> None:
         self.digest = digest
         self.tag = tag
         self.verdict = verdict
         self.record = record
+        #: The record's account, when its owner has one (read with the record).
+        self.account = account
 
     def __repr__(self) -> str:
         if self.record is None:
@@ -159,6 +231,8 @@ def standing(verdict: Verdict, clock: Callable[[], float]) -> Verdict | Denial:
         return verdict.expired
     if record.disabled:
         return DISABLED
+    if verdict.account_disabled:
+        return ACCOUNT_DISABLED
     return verdict
 
 

@@ -25,10 +25,13 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-__all__ = ["DEFAULT_STORE", "METRICS_PATH", "build_app", "run", "serves_metrics"]
+__all__ = ["COSTS", "DEFAULT_STORE", "METRICS_PATH", "build_app", "run", "serves_metrics"]
 
 #: Where the demo serves Prometheus metrics, when it can.
 METRICS_PATH = "/metrics"
+#: What a request costs on the demo's paths (others cost 1): an image generation is dearer
+#: than a lookup, in rate limit and in credits.
+COSTS = {"/v1/generate": 5}
 
 
 def serves_metrics() -> bool:
@@ -172,6 +175,7 @@ def run(
     ks = guard_from_env(
         store_url,
         exempt=["/health", METRICS_PATH] if metrics else ["/health"],
+        costs=COSTS,
         limiter=limiter_from_url(limiter_url),
         invalidator_url=invalidator_url,
     )
@@ -201,6 +205,7 @@ Try it:
 
     # 200, with the key's identity
     curl -H "Authorization: Bearer {key}" {base}/v1/me
+    # 200; /v1/generate costs {COSTS["/v1/generate"]} (requests of the rate limit, and credits)
     curl -H "X-API-Key: {key}" "{base}/v1/generate?prompt=hello"
 
     # 401 MISSING_API_KEY, with WWW-Authenticate: Bearer realm="api"

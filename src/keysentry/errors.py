@@ -52,6 +52,7 @@ ERRORS: Mapping[str, ErrorKind] = MappingProxyType(
             ErrorKind(401, "EXPIRED_API_KEY", "The API key has expired.", "invalid_token"),
             ErrorKind(400, "INVALID_REQUEST", "The request is malformed.", "invalid_request"),
             ErrorKind(403, "API_KEY_DISABLED", "The API key is disabled."),
+            ErrorKind(403, "ACCOUNT_DISABLED", "The account of the API key is disabled."),
             ErrorKind(403, "IP_NOT_ALLOWED", "This client address may not use the API key."),
             ErrorKind(
                 403,

@@ -46,9 +46,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from ._asgi_scopes import deny, identity_of, refund
+from ._asgi_scopes import declare_costs, deny, identity_of, refund
 from ._installed import installed_under
 from ._openapi import OpenAPIResponses
+from ._route_costs import check_cost, mark_cost
 from ._scopes import UNAUTHENTICATED, Requirement
 from .asgi import ASGIMiddleware
 from .core import Keysentry
@@ -224,11 +225,15 @@ class FastAPIKeys:
 
         return self._responses.document(openapi, scopes_of)
 
-    def require(self, *scopes: str) -> Callable[..., Awaitable[KeyIdentity]]:
+    def require(
+        self, *scopes: str, cost: int | None = None
+    ) -> Callable[..., Awaitable[KeyIdentity]]:
         """A dependency returning the request's :class:`~keysentry.KeyIdentity`, for keys that
         hold every one of ``scopes`` (with none, for any key):
         ``key: Annotated[KeyIdentity, Security(auth.require("read"))]``, or in a route's or
-        a router's ``dependencies=[...]``.
+        a router's ``dependencies=[...]``. With ``cost``, each request to a route it guards
+        costs that much (of the key's rate limits and credits, charged by the middleware
+        before the route runs; all of it given back when the scopes refuse the key).
 
         A key without a scope is refused with 403 ``INSUFFICIENT_SCOPE`` (``details.required``,
         ``WWW-Authenticate: Bearer ..., error="insufficient_scope", scope="..."``); a request no
@@ -241,6 +246,9 @@ class FastAPIKeys:
         (by default ``admin`` holds every scope): the refusal still names the route's own.
         """
         requirement = Requirement.of(scopes)
+        if cost is not None:
+            cost = check_cost(cost)
+            declare_costs(self.keysentry)
         insufficient = requirement.insufficient
         forbidden = _Refusal.of(self.keysentry, insufficient)
         unauthenticated = self._unauthenticated
@@ -274,4 +282,4 @@ class FastAPIKeys:
             parameters, return_annotation=KeyIdentity
         )
         api_key.__qualname__ = f"FastAPIKeys.require({', '.join(map(repr, requirement.scopes))})"
-        return api_key
+        return api_key if cost is None else mark_cost(api_key, cost)

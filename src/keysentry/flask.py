@@ -27,9 +27,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.local import LocalProxy
+from werkzeug.routing import RequestRedirect
 
 from ._installed import installed_under
+from ._route_costs import check_cost, declared_cost, install, mark_cost, uninstall
 from ._scopes import Requirement
 from .core import CHARGED, Keysentry
 from .errors import Denial
@@ -80,6 +83,7 @@ class KeysentryFlask:
             )
         app.wsgi_app = WSGIMiddleware(app.wsgi_app, self.keysentry)  # type: ignore[method-assign]
         app.extensions[EXTENSION] = self
+        _ViewCosts(app, self.keysentry)
         if self.keysentry.settings.usage_routes and self.keysentry.usage_recorder is not None:
             app.before_request(self._note_route)
 
@@ -116,8 +120,61 @@ def _extension() -> KeysentryFlask:
         ) from None
 
 
-def requires_scopes(*scopes: str) -> Callable[[View], View]:
-    """Decorate a view so that only keys holding every one of ``scopes`` reach it.
+class _ViewCosts:
+    """The costs the app's views declare (``requires_scopes(..., cost=)``), for the
+    middleware, which charges a request before Flask routes it: matched with the app's own URL
+    map. On the first request (when Flask's routes are final) it removes itself from the
+    guard if no view declares a cost, so such an app pays nothing for it."""
+
+    def __init__(self, app: Flask, keysentry: Keysentry) -> None:
+        self.app = app
+        self.keysentry = keysentry
+        self.any: bool | None = None  # whether a view declares a cost: known at first use
+        self.resolver = install(keysentry, self.find, _environ_key)
+
+    def find(self, environ: dict[str, Any]) -> int | None:
+        app = self.app
+        if self.any is None:
+            self.any = any(_view_cost(v, None) for v in list(app.view_functions.values()))
+            if not self.any:
+                uninstall(self.keysentry, self.resolver)
+        if not self.any:
+            return None
+        try:
+            rule, _ = app.url_map.bind_to_environ(environ).match(return_rule=True)
+        except (HTTPException, RequestRedirect):
+            return None
+        view = app.view_functions.get(rule.endpoint)
+        return None if view is None else _view_cost(view, environ.get("REQUEST_METHOD"))
+
+
+def _view_cost(view: Any, method: str | None) -> int | None:
+    found = declared_cost(view)
+    cls = getattr(view, "view_class", None)  # a MethodView: its methods' costs
+    if found is None and cls is not None:
+        if method is None:
+            names = ("get", "post", "put", "patch", "delete")
+            return next((c for c in (declared_cost(getattr(cls, n, None)) for n in names) if c),
+                        None)  # fmt: skip
+        name = "get" if method == "HEAD" else method.lower()
+        found = declared_cost(getattr(cls, name, None))
+    return found
+
+
+def _environ_key(environ: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (
+        environ.get("REQUEST_METHOD", ""),
+        environ.get("HTTP_HOST", ""),
+        environ.get("SCRIPT_NAME", ""),
+        environ.get("PATH_INFO", ""),
+    )
+
+
+def requires_scopes(*scopes: str, cost: int | None = None) -> Callable[[View], View]:
+    """Decorate a view so that only keys holding every one of ``scopes`` reach it; with
+    ``cost``, each request to it costs that much (of the key's rate limits and credits,
+    charged by the middleware before the view runs; all of it given back when the scopes
+    refuse the key).
 
     Put it below the route decorator. Works on sync and async views and on ``MethodView``
     methods. A key without a scope gets 403 ``INSUFFICIENT_SCOPE`` (``details.required``, and
@@ -126,6 +183,8 @@ def requires_scopes(*scopes: str) -> Callable[[View], View]:
     authenticated key passes.
     """
     requirement = Requirement.of(scopes)
+    if cost is not None:
+        cost = check_cost(cost)
 
     def decorate(view: View) -> View:
         if inspect.iscoroutinefunction(view):
@@ -137,7 +196,7 @@ def requires_scopes(*scopes: str) -> Callable[[View], View]:
                     return _extension()._refuse(requirement, denial)
                 return await view(*args, **kwargs)
 
-            return cast(View, guarded)
+            return cast(View, guarded if cost is None else mark_cost(guarded, cost))
 
         @functools.wraps(view)
         def guarded_sync(*args: Any, **kwargs: Any) -> Any:
@@ -146,7 +205,7 @@ def requires_scopes(*scopes: str) -> Callable[[View], View]:
                 return _extension()._refuse(requirement, denial)
             return view(*args, **kwargs)
 
-        return cast(View, guarded_sync)
+        return cast(View, guarded_sync if cost is None else mark_cost(guarded_sync, cost))
 
     return decorate
 

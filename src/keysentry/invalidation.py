@@ -53,6 +53,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 from ._redis import RedisBackend, client_options, connect, sentinels_of
+from .accounts import discard_account, owner_hash
 from .breaker import CircuitBreaker
 
 __all__ = ["RedisInvalidator"]
@@ -61,6 +62,13 @@ log = logging.getLogger("keysentry")
 
 # "<id>" or "<id> <digest hex>": public values only, and a shape a stray publisher cannot bend.
 _MESSAGE = re.compile(rb"([A-Za-z0-9_-]{1,32})(?: ([0-9a-f]{64}))?\Z")
+# "account <BLAKE2b-128 of the owner>": an account changed; every key of it is forgotten.
+_ACCOUNT = re.compile(rb"account ([0-9a-f]{32})\Z")
+
+
+def account_message(owner: str) -> bytes:
+    """The announcement of a change to an account (its keys' decisions depend on it)."""
+    return f"account {owner_hash(owner)}".encode()
 
 
 class Discards(Protocol):
@@ -187,6 +195,17 @@ class RedisInvalidator(RedisBackend):
         data = message(key_id, digest)
         with self._guard("publish"):
             return int(self._client().publish(self.channel, data))
+
+    def publish_account(self, owner: str) -> int:
+        """Announce that ``owner``'s account changed: every process forgets its keys."""
+        with self._guard("publish"):
+            return int(self._client().publish(self.channel, account_message(owner)))
+
+    async def apublish_account(self, owner: str) -> int:
+        """The async twin of :meth:`publish_account`."""
+        with self._guard("publish"):
+            client = await self._aclient()
+            return int(await client.publish(self.channel, account_message(owner)))
 
     async def apublish(self, key_id: str, digest: bytes | None = None) -> int:
         """The async twin of :meth:`publish`."""
@@ -331,6 +350,15 @@ class RedisInvalidator(RedisBackend):
         self._listening.clear()
 
     def _deliver(self, data: Any) -> None:
+        account = _ACCOUNT.match(data) if isinstance(data, bytes) else None
+        if account is not None:
+            self.received += 1
+            try:
+                if self._cache is not None:
+                    discard_account(self._cache, account.group(1).decode())
+            except Exception:
+                log.exception("cache invalidation failed for an account")
+            return
         parsed = parse(data) if isinstance(data, bytes) else None
         if parsed is None:
             log.debug("ignoring a malformed invalidation message")

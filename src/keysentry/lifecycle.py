@@ -19,14 +19,18 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from . import _fields as check
+from .accounts import AccountChanges, AccountRecord, discard_account, owner_hash
 from .cache import TTLCache
 from .decision import Entry
 from .errors import Conflict, InvalidKeyFormat, KeyNotFound, StoreUnavailable
 from .keys import ALPHABET, KEY_ID_LENGTH, SecretKey, mint, shown_id
 from .pipeline import Outages
 from .records import KeyRecord, Network, Rate, utcnow
+from .refills import Refill
 from .settings import Settings
 from .stores.base import (
+    AccountStore,
+    AsyncAccountStore,
     AsyncDeletingKeyStore,
     AsyncKeyStore,
     DeletingKeyStore,
@@ -118,6 +122,7 @@ class KeyLifecycle:
         allowed_networks: str | Iterable[str | Network] = (),
         credits: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        refill: str | Refill | None = None,
     ) -> IssuedKey:
         """Mint a key and build its record, without storing it (see :meth:`issue`)."""
         fields = check.check_fields(
@@ -130,8 +135,11 @@ class KeyLifecycle:
                 "allowed_networks": allowed_networks,
                 "credits": credits,
                 "metadata": metadata,
+                "refill": refill,
             }
         )
+        if fields["refill"] is not None:
+            fields["refilled_at"] = utcnow()
         chosen = check.prefix(prefix)
         key_id, key = mint(self.settings.prefix if chosen is None else chosen)
         record = KeyRecord(
@@ -445,6 +453,100 @@ class KeyLifecycle:
                 changes["expires_at"] = until
         return IssuedKey(issued.key, record), changes
 
+    # -- accounts ------------------------------------------------------------------------------
+    # A key's owner is its account. An account with no record changes nothing; one with a
+    # record may be disabled, hold the balance its keys spend and a limit they share. Every
+    # change is announced like a key's: each process forgets the account's keys.
+
+    def _need_accounts(self) -> AccountStore:
+        store = self._need_sync()
+        if not isinstance(store, AccountStore):
+            raise TypeError(f"{type(self.store).__name__} keeps no accounts")
+        return store
+
+    def _aneed_accounts(self) -> AsyncAccountStore:
+        store = self._need_async()
+        if not isinstance(store, AsyncAccountStore):
+            raise TypeError(f"{type(self.store).__name__} keeps no accounts")
+        return store
+
+    def account(self, owner: str) -> AccountRecord | None:
+        """The account of ``owner``; None when it has no record (its keys decide alone)."""
+        return self._need_accounts().get_account(_owner(owner))
+
+    async def aaccount(self, owner: str) -> AccountRecord | None:
+        return await self._aneed_accounts().aget_account(_owner(owner))
+
+    def update_account(self, owner: str, **changes: Any) -> AccountRecord:
+        """Change an account, making its record if it has none: ``disabled`` (every key of
+        it answers 403 ``ACCOUNT_DISABLED``), ``credits`` (the balance all its keys spend,
+        instead of their own; None: theirs again), ``rate_limit`` (limits its keys share, on
+        top of their own; ``"none"`` or None: none), ``refill`` (``"1000/month"``,
+        ``"+100/day"``, a :class:`~keysentry.refills.Refill`, or None)."""
+        owner = _owner(owner)
+        account = self._need_accounts().update_account(owner, _account_changes(changes))
+        self._account_changed(owner)
+        return account
+
+    async def aupdate_account(self, owner: str, **changes: Any) -> AccountRecord:
+        owner = _owner(owner)
+        checked = _account_changes(changes)
+        account = await self._aneed_accounts().aupdate_account(owner, checked)
+        await self._aaccount_changed(owner)
+        return account
+
+    def disable_account(self, owner: str) -> AccountRecord:
+        """Refuse every key of the account (403 ``ACCOUNT_DISABLED``) until
+        :meth:`enable_account`."""
+        return self.update_account(owner, disabled=True)
+
+    async def adisable_account(self, owner: str) -> AccountRecord:
+        return await self.aupdate_account(owner, disabled=True)
+
+    def enable_account(self, owner: str) -> AccountRecord:
+        return self.update_account(owner, disabled=False)
+
+    async def aenable_account(self, owner: str) -> AccountRecord:
+        return await self.aupdate_account(owner, disabled=False)
+
+    def add_account_credits(self, owner: str, amount: int) -> AccountRecord:
+        """Add ``amount`` credits to the account's balance, atomically (concurrent spends
+        are not lost); an account without a balance gets one of ``amount``."""
+        owner, amount = _owner(owner), _positive(amount)
+        if self._need_accounts().spend_account_credits(owner, -amount) is None:
+            return self.update_account(owner, credits=amount)
+        self._account_changed(owner)
+        found = self.account(owner)
+        assert found is not None
+        return found
+
+    async def aadd_account_credits(self, owner: str, amount: int) -> AccountRecord:
+        owner, amount = _owner(owner), _positive(amount)
+        if await self._aneed_accounts().aspend_account_credits(owner, -amount) is None:
+            return await self.aupdate_account(owner, credits=amount)
+        await self._aaccount_changed(owner)
+        found = await self.aaccount(owner)
+        assert found is not None
+        return found
+
+    def _account_changed(self, owner: str) -> None:
+        discard_account(self.cache, owner_hash(owner))
+        publish = getattr(self.invalidator, "publish_account", None)
+        if publish is not None:
+            try:
+                publish(owner)
+            except StoreUnavailable:
+                self._outages.warn("invalidator", _UNANNOUNCED)
+
+    async def _aaccount_changed(self, owner: str) -> None:
+        discard_account(self.cache, owner_hash(owner))
+        publish = getattr(self.invalidator, "apublish_account", None)
+        if publish is not None:
+            try:
+                await publish(owner)
+            except StoreUnavailable:
+                self._outages.warn("invalidator", _UNANNOUNCED)
+
     def credits_of(self, record: KeyRecord) -> int | None:
         """The balance a key spends: its own, or the first key's of its rotation line; None
         when unmetered."""
@@ -525,6 +627,40 @@ def _record(record: object) -> None:
         raise TypeError(f"record must be a KeyRecord, not {type(record).__name__}")
 
 
+def _owner(owner: object) -> str:
+    if not isinstance(owner, str):
+        raise TypeError(f"owner must be a str, not {type(owner).__name__}")
+    if not owner:
+        raise ValueError("owner: an account's owner is a non-empty string")
+    return owner
+
+
+def _positive(amount: object) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise TypeError(f"amount must be a whole number (int), not {type(amount).__name__}")
+    if not 1 <= amount <= check.MAX_CREDITS:
+        raise ValueError(f"amount must be from 1 to {check.MAX_CREDITS}, not {amount}")
+    return amount
+
+
+_ACCOUNT_CHECKS = frozenset({"disabled", "credits", "rate_limit", "refill"})
+
+
+def _account_changes(changes: Mapping[str, Any]) -> AccountChanges:
+    unknown = sorted(changes.keys() - _ACCOUNT_CHECKS)
+    if unknown:
+        raise ValueError(
+            f"these account fields cannot be changed: {', '.join(unknown)} (those that can: "
+            f"{', '.join(sorted(_ACCOUNT_CHECKS))})"
+        )
+    checked = check.check_fields(changes)
+    if "rate_limit" in checked and checked["rate_limit"] == ():
+        checked["rate_limit"] = None
+    if "refill" in checked:
+        checked["refilled_at"] = utcnow()
+    return checked  # type: ignore[return-value]
+
+
 def _known(method: str, fields: Mapping[str, Any], allowed: frozenset[str]) -> Mapping[str, Any]:
     """``fields``, if ``method`` takes each of them, as a call with its own signature would."""
     unknown = sorted(fields.keys() - allowed)
@@ -548,4 +684,8 @@ def _changes(changes: Mapping[str, Any]) -> KeyChanges:
             f"these key fields cannot be changed: {', '.join(sorted(unknown))} (those that "
             f"can: {', '.join(sorted(check.CHANGEABLE))})"
         )
-    return check.check_fields(changes)  # type: ignore[return-value]
+    checked = check.check_fields(changes)
+    if "refill" in checked:
+        # A refill set now first runs when the next period begins.
+        checked["refilled_at"] = utcnow()
+    return checked  # type: ignore[return-value]

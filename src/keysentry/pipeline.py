@@ -32,6 +32,7 @@ miss in that index and the format check; a typo of a verified key is garbage too
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -44,10 +45,11 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from .accounts import AccountRecord
 from .attempts import FailedAttempts
 from .cache import TTLCache
 from .credentials import MISSING
-from .decision import NO_CREDITS, UNKNOWN_KEY, Entry, Lookup, Verdict, client_allowed, standing
+from .decision import UNKNOWN_KEY, Charge, Entry, Lookup, Verdict, client_allowed, standing
 from .errors import Denial, InsufficientCredits, KeyNotFound, StoreUnavailable
 from .events import DecisionEvent
 from .flights import Flights
@@ -58,7 +60,7 @@ from .ratelimit.headers import rate_headers
 from .records import KeyRecord
 from .responses import Rendered
 from .settings import Settings
-from .stores.base import AsyncKeyStore, KeyStore
+from .stores.base import AccountStore, AsyncAccountStore, AsyncKeyStore, KeyStore
 
 if TYPE_CHECKING:
     from .usage import UsageRecorder
@@ -106,7 +108,7 @@ class _Pass:
 PASS = _Pass()
 
 #: Refusals that only a holder of the key can get: the event may name the key.
-_PROVEN = frozenset({"API_KEY_DISABLED", "EXPIRED_API_KEY"})
+_PROVEN = frozenset({"API_KEY_DISABLED", "EXPIRED_API_KEY", "ACCOUNT_DISABLED"})
 #: Codes of the refusals made before the cache is read (no credential, two of them, a
 #: malformed one), but for UNKNOWN_KEY, which the cache (or the store) decided.
 _BEFORE_CACHE = frozenset({"MISSING_API_KEY", "INVALID_REQUEST", "INVALID_API_KEY"})
@@ -142,6 +144,7 @@ class Pending:
 
     __slots__ = (
         "client",
+        "cost",
         "driver",
         "limited",
         "lookup",
@@ -166,6 +169,7 @@ class Pending:
         self.verdict: Verdict | None = None
         self.limited: RateDecision | None = None
         self.client: str | None = None
+        self.cost = 1
 
     def __repr__(self) -> str:
         return f"Pending({('lookup', 'failed attempt', 'rate limit', 'credits')[self.step]})"
@@ -181,8 +185,8 @@ class Pending:
             return p._failed(self.client)
         assert self.verdict is not None
         if step == _LIMIT:
-            return p._hit(self.verdict)
-        return p._spend(self.verdict)
+            return p._hit(self.verdict, self.cost)
+        return p._spend(self.verdict, self.cost)
 
     async def arun(self) -> Any:
         """The async twin of :meth:`run` (ASGI)."""
@@ -195,8 +199,8 @@ class Pending:
             return await p._afailed(self.client)
         assert self.verdict is not None
         if step == _LIMIT:
-            return await p._ahit(self.verdict)
-        return await p._aspend(self.verdict)
+            return await p._ahit(self.verdict, self.cost)
+        return await p._aspend(self.verdict, self.cost)
 
 
 Outcome = Verdict | Admitted | Denial | Pending | _Pass
@@ -251,6 +255,13 @@ class Pipeline:
         self.outages = outages
         self.sync_store = store if isinstance(store, KeyStore) else None
         self.async_store = store if isinstance(store, AsyncKeyStore) else None
+        # A key with an owner is read with its account, when the store keeps accounts.
+        self._accounts = store if isinstance(store, AccountStore) else None
+        self._aaccounts = store if isinstance(store, AsyncAccountStore) else None
+        #: What a request costs, by path (``costs``) and by the routes the framework helpers
+        #: declared (``route_costs``: each answers a cost, or None when it does not know).
+        self._cost_paths = settings.cost_paths
+        self.route_costs: list[Callable[[Any], int | None]] = []
         self.attempts = (
             FailedAttempts(settings.failure_policies, limiter)
             if settings.failure_policies
@@ -277,8 +288,8 @@ class Pipeline:
         self._remote_limiter = None if self._local_limiter is not None else limiter
         #: ``hit_in_memory(key, policies)`` of a remote limiter that can answer some hits
         #: without I/O (``LeasedLimiter``): the decision, or None to wait on the limiter.
-        self._in_memory: Callable[[str, tuple[Policy, ...]], RateDecision | None] | None = getattr(
-            self._remote_limiter, "hit_in_memory", None
+        self._in_memory: Callable[[str, tuple[Policy, ...], int], RateDecision | None] | None = (
+            getattr(self._remote_limiter, "hit_in_memory", None)
         )
         # Keys a process has verified once are recognised on cache hits by a process-local
         # MAC (never stored, never shared) instead of a second HMAC; see tag().
@@ -390,12 +401,14 @@ class Pipeline:
             if isinstance(answer, Denial):
                 return self._refused(answer, verdict, driver, raw, started)
             if verdict.charged:
-                return self._spend_credit(verdict, answer, driver, raw, started)
-            return self._admitted(verdict, answer, driver, raw, started)
+                return self._spend_credit(verdict, answer, driver, raw, started, pending.cost)
+            return self._admitted(_charged(verdict, pending.cost), answer, driver, raw, started)
         if answer is not None:  # a refused spend
             return self._refused(self._with_rate(answer, pending.limited, verdict), verdict,
                                  driver, raw, started)  # fmt: skip
-        return self._admitted(verdict, pending.limited, driver, raw, started)
+        return self._admitted(
+            _charged(verdict, pending.cost), pending.limited, driver, raw, started
+        )
 
     def _authenticated(
         self,
@@ -431,26 +444,71 @@ class Pipeline:
             refused = client_allowed(verdict, self._client(driver, raw))
             if refused is not None:
                 return self._refused(refused, verdict, driver, raw, started)
+        cost = 1
+        if self._cost_paths is not None or self.route_costs:
+            cost = self._cost(driver, raw)
         limited: RateDecision | None = None
-        if verdict.policies:
+        policies = verdict.policies
+        if policies or verdict.account_policies:
             local = self._local_limiter
             if local is not None:
-                limited = local.hit(verdict.rate_key, verdict.policies)
+                if verdict.account_policies:
+                    shared = self._local_hit(local, verdict, cost)
+                    if type(shared) is Denial:
+                        return self._refused(shared, verdict, driver, raw, started)
+                    limited = shared  # type: ignore[assignment]
+                else:  # the common case, in line
+                    limited = local.hit(verdict.rate_key, policies, cost)
+                    if not limited.allowed:
+                        denial = self._rate_limited(verdict, limited)
+                        return self._refused(denial, verdict, driver, raw, started)
             elif self._remote_limiter is not None:
                 # A remote limiter may answer from memory (a leased slice, a cached refusal).
                 in_memory = self._in_memory
-                if in_memory is not None:
-                    limited = in_memory(verdict.rate_key, verdict.policies)
+                if in_memory is not None and not verdict.account_policies:
+                    limited = in_memory(verdict.rate_key, policies, cost)
                 if limited is None:
                     pending = Pending(self, _LIMIT, driver, raw, started)
                     pending.verdict = verdict
+                    pending.cost = cost
                     return pending
-            if limited is not None and not limited.allowed:
-                denial = self._rate_limited(verdict, limited)
-                return self._refused(denial, verdict, driver, raw, started)
+                if not limited.allowed:
+                    denial = self._rate_limited(verdict, limited)
+                    return self._refused(denial, verdict, driver, raw, started)
         if verdict.charged:
-            return self._spend_credit(verdict, limited, driver, raw, started)
+            return self._spend_credit(verdict, limited, driver, raw, started, cost)
         return self._admitted(verdict, limited, driver, raw, started)
+
+    def _local_hit(self, local: Limiter, verdict: Verdict, cost: int) -> RateDecision | Denial:
+        """The key's limits, then its account's (when it has any), in this process."""
+        limited = None
+        if verdict.policies:
+            limited = local.hit(verdict.rate_key, verdict.policies, cost)
+            if not limited.allowed:
+                return self._rate_limited(verdict, limited)
+        if verdict.account_policies:
+            shared = local.hit(verdict.account_rate_key, verdict.account_policies, cost)
+            return self._shared(verdict, limited, shared)
+        assert limited is not None
+        return limited
+
+    def _shared(
+        self, verdict: Verdict, limited: RateDecision | None, shared: RateDecision
+    ) -> RateDecision | Denial:
+        """After the account's limits answered ``shared``: its refusal, or the decision whose
+        fields go on the response (the key's own, when it has limits)."""
+        if not shared.allowed:
+            return self._rate_limited(verdict, shared, verdict.account_policy_field, True)
+        return shared if limited is None else limited
+
+    def _cost(self, driver: Driver[Any], raw: Any) -> int:
+        """What this request costs: a framework helper's route cost, else its path's."""
+        for route_cost in self.route_costs:
+            found = route_cost(raw)
+            if found is not None:
+                return found
+        paths = self._cost_paths
+        return 1 if paths is None else paths.cost(driver.route_path(raw))
 
     def _spend_credit(
         self,
@@ -459,10 +517,12 @@ class Pipeline:
         driver: Driver[Any],
         raw: Any,
         started: float,
+        cost: int = 1,
     ) -> Pending:
         pending = Pending(self, _SPEND, driver, raw, started)
         pending.verdict = verdict
         pending.limited = limited
+        pending.cost = cost
         return pending
 
     def _admitted(
@@ -614,17 +674,17 @@ class Pipeline:
         verdict = entry.verdict
         if verdict is None or tag is not None:
             if verdict is None:
-                verdict = Verdict.of(record, self._defaults, self.settings.implications)
+                verdict = Verdict.of(
+                    record, self._defaults, self.settings.implications, entry.account
+                )
             if remember:
                 # The presented digest equals the record's: keeping it (made just now, like a
                 # phantom's) rather than the record's lays known and unknown entries out alike.
-                fresh = Entry(digest, tag or self._no_tag, verdict, record)
+                fresh = Entry(digest, tag or self._no_tag, verdict, record, entry.account)
                 self.cache.put(cache_key, fresh, generation)
         return standing(verdict, self._clock)
 
-    def _looked_up(
-        self, lookup: Lookup, answer: KeyRecord | StoreUnavailable | None
-    ) -> Verdict | Denial:
+    def _looked_up(self, lookup: Lookup, answer: Found) -> Verdict | Denial:
         """Remember what the store said (a record, or a phantom for an id it does not know:
         the same steps, the same lifetime) and decide; or, the store being down, decide from a
         stale entry if there is one."""
@@ -639,13 +699,16 @@ class Pipeline:
                     cache_key, stale, lookup.digest, lookup.tag, lookup.generation, remember=False
                 )
             return self.settings.unavailable
+        account = None
+        if isinstance(answer, tuple):
+            answer, account = answer
         if answer is None:
             # A phantom holds the presented key's own digest and tag: objects of its own, as a
             # record's are, and already made. Presented again, it matches them and is refused
             # for having no record; any other key fails the comparison, as on a known id.
             entry = Entry(lookup.digest, lookup.tag or self._no_tag, None, None)
         else:
-            entry = Entry(answer.digest, self._no_tag, None, answer)
+            entry = Entry(answer.digest, self._no_tag, None, answer, account)
         self.cache.put(cache_key, entry, lookup.generation, answer is not None)
         result = self._judge(cache_key, entry, lookup.digest, lookup.tag, lookup.generation)
         if result is UNKNOWN_KEY and lookup.key_id is not None:
@@ -664,21 +727,29 @@ class Pipeline:
 
     # -- the waits, each with its twin ----------------------------------------------------------
 
-    def _fetch(self, lookup: Lookup) -> KeyRecord | StoreUnavailable | None:
+    def _fetch(self, lookup: Lookup) -> Found:
         store = self.sync_store
         if store is None:
             raise TypeError("the store has no blocking face: use it from ASGI")
         try:
-            return self._flights.fetch(lookup, store)
+            record = self._flights.fetch(lookup, store)
+            accounts = self._accounts
+            if record is None or record.owner is None or accounts is None:
+                return record
+            return record, accounts.get_account(record.owner)
         except StoreUnavailable as exc:
             return exc
 
-    async def _afetch(self, lookup: Lookup) -> KeyRecord | StoreUnavailable | None:
+    async def _afetch(self, lookup: Lookup) -> Found:
         store = self.async_store
         if store is None:
             raise TypeError("the store has no async face: use it from WSGI")
         try:
-            return await self._flights.afetch(lookup, store)
+            record = await self._flights.afetch(lookup, store)
+            accounts = self._aaccounts
+            if record is None or record.owner is None or accounts is None:
+                return record
+            return record, await accounts.aget_account(record.owner)
         except StoreUnavailable as exc:
             return exc
 
@@ -690,42 +761,64 @@ class Pipeline:
         assert self.attempts is not None
         return await self.attempts.afailed(client, UNKNOWN_KEY)
 
-    def _hit(self, verdict: Verdict) -> RateDecision | Denial | None:
-        assert self._remote_limiter is not None
+    def _hit(self, verdict: Verdict, cost: int = 1) -> RateDecision | Denial | None:
+        limiter = self._remote_limiter
+        assert limiter is not None
         try:
-            decision = self._remote_limiter.hit(verdict.rate_key, verdict.policies)
+            limited = None
+            if verdict.policies:
+                limited = limiter.hit(verdict.rate_key, verdict.policies, cost)
+                if not limited.allowed or not verdict.account_policies:
+                    return self._decided(verdict, limited)
+            shared = limiter.hit(verdict.account_rate_key, verdict.account_policies, cost)
         except StoreUnavailable:
             return self._limiter_down()
-        return self._decided(verdict, decision)
+        return self._shared(verdict, limited, shared)
 
-    async def _ahit(self, verdict: Verdict) -> RateDecision | Denial | None:
-        assert self._remote_limiter is not None
+    async def _ahit(self, verdict: Verdict, cost: int = 1) -> RateDecision | Denial | None:
+        limiter = self._remote_limiter
+        assert limiter is not None
         try:
-            decision = await self._remote_limiter.ahit(verdict.rate_key, verdict.policies)
+            limited = None
+            if verdict.policies:
+                limited = await limiter.ahit(verdict.rate_key, verdict.policies, cost)
+                if not limited.allowed or not verdict.account_policies:
+                    return self._decided(verdict, limited)
+            shared = await limiter.ahit(verdict.account_rate_key, verdict.account_policies, cost)
         except StoreUnavailable:
             return self._limiter_down()
-        return self._decided(verdict, decision)
+        return self._shared(verdict, limited, shared)
 
-    def _spend(self, verdict: Verdict) -> Denial | None:
-        """Charge one credit: None when paid, 402 when none are left, 401 when the account is
-        gone, 503 when the store cannot say (credits are money: they fail closed)."""
+    def _spend(self, verdict: Verdict, cost: int = 1) -> Denial | None:
+        """Charge the request's credits: None when paid, 402 when too few are left, 401 when
+        the key is gone, 503 when the store cannot say (credits are money: they fail closed)."""
         store = self.sync_store
         if store is None:
             raise TypeError("the store has no blocking face: use it from ASGI")
+        charge = verdict.charge
+        assert charge is not None
         try:
-            store.spend_credits(verdict.credit_account)
+            if charge.shared and self._accounts is not None:
+                self._accounts.spend_account_credits(charge.account, cost)
+            else:
+                store.spend_credits(charge.account, cost)
         except (InsufficientCredits, KeyNotFound, StoreUnavailable) as refused:
-            return self._unpaid(refused)
+            return self._unpaid(refused, verdict, cost)
         return None
 
-    async def _aspend(self, verdict: Verdict) -> Denial | None:
+    async def _aspend(self, verdict: Verdict, cost: int = 1) -> Denial | None:
         store = self.async_store
         if store is None:
             raise TypeError("the store has no async face: use it from WSGI")
+        charge = verdict.charge
+        assert charge is not None
         try:
-            await store.aspend_credits(verdict.credit_account)
+            if charge.shared and self._aaccounts is not None:
+                await self._aaccounts.aspend_account_credits(charge.account, cost)
+            else:
+                await store.aspend_credits(charge.account, cost)
         except (InsufficientCredits, KeyNotFound, StoreUnavailable) as refused:
-            return self._unpaid(refused)
+            return self._unpaid(refused, verdict, cost)
         return None
 
     # -- what the waits answer ----------------------------------------------------------------
@@ -733,12 +826,20 @@ class Pipeline:
     def _decided(self, verdict: Verdict, decision: RateDecision) -> RateDecision | Denial:
         return decision if decision.allowed else self._rate_limited(verdict, decision)
 
-    def _rate_limited(self, verdict: Verdict, decision: RateDecision) -> Denial:
+    def _rate_limited(
+        self,
+        verdict: Verdict,
+        decision: RateDecision,
+        described: str | None = None,
+        shared: bool = False,
+    ) -> Denial:
+        whose = "the account of this API key" if shared else "this API key"
+        field = verdict.policy_field if described is None else described
         return Denial.of(
             "RATE_LIMITED",
-            f"Too many requests for this API key: retry in {decision.retry_after} s.",
+            f"Too many requests for {whose}: retry in {decision.retry_after} s.",
             {"retry_after": decision.retry_after},
-            headers=tuple(rate_headers(decision, verdict.policy_field, self._legacy)),
+            headers=tuple(rate_headers(decision, field, self._legacy)),
         )
 
     def _limiter_down(self) -> Denial | None:
@@ -753,9 +854,20 @@ class Pipeline:
         )
         return None if fail_open else self.settings.unavailable
 
-    def _unpaid(self, refused: Exception) -> Denial:
+    def _unpaid(self, refused: Exception, verdict: Verdict, cost: int = 1) -> Denial:
         if isinstance(refused, InsufficientCredits):
-            return NO_CREDITS
+            if cost == 1:
+                return verdict.unpaid
+            # A dearer request than the balance covers: say what it costs and what is left.
+            details = verdict.unpaid.details
+            account = details.get("account")
+            whose = "The API key has" if account is None else f"The account {account!r} has"
+            return Denial.of(
+                "INSUFFICIENT_CREDITS",
+                f"{whose} too few credits: this request costs {cost}, and {refused.balance} "
+                "are left.",
+                {**details, "cost": cost, "balance": refused.balance},
+            )
         if isinstance(refused, KeyNotFound):
             return UNKNOWN_KEY
         self.outages.warn("credits", "key store unavailable; keys with credits get 503")
@@ -803,6 +915,20 @@ class Pipeline:
             hook(event)
         except Exception:
             self.outages.warn("on_decision", "the on_decision callback failed")
+
+
+#: What a store lookup answers: the record (with its account, when its owner has one and the
+#: store keeps accounts), None for no record, or the outage.
+Found = KeyRecord | tuple[KeyRecord, AccountRecord | None] | StoreUnavailable | None
+
+
+def _charged(verdict: Verdict, cost: int) -> Verdict:
+    """The verdict whose ``charge`` says what this request paid: itself at the default cost;
+    a copy for another cost (so the route helpers give back what was taken)."""
+    charge = verdict.charge
+    if cost == 1 or charge is None:
+        return verdict
+    return dataclasses.replace(verdict, charge=Charge(charge.account, cost, charge.shared))
 
 
 def hash_key_is_random() -> bool:

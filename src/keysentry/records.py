@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
+from .refills import Refill
+
 __all__ = ["DIGEST_MODES", "KeyIdentity", "KeyRecord", "Network", "Rate", "utcnow"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -118,6 +120,10 @@ class KeyRecord:
     #: the secret. A key verifies only under the mode, and the secret, it was digested with.
     #: Fixed at creation.
     digest_mode: str | None = None
+    #: Tops ``credits`` up each day, week or month (see :mod:`keysentry.accounts`).
+    refill: Refill | None = None
+    #: When ``refill`` last ran (or was set).
+    refilled_at: datetime | None = None
 
     def __post_init__(self) -> None:
         # Accept friendly inputs (lists, CIDR strings, dicts) but keep the record immutable.
@@ -136,7 +142,7 @@ class KeyRecord:
             object.__setattr__(self, "allowed_networks", _networks(networks))
         if not isinstance(self.metadata, MappingProxyType):
             object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
-        for name in ("created_at", "expires_at", "last_used_at", "revoked_at"):
+        for name in ("created_at", "expires_at", "last_used_at", "revoked_at", "refilled_at"):
             value = getattr(self, name)
             if value is not None:
                 if value.tzinfo is None:

@@ -17,13 +17,14 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import InitVar, dataclass, field
+from types import MappingProxyType
 
 from ._scopes import DEFAULT_SCOPE_IMPLICATIONS, Implications
 from .credentials import CredentialReader
 from .errors import Denial
 from .history import DEFAULT_RETENTION_DAYS, MAX_DAYS
 from .keys import DEFAULT_MAX_LENGTH, DEFAULT_PREFIX, Digester, ImportedFormat, KeyFormat
-from .paths import ExemptPaths
+from .paths import CostPaths, ExemptPaths
 from .proxies import TrustedProxies
 from .ratelimit.gcra import Policy, policies_of
 from .records import Network, Rate
@@ -50,6 +51,9 @@ class Settings:
     :param query_param: query parameter holding the key; off unless named (keys in URLs
         end up in access logs and browser history).
     :param exempt: paths that need no key, e.g. ``["/health", "/docs/*"]`` (see ``paths.py``).
+    :param costs: what a request costs by path, e.g. ``{"/v1/generate": 5}`` (exact paths and
+        ``/subtree/*``; others cost 1): charged to the key's rate limit and credits (or its
+        account's) at once. The framework helpers declare costs on routes too.
     :param allow_preflight: let CORS preflight requests (``OPTIONS`` with ``Origin`` and
         ``Access-Control-Request-Method``) through without a key, as browsers never send
         credentials on them. Off by default: the app's own ``OPTIONS`` handlers would run
@@ -112,6 +116,7 @@ class Settings:
     api_key_header: str | None = "X-API-Key"
     query_param: str | None = None
     exempt: Iterable[str] = ()
+    costs: Mapping[str, int] | None = None
     allow_preflight: bool = False
     strip_credentials: bool = False
     realm: str = "api"
@@ -141,6 +146,8 @@ class Settings:
     format: KeyFormat = field(init=False)
     reader: CredentialReader = field(init=False)
     exempt_paths: ExemptPaths | None = field(init=False)
+    #: What a request costs by path; None: 1 each (see ``costs``).
+    cost_paths: CostPaths | None = field(init=False)
     #: Whose forwarding header to believe; None: nobody's (the default).
     proxies: TrustedProxies | None = field(init=False)
     render: Renderer = field(init=False)
@@ -198,6 +205,11 @@ class Settings:
         )
         exempt = ExemptPaths(self.exempt)
         set_(self, "exempt_paths", exempt if exempt else None)
+        if self.costs is not None and not isinstance(self.costs, Mapping):
+            raise TypeError("costs must map paths to costs, e.g. {'/v1/generate': 5}")
+        costs = CostPaths(self.costs or {})
+        set_(self, "costs", MappingProxyType(dict(self.costs or {})))
+        set_(self, "cost_paths", costs if costs else None)
         proxies = TrustedProxies(self.trusted_proxies, self.forwarded_header)
         set_(self, "proxies", proxies if proxies else None)
         set_(self, "render", Renderer(self.realm, self.error_body))

@@ -28,7 +28,15 @@ from typing import Any, TypeVar, cast
 
 from starlette.requests import HTTPConnection
 
-from ._asgi_scopes import DenialResponse, deny, identity_of, refund, refund_from_thread
+from ._asgi_scopes import (
+    DenialResponse,
+    declare_costs,
+    deny,
+    identity_of,
+    refund,
+    refund_from_thread,
+)
+from ._route_costs import check_cost, mark_cost
 from ._scopes import UNAUTHENTICATED, Requirement
 from .core import Keysentry
 
@@ -49,8 +57,11 @@ class Scopes:
     def __repr__(self) -> str:
         return f"Scopes({self.keysentry!r})"
 
-    def require(self, *scopes: str) -> Callable[[Endpoint], Endpoint]:
-        """Decorate an endpoint so that only keys holding every one of ``scopes`` reach it.
+    def require(self, *scopes: str, cost: int | None = None) -> Callable[[Endpoint], Endpoint]:
+        """Decorate an endpoint so that only keys holding every one of ``scopes`` reach it;
+        with ``cost``, each request to it costs that much (of the key's rate limits and
+        credits, charged by the middleware before the endpoint runs; all of it given back
+        when the scopes refuse the key).
 
         Works on async and sync function endpoints (a sync one still runs in the threadpool),
         on the methods of an ``HTTPEndpoint`` and on websocket function endpoints. A key
@@ -62,6 +73,9 @@ class Scopes:
         requirement = Requirement.of(scopes)
         insufficient = requirement.insufficient
         guard = self.keysentry
+        if cost is not None:
+            cost = check_cost(cost)
+            declare_costs(guard)
         forbidden = guard.render(insufficient)
         unauthenticated = self._unauthenticated
 
@@ -81,7 +95,7 @@ class Scopes:
                         return await deny(conn, unauthenticated, denial.code)
                     return await endpoint(*args)
 
-                return cast(Endpoint, guarded)
+                return cast(Endpoint, guarded if cost is None else mark_cost(guarded, cost))
 
             @functools.wraps(endpoint)
             def guarded_sync(*args: Any) -> Any:
@@ -93,6 +107,6 @@ class Scopes:
                     return DenialResponse(unauthenticated)
                 return endpoint(*args)
 
-            return cast(Endpoint, guarded_sync)
+            return cast(Endpoint, guarded_sync if cost is None else mark_cost(guarded_sync, cost))
 
         return decorate

@@ -23,6 +23,7 @@ it needs no pytest plugin. keysentry runs this suite against each built-in store
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -30,11 +31,15 @@ from typing import Any, TypeVar
 
 import pytest
 
+from .accounts import AccountRecord
 from .errors import Conflict, DuplicateKey, InsufficientCredits, KeyNotFound
 from .history import DailyUsage
 from .keys import Digester, mint
-from .records import KeyRecord, Rate
+from .records import KeyRecord, Rate, utcnow
+from .refills import Refill, period_start
 from .stores.base import (
+    AccountStore,
+    AsyncAccountStore,
     AsyncDeletingKeyStore,
     AsyncKeyStore,
     AsyncUsageHistoryStore,
@@ -89,6 +94,28 @@ def _deleting(store: KeyStore) -> DeletingKeyStore:
     if not isinstance(store, DeletingKeyStore):
         pytest.skip("the store has no delete (optional: DeletingKeyStore)")
     return store
+
+
+def _accounts(store: KeyStore) -> AccountStore:
+    """Accounts are optional: a store without them skips the tests of them."""
+    if not isinstance(store, AccountStore):
+        pytest.skip("the store keeps no accounts (optional: AccountStore)")
+    return store
+
+
+def _aaccounts(store: AsyncKeyStore) -> AsyncAccountStore:
+    if not isinstance(store, AsyncAccountStore):
+        pytest.skip("the store keeps no accounts (optional: AsyncAccountStore)")
+    return store
+
+
+def _owner() -> str:
+    """An owner no other test uses (stores are shared between tests in some suites)."""
+    return "acct-" + mint("sk_test")[0]
+
+
+#: Long before any current period: a refill whose last run was then is due now.
+_LONG_AGO = datetime(2020, 1, 1, tzinfo=timezone.utc)
 
 
 def _adeleting(store: AsyncKeyStore) -> AsyncDeletingKeyStore:
@@ -457,6 +484,173 @@ class KeyStoreContract:
         assert got is not None
         assert got.credits == 0
 
+    # -- refills -------------------------------------------------------------------------------
+
+    def test_a_due_refill_runs_once_in_the_spend(self, store: KeyStore) -> None:
+        """A refill whose period began after its last run tops the balance up (to its amount,
+        or by it with ``+``) in the same atomic step as the spend that finds it due, and
+        then not again until the next period."""
+        to = make_record(credits=1, refill=Refill(10, "day"), refilled_at=_LONG_AGO)
+        add = make_record(credits=4, refill=Refill(5, "week", add=True), refilled_at=_LONG_AGO)
+        fresh = make_record(credits=2, refill=Refill(10, "month"), refilled_at=utcnow())
+        for record in (to, add, fresh):
+            store.create(record)
+        before = utcnow()
+        assert store.spend_credits(to.id, 3) == 7
+        assert store.spend_credits(to.id, 3) == 4  # not twice in a day
+        got = store.get(to.id)
+        assert got is not None
+        assert got.refilled_at is not None
+        assert got.refilled_at >= period_start("day", before)
+        assert (got.credits, got.refill) == (4, Refill(10, "day"))
+        assert store.spend_credits(add.id) == 8
+        assert store.spend_credits(fresh.id) == 1  # it ran this month already
+
+    def test_a_refused_spend_runs_no_refill(self, store: KeyStore) -> None:
+        record = make_record(credits=0, refill=Refill(2, "day"), refilled_at=_LONG_AGO)
+        store.create(record)
+        with pytest.raises(InsufficientCredits):
+            store.spend_credits(record.id, 5)
+        assert store.get(record.id) == record
+        assert store.spend_credits(record.id, 2) == 0
+
+    def test_concurrent_spends_see_one_refill(self, store: KeyStore) -> None:
+        record = make_record(credits=0, refill=Refill(30, "day"), refilled_at=_LONG_AGO)
+        store.create(record)
+        results: list[int | BaseException] = []
+
+        def work() -> None:
+            for _ in range(8):
+                try:
+                    results.append(store.spend_credits(record.id) or 0)
+                except BaseException as exc:  # noqa: PERF203
+                    results.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(isinstance(r, int) for r in results) == 30
+        assert all(isinstance(r, int | InsufficientCredits) for r in results)
+        got = store.get(record.id)
+        assert got is not None
+        assert got.credits == 0
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    def test_an_account_is_made_by_its_first_change_and_round_trips(self, store: KeyStore) -> None:
+        accounts = _accounts(store)
+        owner = _owner()
+        assert accounts.get_account(owner) is None
+        made = accounts.update_account(owner, {"credits": 3})
+        assert made == AccountRecord(owner, credits=3)
+        assert accounts.get_account(owner) == made
+        when = datetime(2026, 3, 4, 5, 6, 7, 8000, tzinfo=timezone.utc)
+        every = accounts.update_account(
+            owner,
+            {
+                "disabled": True,
+                "rate_limit": (Rate(10, 60.0), Rate(1000, 86400.0, burst=50)),
+                "refill": Refill(100, "month", add=True),
+                "refilled_at": when,
+            },
+        )
+        assert every == AccountRecord(
+            owner, True, 3, (Rate(10, 60.0), Rate(1000, 86400.0, burst=50)),
+            Refill(100, "month", add=True), when,
+        )  # fmt: skip
+        assert accounts.get_account(owner) == every
+        cleared = accounts.update_account(
+            owner, {"disabled": False, "credits": None, "rate_limit": None, "refill": None}
+        )
+        assert cleared == AccountRecord(owner, refilled_at=when)
+        assert accounts.get_account(owner) == cleared
+        odd = "owner with spaces, {braces} and ünïcode@example.com"
+        assert accounts.update_account(odd, {"disabled": True}).owner == odd
+        assert accounts.get_account(odd) == AccountRecord(odd, disabled=True)
+
+    def test_account_credits_are_spent_like_a_keys(self, store: KeyStore) -> None:
+        accounts = _accounts(store)
+        owner, plain = _owner(), _owner()
+        assert accounts.spend_account_credits(owner) is None  # no record: nothing taken
+        accounts.update_account(owner, {"credits": 3})
+        accounts.update_account(plain, {"disabled": False})
+        assert accounts.spend_account_credits(plain) is None  # no balance: nothing taken
+        assert accounts.spend_account_credits(owner, 2) == 1
+        with pytest.raises(InsufficientCredits) as refused:
+            accounts.spend_account_credits(owner, 2)
+        assert refused.value.balance == 1
+        assert accounts.spend_account_credits(owner, -4) == 5  # a refund
+        with pytest.raises(ValueError, match="zero"):
+            accounts.spend_account_credits(owner, 0)
+        got = accounts.get_account(owner)
+        assert got is not None
+        assert got.credits == 5
+
+    def test_an_account_refill_runs_once_in_the_spend(self, store: KeyStore) -> None:
+        accounts = _accounts(store)
+        owner = _owner()
+        accounts.update_account(
+            owner, {"credits": 0, "refill": Refill(4, "day"), "refilled_at": _LONG_AGO}
+        )
+        assert accounts.spend_account_credits(owner) == 3
+        assert accounts.spend_account_credits(owner) == 2
+        got = accounts.get_account(owner)
+        assert got is not None
+        assert got.refilled_at is not None
+        assert got.refilled_at > _LONG_AGO
+
+    def test_concurrent_account_spending_never_overdraws(self, store: KeyStore) -> None:
+        accounts = _accounts(store)
+        owner = _owner()
+        accounts.update_account(owner, {"credits": 20})
+        results: list[object] = []
+
+        def work() -> None:
+            for _ in range(8):
+                try:
+                    results.append(accounts.spend_account_credits(owner))
+                except InsufficientCredits as exc:  # noqa: PERF203
+                    results.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(isinstance(r, int) for r in results) == 20
+        assert sum(isinstance(r, InsufficientCredits) for r in results) == 20
+        got = accounts.get_account(owner)
+        assert got is not None
+        assert got.credits == 0
+
+    def test_spends_do_not_undo_account_changes(self, store: KeyStore) -> None:
+        """An account change and concurrent spends each keep what the other wrote."""
+        accounts = _accounts(store)
+        owner = _owner()
+        accounts.update_account(owner, {"credits": 1000})
+        stop = threading.Event()
+
+        def spend() -> None:
+            with contextlib.suppress(InsufficientCredits):
+                while not stop.is_set():
+                    accounts.spend_account_credits(owner)
+
+        spender = threading.Thread(target=spend)
+        spender.start()
+        try:
+            for i in range(20):
+                accounts.update_account(owner, {"disabled": i % 2 == 0})
+        finally:
+            stop.set()
+            spender.join()
+        got = accounts.get_account(owner)
+        assert got is not None
+        assert got.disabled is False
+        assert got.credits is not None
+        assert 0 <= got.credits < 1000
+
     def test_record_usage_adds_counts_and_moves_last_used_forward(self, store: KeyStore) -> None:
         early = datetime(2026, 4, 1, 12, 0, 0, tzinfo=timezone.utc)
         late = datetime(2026, 4, 1, 12, 0, 0, 500000, tzinfo=timezone.utc)
@@ -690,6 +884,30 @@ class AsyncKeyStoreContract:
             )
             read = await store.ausage_history([record.id], _DAY)
             assert _days(read, record.id) == {_DAY: (4, {"/a": 3}), date(2026, 4, 2): (1, {})}
+            await store.aclose()
+
+        self.run(test)
+
+    def test_accounts_and_refills(self, store: AsyncKeyStore) -> None:
+        accounts = _aaccounts(store)
+
+        async def test() -> None:
+            owner = _owner()
+            assert await accounts.aget_account(owner) is None
+            made = await accounts.aupdate_account(
+                owner, {"credits": 0, "refill": Refill(25, "day"), "refilled_at": _LONG_AGO}
+            )
+            assert await accounts.aget_account(owner) == made
+            results = await asyncio.gather(
+                *(accounts.aspend_account_credits(owner) for _ in range(30)),
+                return_exceptions=True,
+            )
+            assert sum(isinstance(r, int) for r in results) == 25
+            assert sum(isinstance(r, InsufficientCredits) for r in results) == 5
+            record = make_record(credits=0, refill=Refill(3, "week"), refilled_at=_LONG_AGO)
+            await store.acreate(record)
+            assert await store.aspend_credits(record.id, 2) == 1
+            assert await accounts.aspend_account_credits(_owner()) is None
             await store.aclose()
 
         self.run(test)

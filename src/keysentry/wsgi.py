@@ -86,7 +86,7 @@ class WSGIMiddleware:
             return [rendered.body]
         environ[ENVIRON_KEY] = verdict.identity
         if verdict.charged:
-            environ[CHARGED] = verdict.credit_account
+            environ[CHARGED] = verdict.charge
         if self._strip:
             environ.pop(self._auth, None)
             if self._key is not None:

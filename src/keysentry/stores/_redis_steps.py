@@ -30,7 +30,6 @@ writes back any a record misses.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 import secrets
 from collections.abc import Generator, Mapping, Sequence
@@ -38,6 +37,7 @@ from datetime import date, timedelta, timezone
 from typing import Any, NamedTuple, TypeVar
 
 from .._redis import LuaScript
+from ..accounts import owner_hash
 from ..errors import Conflict, DuplicateKey, KeyNotFound, KeysentryError, StoreUnavailable
 from ..history import DEFAULT_RETENTION_DAYS, DailyUsage, utc_day
 from ..keys import shown_id
@@ -126,6 +126,10 @@ class KeyNames:
         """The key's usage history: a hash in its record's slot (``lua/usage.lua``)."""
         return f"{self.namespace}:usage:{{{key_id}}}"
 
+    def account(self, owner: str) -> str:
+        """An account's hash, under the hash of its owner (its own slot on a cluster)."""
+        return f"{self.namespace}:account:{{{owner_hash(owner)}}}"
+
     def index(self, owner: str | None) -> str:
         """The sorted set of all ids, or of one owner's: ``<ns>:owner:<BLAKE2b-128 of the
         owner>``, a safe, fixed-length name for an owner string of any shape."""
@@ -155,10 +159,6 @@ _SHAPES = {
     "digest": re.compile(r"((?:[0-9a-f]{2})+)"),
     "owner": re.compile(r"([0-9a-f]{32})"),
 }
-
-
-def owner_hash(owner: str) -> str:
-    return hashlib.blake2b(owner.encode(), digest_size=16).hexdigest()
 
 
 def fields(record: KeyRecord) -> dict[str, str | int]:

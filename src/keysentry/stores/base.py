@@ -31,11 +31,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import NamedTuple, Protocol, TypedDict, runtime_checkable
 
+from ..accounts import AccountChanges, AccountRecord, Refill
 from ..errors import Conflict, StoreUnavailable
 from ..history import DEFAULT_RETENTION_DAYS, DailyUsage
 from ..records import KeyRecord, Network, Rate
 
 __all__ = [
+    "AccountStore",
+    "AsyncAccountStore",
     "AsyncDeletingKeyStore",
     "AsyncKeyStore",
     "AsyncUsageHistoryStore",
@@ -88,6 +91,8 @@ class KeyChanges(TypedDict, total=False):
     metadata: dict[str, object]
     rotated_to: str | None
     credits_from: str | None
+    refill: Refill | None
+    refilled_at: datetime | None
 
 
 _MUTABLE = frozenset(KeyChanges.__annotations__)
@@ -138,7 +143,8 @@ class KeyStore(Protocol):
 
     def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
         """Take ``amount`` credits from a key atomically, never going below zero; a negative
-        amount gives credits back (a refund, never refused).
+        amount gives credits back (a refund, never refused). A refill that is due
+        (:func:`~keysentry.accounts.apply_refill`) is applied first, in the same atomic step.
 
         Returns the balance left, or None when the key has no credit limit (nothing taken).
         Raises :class:`InsufficientCredits` (taking nothing) when fewer than ``amount`` are
@@ -251,3 +257,33 @@ class AsyncUsageHistoryStore(AsyncKeyStore, Protocol):
     async def ausage_history(
         self, key_ids: Sequence[str], since: date
     ) -> Mapping[str, Sequence[DailyUsage]]: ...
+
+
+@runtime_checkable
+class AccountStore(Protocol):
+    """A store that also keeps accounts (every store keysentry ships). Optional: with a store
+    of your own without it, keys work as before and the account calls of
+    :class:`~keysentry.Keysentry` say the store has no accounts."""
+
+    def get_account(self, owner: str) -> AccountRecord | None:
+        """The account of ``owner``; None when it has no record."""
+
+    def update_account(self, owner: str, changes: AccountChanges) -> AccountRecord:
+        """Apply ``changes`` atomically (creating the account if it has no record) and return
+        the account as it now is."""
+
+    def spend_account_credits(self, owner: str, amount: int = 1) -> int | None:
+        """:meth:`KeyStore.spend_credits` for an account's balance (a due refill first): the
+        balance left, None when the account has no record or no balance (nothing taken);
+        :class:`InsufficientCredits` when fewer than ``amount`` are left."""
+
+
+@runtime_checkable
+class AsyncAccountStore(Protocol):
+    """The async twin of :class:`AccountStore`."""
+
+    async def aget_account(self, owner: str) -> AccountRecord | None: ...
+
+    async def aupdate_account(self, owner: str, changes: AccountChanges) -> AccountRecord: ...
+
+    async def aspend_account_credits(self, owner: str, amount: int = 1) -> int | None: ...

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..records import KeyRecord, Rate
+from ..refills import Refill
 
 __all__ = ["FIELDS", "decode", "encode"]
 
@@ -38,6 +39,8 @@ FIELDS = (
     "credits_from",
     "line",
     "digest_mode",
+    "refill",
+    "refilled_at",
 )
 
 
@@ -89,6 +92,8 @@ def encode(record: KeyRecord) -> dict[str, str | int | None]:
         "credits_from": record.credits_from,
         "line": record.line,
         "digest_mode": record.digest_mode,
+        "refill": None if record.refill is None else str(record.refill),
+        "refilled_at": _time(record.refilled_at),
     }
 
 
@@ -102,6 +107,7 @@ def decode(row: Mapping[str, Any]) -> KeyRecord:
 
     rate_limit = none("rate_limit")
     credits = none("credits")
+    refill = none("refill")
     return KeyRecord(
         id=values["id"],
         digest=bytes.fromhex(values["digest"]),
@@ -125,4 +131,6 @@ def decode(row: Mapping[str, Any]) -> KeyRecord:
         credits_from=none("credits_from"),
         line=none("line"),
         digest_mode=none("digest_mode"),
+        refill=None if refill is None else Refill.parse(refill),
+        refilled_at=_parse_time(none("refilled_at")),
     )

@@ -6,14 +6,33 @@ import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
+from typing import TypeVar
 
+from ..accounts import AccountChanges, AccountRecord, changed_account
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound
 from ..history import DEFAULT_RETENTION_DAYS, DailyUsage, utc_day
 from ..keys import shown_id
-from ..records import KeyRecord
+from ..records import KeyRecord, utcnow
+from ..refills import apply_refill
 from .base import KeyChanges, RouteCounts, Usage, apply_changes, check_expected
 
 __all__ = ["MemoryStore"]
+
+Balance = TypeVar("Balance", KeyRecord, AccountRecord)
+
+
+def _charged(current: Balance, amount: int) -> Balance | None:
+    """``current`` after spending ``amount`` (a due refill first); None when it has no
+    balance; :class:`InsufficientCredits`, changing nothing, when too little is left."""
+    credits, refilled_at = current.credits, current.refilled_at
+    refilled = apply_refill(credits, current.refill, refilled_at, utcnow())
+    if refilled is not None:
+        credits, refilled_at = refilled
+    if credits is None:
+        return None
+    if amount > 0 and credits < amount:
+        raise InsufficientCredits(credits)
+    return dataclasses.replace(current, credits=credits - amount, refilled_at=refilled_at)
 
 
 class MemoryStore:
@@ -27,6 +46,7 @@ class MemoryStore:
         self._history: dict[str, dict[date, tuple[list[int], dict[str, int]]]] = {}
         #: The oldest day kept when history was last pruned (once a day at most).
         self._kept_from: date | None = None
+        self._accounts: dict[str, AccountRecord] = {}
         for record in records:
             self.create(record)
 
@@ -80,13 +100,31 @@ class MemoryStore:
             raise ValueError("an amount of credits cannot be zero")
         with self._lock:
             current = self._current(key_id)
-            if current.credits is None:
+            charged = _charged(current, amount)
+            if charged is not None:
+                self._by_id[key_id] = charged
+            return None if charged is None else charged.credits
+
+    def get_account(self, owner: str) -> AccountRecord | None:
+        return self._accounts.get(owner)
+
+    def update_account(self, owner: str, changes: AccountChanges) -> AccountRecord:
+        with self._lock:
+            account = changed_account(owner, self._accounts.get(owner), changes)
+            self._accounts[owner] = account
+            return account
+
+    def spend_account_credits(self, owner: str, amount: int = 1) -> int | None:
+        if amount == 0:
+            raise ValueError("an amount of credits cannot be zero")
+        with self._lock:
+            current = self._accounts.get(owner)
+            if current is None:
                 return None
-            if amount > 0 and current.credits < amount:
-                raise InsufficientCredits(current.credits)
-            left = current.credits - amount
-            self._by_id[key_id] = dataclasses.replace(current, credits=left)
-            return left
+            charged = _charged(current, amount)
+            if charged is not None:
+                self._accounts[owner] = charged
+            return None if charged is None else charged.credits
 
     def record_usage(
         self,
@@ -193,6 +231,15 @@ class MemoryStore:
         self, key_ids: Sequence[str], since: date
     ) -> Mapping[str, Sequence[DailyUsage]]:
         return self.usage_history(key_ids, since)
+
+    async def aget_account(self, owner: str) -> AccountRecord | None:
+        return self.get_account(owner)
+
+    async def aupdate_account(self, owner: str, changes: AccountChanges) -> AccountRecord:
+        return self.update_account(owner, changes)
+
+    async def aspend_account_credits(self, owner: str, amount: int = 1) -> int | None:
+        return self.spend_account_credits(owner, amount)
 
     async def aclose(self) -> None:
         pass

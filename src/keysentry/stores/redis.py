@@ -14,6 +14,7 @@ digests and hashed owners only, never a key::
                           UTC day, "<YYYY-MM-DD> <route>" -> those of a route template;
                           pruned as it is written (once a day), expiring when unwritten
                           for longer than the retention, deleted with the record
+    <ns>:account:{<hash>} hash: the account of that owner, if it has a record
 
 Redis Cluster, with any namespace: every script touches one hash slot. A record and what must
 change with it (credits, usage counts, every field) live in one hash under its id's hash tag,
@@ -63,9 +64,17 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._redis import RedisBackend
+from ..accounts import (
+    AccountChanges,
+    AccountRecord,
+    changed_account,
+    decode_account,
+    encode_account,
+)
 from ..errors import InsufficientCredits, StoreUnavailable
 from ..history import DEFAULT_RETENTION_DAYS, DailyUsage
-from ..records import KeyRecord
+from ..records import KeyRecord, utcnow
+from ..refills import period_starts
 from . import _redis_steps as steps
 from ._redis_calls import acall, call
 from ._redis_repair import Repaired, repair
@@ -196,6 +205,30 @@ class RedisStore(RedisBackend):
         raise not_found(key_id)
 
     @staticmethod
+    def _spend_args(amount: int) -> list[str | int]:
+        """``lua/spend.lua``'s arguments: the amount, now and the current periods' starts."""
+        if amount == 0:
+            raise ValueError("an amount of credits cannot be zero")
+        now = utcnow()
+        return [amount, now.isoformat(), *(start.isoformat() for start in period_starts(now))]
+
+    @staticmethod
+    def _account_fields(current: AccountRecord | None, account: AccountRecord) -> dict[str, Any]:
+        after = encode_account(account)
+        before = None if current is None else encode_account(current)
+        changed = {k: v for k, v in after.items() if before is None or before[k] != v}
+        return {k: "" if v is None else v for k, v in changed.items()} or {"owner": account.owner}
+
+    @staticmethod
+    def _decoded_account(raw: Mapping[bytes, bytes] | None) -> AccountRecord | None:
+        if not raw:
+            return None
+        try:
+            return decode_account({k.decode(): v for k, v in raw.items()})
+        except (KeyError, ValueError, TypeError) as exc:
+            raise StoreUnavailable(f"unreadable account in Redis ({type(exc).__name__})") from exc
+
+    @staticmethod
     def _page_start(after: str | None) -> str:
         return "-" if after is None else "(" + after
 
@@ -281,13 +314,33 @@ class RedisStore(RedisBackend):
         return found
 
     def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
-        if amount == 0:
-            raise ValueError("an amount of credits cannot be zero")
         if not ID.match(key_id):
             raise not_found(key_id)
+        args = self._spend_args(amount)
         with self._guard("spend_credits"):
-            reply = SPEND.run(self._client(), [self.record_key(key_id)], [amount])
+            reply = SPEND.run(self._client(), [self.record_key(key_id)], args)
         return self._spent(key_id, reply)
+
+    def get_account(self, owner: str) -> AccountRecord | None:
+        with self._guard("get_account"):
+            raw = self._client().hgetall(self.names.account(owner))
+        return self._decoded_account(raw)
+
+    def update_account(self, owner: str, changes: AccountChanges) -> AccountRecord:
+        name = self.names.account(owner)
+        with self._guard("update_account"):
+            client = self._client()
+            current = self._decoded_account(client.hgetall(name))
+            account = changed_account(owner, current, changes)
+            # Only the fields that change: a spend writing the balance meanwhile is not undone.
+            client.hset(name, mapping=self._account_fields(current, account))
+        return account
+
+    def spend_account_credits(self, owner: str, amount: int = 1) -> int | None:
+        args = self._spend_args(amount)
+        with self._guard("spend_account_credits"):
+            reply = SPEND.run(self._client(), [self.names.account(owner)], args)
+        return None if reply[0] == 3 else self._spent(owner, reply)
 
     def record_usage(
         self,
@@ -368,13 +421,32 @@ class RedisStore(RedisBackend):
         return found
 
     async def aspend_credits(self, key_id: str, amount: int = 1) -> int | None:
-        if amount == 0:
-            raise ValueError("an amount of credits cannot be zero")
         if not ID.match(key_id):
             raise not_found(key_id)
+        args = self._spend_args(amount)
         with self._guard("spend_credits"):
-            reply = await SPEND.arun(await self._aclient(), [self.record_key(key_id)], [amount])
+            reply = await SPEND.arun(await self._aclient(), [self.record_key(key_id)], args)
         return self._spent(key_id, reply)
+
+    async def aget_account(self, owner: str) -> AccountRecord | None:
+        with self._guard("get_account"):
+            raw = await (await self._aclient()).hgetall(self.names.account(owner))
+        return self._decoded_account(raw)
+
+    async def aupdate_account(self, owner: str, changes: AccountChanges) -> AccountRecord:
+        name = self.names.account(owner)
+        with self._guard("update_account"):
+            client = await self._aclient()
+            current = self._decoded_account(await client.hgetall(name))
+            account = changed_account(owner, current, changes)
+            await client.hset(name, mapping=self._account_fields(current, account))
+        return account
+
+    async def aspend_account_credits(self, owner: str, amount: int = 1) -> int | None:
+        args = self._spend_args(amount)
+        with self._guard("spend_account_credits"):
+            reply = await SPEND.arun(await self._aclient(), [self.names.account(owner)], args)
+        return None if reply[0] == 3 else self._spent(owner, reply)
 
     async def arecord_usage(
         self,

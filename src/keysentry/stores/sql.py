@@ -64,11 +64,19 @@ from functools import cache, partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from .._urls import safe_url, scrub
+from ..accounts import (
+    AccountChanges,
+    AccountRecord,
+    changed_account,
+    decode_account,
+    encode_account,
+)
 from ..breaker import CircuitBreaker, Guarded
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound, StoreUnavailable
 from ..history import DEFAULT_RETENTION_DAYS, DailyUsage, utc_day
 from ..keys import shown_id
-from ..records import KeyRecord
+from ..records import KeyRecord, utcnow
+from ..refills import Refill, period_starts
 from .base import KeyChanges, RouteCounts, Usage, apply_changes, check_expected
 from .codec import FIELDS, decode, encode
 
@@ -80,18 +88,24 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "SQLStore", "SchemaVersionError"]
 
 #: Version of the table layout this release writes and reads. 2 added ``request_count``,
-#: ``rotated_to`` and ``credits_from``, 3 added ``line``, 4 ``digest_mode``, 5 the ``usage``
-#: table; an older table is migrated in place (ADD COLUMN) on first use. Rows keep their
-#: values; a migrated row's ``line`` is NULL (see :attr:`~keysentry.records.KeyRecord.line_id`
-#: for how such a successor finds its line), and so is its ``digest_mode`` (unknown: it
-#: verifies as before).
-SCHEMA_VERSION = 5
-#: Columns each version added, which a migration adds to an older table.
-_ADDED = {2: ("request_count", "rotated_to", "credits_from"), 3: ("line",), 4: ("digest_mode",)}
+#: ``rotated_to`` and ``credits_from``, 3 added ``line``, 4 ``digest_mode``, 5 a key's refill
+#: and the accounts table, 6 the ``usage`` table; an older table is migrated in place (ADD
+#: COLUMN) on first use. Rows keep their values; a migrated row's ``line`` is NULL (see
+#: :attr:`~keysentry.records.KeyRecord.line_id` for how such a successor finds its line), and
+#: so is its ``digest_mode`` (unknown: it verifies as before).
+SCHEMA_VERSION = 6
+#: Columns each version added, which a migration adds to an older table. 5 added a key's
+#: refill (its three parts, which a spend reads in SQL).
+_ADDED = {
+    2: ("request_count", "rotated_to", "credits_from"),
+    3: ("line",),
+    4: ("digest_mode",),
+    5: ("refill_amount", "refill_interval", "refill_add", "refilled_at"),
+}
 #: Tables each version added. Setup creates missing tables before it reads the version
 #: (``create_all``), so migrating to such a version needs no step of its own: an older store
-#: starts with the table empty (version 5: no usage history before it).
-_TABLES_ADDED = {5: ("usage",)}
+#: starts with the table empty (version 6: no usage history before it).
+_TABLES_ADDED = {5: ("accounts",), 6: ("usage",)}
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -102,7 +116,7 @@ _DRIVERS = {
     "sqlite": {"pysqlite", "aiosqlite"},
     "postgresql": {"psycopg", "psycopg_async"},
 }
-_TIMESTAMPS = frozenset({"created_at", "expires_at", "last_used_at", "revoked_at"})
+_TIMESTAMPS = frozenset({"created_at", "expires_at", "last_used_at", "revoked_at", "refilled_at"})
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 
 
@@ -158,7 +172,19 @@ def _types() -> tuple[Any, Any]:
     return key_id, Timestamp
 
 
-def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table, Table]:
+def _refill_columns(timestamp: Any) -> list[Any]:
+    """A refill as a spend reads it in SQL: amount, interval, add-or-set; and when it ran."""
+    from sqlalchemy import BigInteger, Boolean, Column, String
+
+    return [
+        Column("refill_amount", BigInteger(), nullable=True),
+        Column("refill_interval", String(), nullable=True),
+        Column("refill_add", Boolean(create_constraint=False), nullable=True),
+        Column("refilled_at", timestamp(), nullable=True),
+    ]
+
+
+def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table, Table, Table]:
     from sqlalchemy import (
         BigInteger,
         Boolean,
@@ -191,6 +217,8 @@ def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table, Table]:
     }  # fmt: skip
     columns = []
     for name in FIELDS:
+        if name in ("refill", "refilled_at"):
+            continue  # _refill_columns
         if name == "id":
             columns.append(Column("id", key_id, primary_key=True))
         elif name in _TIMESTAMPS:
@@ -203,7 +231,7 @@ def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table, Table]:
             columns.append(Column(name, BigInteger(), nullable=False, server_default="0"))
         else:
             columns.append(Column(name, text[name], nullable=name in nullable))
-    keys = Table(f"{prefix}keys", metadata, *columns)
+    keys = Table(f"{prefix}keys", metadata, *columns, *_refill_columns(timestamp))
     Index(f"{prefix}keys_digest", keys.c.digest, unique=True)
     Index(f"{prefix}keys_owner_id", keys.c.owner, keys.c.id)
     version = Table(
@@ -211,6 +239,15 @@ def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table, Table]:
         metadata,
         Column("component", String(), primary_key=True),
         Column("version", Integer(), nullable=False),
+    )
+    accounts = Table(
+        f"{prefix}accounts",
+        metadata,
+        Column("owner", key_id, primary_key=True),
+        Column("disabled", Boolean(create_constraint=False), nullable=False),
+        Column("credits", BigInteger(), nullable=True),
+        Column("rate_limit", TextType(), nullable=True),
+        *_refill_columns(timestamp),
     )
     usage = Table(
         f"{prefix}usage",
@@ -221,17 +258,87 @@ def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table, Table]:
         Column("requests", BigInteger(), nullable=False),
     )
     Index(f"{prefix}usage_day", usage.c.day)  # the daily pruning
-    return metadata, keys, version, usage
+    return metadata, keys, version, accounts, usage
+
+
+def _refill_text(row: Mapping[str, Any]) -> str | None:
+    amount = row.get("refill_amount")
+    if amount is None:
+        return None
+    return f"{'+' if row.get('refill_add') else ''}{amount}/{row.get('refill_interval')}"
+
+
+def _split_refill(row: dict[str, Any]) -> dict[str, Any]:
+    """The codec's ``refill`` text as the three columns a spend reads."""
+    text = row.pop("refill", None)
+    refill = None if text is None else Refill.parse(text)
+    row["refill_amount"] = None if refill is None else refill.amount
+    row["refill_interval"] = None if refill is None else refill.interval
+    row["refill_add"] = None if refill is None else refill.add
+    return row
 
 
 def _decode(row: Any) -> KeyRecord:
-    return decode(row)  # a RowMapping: its keys are the column names, FIELDS
+    # A RowMapping: its keys are the column names (FIELDS, the refill in three parts).
+    return decode({**row, "refill": _refill_text(row)})
 
 
 def _row(record: KeyRecord) -> dict[str, Any]:
     row: dict[str, Any] = encode(record)
     row["disabled"] = bool(row["disabled"])
-    return row
+    return _split_refill(row)
+
+
+def _account_row(account: AccountRecord) -> dict[str, Any]:
+    row: dict[str, Any] = encode_account(account)
+    row["disabled"] = bool(row["disabled"])
+    return _split_refill(row)
+
+
+def _decode_account(row: Any) -> AccountRecord:
+    return decode_account({**row, "refill": _refill_text(row)})
+
+
+def _spend_statements(table: Any, id_column: Any) -> tuple[Any, Any, Any]:
+    """A spend as one conditional UPDATE, with the refill that is due applied first, in the
+    same statement: ``balance`` is the refilled balance when a refill is due (its period began
+    after ``refilled_at``), else the stored one; the row changes only if it covers
+    ``amount``. ``day``, ``week``, ``month`` are the starts of the current periods."""
+    from sqlalchemy import and_, bindparam, case, or_, select, update
+
+    c = table.c
+    amount = bindparam("amount", type_=c.credits.type)
+    now = bindparam("now", type_=c.refilled_at.type)
+    start = case(
+        (c.refill_interval == "day", bindparam("day", type_=c.refilled_at.type)),
+        (c.refill_interval == "week", bindparam("week", type_=c.refilled_at.type)),
+        else_=bindparam("month", type_=c.refilled_at.type),
+    )
+    due = and_(c.refill_amount.is_not(None), or_(c.refilled_at.is_(None), c.refilled_at < start))
+    refilled = case(
+        (c.refill_add.is_(True), case((c.credits.is_(None), 0), else_=c.credits) + c.refill_amount),
+        else_=c.refill_amount,
+    )
+    balance = case((due, refilled), else_=c.credits)
+    where = (id_column == bindparam("key_id"), balance >= amount)
+    values = {"credits": balance - amount, "refilled_at": case((due, now), else_=c.refilled_at)}
+    spend = update(table).where(*where).values(values).returning(c.credits)
+    plain = update(table).where(*where).values(values)
+    read = select(c.credits, balance.label("balance")).where(id_column == bindparam("key_id"))
+    return spend, plain, read
+
+
+def _spend_params(key_id: str, amount: int) -> dict[str, Any]:
+    now = utcnow()
+    day, week, month = period_starts(now)
+    return {
+        "key_id": key_id,
+        "amount": amount,
+        "now": now.isoformat(),
+        "day": day.isoformat(),
+        "week": week.isoformat(),
+        "month": month.isoformat(),
+    }
 
 
 class _Queries:
@@ -244,8 +351,11 @@ class _Queries:
     def __init__(self, prefix: str, schema: str | None, postgres: bool) -> None:
         from sqlalchemy import bindparam, case, delete, insert, select, update
 
-        self.metadata, self.keys, self.version, self.history = _tables(prefix, schema)
+        self.metadata, self.keys, self.version, self.accounts, self.history = _tables(
+            prefix, schema
+        )
         keys = self.keys
+        accounts = self.accounts
         self.postgres = postgres
         #: The oldest day of history kept as of the last pruning (prunings: once a day).
         self.kept_from: date | None = None
@@ -260,19 +370,12 @@ class _Queries:
         self._insert = insert(keys)
         self._update = update(keys).where(keys.c.id == bindparam("key_id"))
         self._delete = delete(keys).where(keys.c.id == bindparam("key_id"))
-        amount = bindparam("amount", type_=keys.c.credits.type)
-        self._spend = (
-            update(keys)
-            .where(keys.c.id == bindparam("key_id"), keys.c.credits >= amount)
-            .values(credits=keys.c.credits - amount)
-            .returning(keys.c.credits)
-        )
-        self._spend_plain = (
-            update(keys)
-            .where(keys.c.id == bindparam("key_id"), keys.c.credits >= amount)
-            .values(credits=keys.c.credits - amount)
-        )
-        self._balance = select(keys.c.id, keys.c.credits).where(keys.c.id == bindparam("key_id"))
+        self._spend, self._spend_plain, self._balance = _spend_statements(keys, keys.c.id)
+        self._account_spend = _spend_statements(accounts, accounts.c.owner)
+        self._account = select(accounts).where(accounts.c.owner == bindparam("owner"))
+        self._account_locked = self._account.with_for_update()
+        self._account_insert = insert(accounts)
+        self._account_update = update(accounts).where(accounts.c.owner == bindparam("owner_"))
         last = bindparam("last", type_=keys.c.last_used_at.type)
         self._usage = (
             update(keys)
@@ -332,23 +435,53 @@ class _Queries:
         )
 
     def spend(self, conn: Connection, key_id: str, amount: int) -> int | None:
-        params = {"key_id": key_id, "amount": amount}
+        left = self._spent(conn, (self._spend, self._spend_plain, self._balance), key_id, amount)
+        if left is _NO_ROW:
+            raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
+        return left  # type: ignore[return-value]
+
+    @staticmethod
+    def _spent(conn: Connection, statements: Any, key_id: str, amount: int) -> int | object | None:
+        spend, plain, read = statements
+        params = _spend_params(key_id, amount)
         if conn.dialect.update_returning:
-            left = conn.execute(self._spend, params).scalar()
-        elif conn.execute(self._spend_plain, params).rowcount:
+            left = conn.execute(spend, params).scalar()
+        elif conn.execute(plain, params).rowcount:
             # SQLite before 3.35 has no RETURNING; the write transaction holds the database
             # lock (BEGIN IMMEDIATE), so the balance read next is the one just written.
-            left = conn.execute(self._balance, params).one().credits
+            left = conn.execute(read, params).one().credits
         else:
             left = None
         if left is not None:
             return int(left)
-        row = conn.execute(self._balance, {"key_id": key_id}).first()
+        row = conn.execute(read, params).first()
         if row is None:
-            raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
-        if row.credits is None:
+            return _NO_ROW
+        if row.balance is None:
             return None
-        raise InsufficientCredits(int(row.credits))
+        raise InsufficientCredits(int(row.balance))
+
+    def get_account(self, conn: Connection, owner: str) -> AccountRecord | None:
+        row = conn.execute(self._account, {"owner": owner}).mappings().first()
+        return None if row is None else _decode_account(row)
+
+    def update_account(
+        self, conn: Connection, owner: str, changes: AccountChanges
+    ) -> AccountRecord:
+        row = conn.execute(self._account_locked, {"owner": owner}).mappings().first()
+        current = None if row is None else _decode_account(row)
+        account = changed_account(owner, current, changes)
+        values = _account_row(account)
+        if current is None:
+            conn.execute(self._account_insert, values)
+        else:
+            del values["owner"]
+            conn.execute(self._account_update.values(values), {"owner_": owner})
+        return account
+
+    def spend_account(self, conn: Connection, owner: str, amount: int) -> int | None:
+        left = self._spent(conn, self._account_spend, owner, amount)
+        return None if left is _NO_ROW else left  # type: ignore[return-value]
 
     def usage(
         self,
@@ -433,7 +566,7 @@ class _Queries:
         del values["id"]
         conn.execute(self._update.values(values), {"key_id": key_id})
         # What get() will return: the record as stored, not as the caller phrased it.
-        return decode({**values, "id": key_id})
+        return _decode({**values, "id": key_id})
 
     def delete(
         self, conn: Connection, key_id: str, expect: Mapping[str, object] | None
@@ -477,6 +610,9 @@ def _upsert_day(history: Table, postgres: bool) -> Any:
         index_elements=[history.c.key_id, history.c.day, history.c.route],
         set_={"requests": history.c.requests + upsert.excluded.requests},
     )
+
+
+_NO_ROW = object()
 
 
 def _amount(amount: int) -> int:
@@ -1254,6 +1390,16 @@ class SQLStore:
     def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
         return self._write("spend_credits", self._queries.spend, key_id, _amount(amount))
 
+    def get_account(self, owner: str) -> AccountRecord | None:
+        return self._read("get_account", self._queries.get_account, owner)
+
+    def update_account(self, owner: str, changes: AccountChanges) -> AccountRecord:
+        return self._write("update_account", self._queries.update_account, owner, changes)
+
+    def spend_account_credits(self, owner: str, amount: int = 1) -> int | None:
+        return self._write("spend_account_credits", self._queries.spend_account, owner,
+                           _amount(amount))  # fmt: skip
+
     def record_usage(
         self,
         usage: Mapping[str, Usage],
@@ -1330,6 +1476,16 @@ class SQLStore:
 
     async def aspend_credits(self, key_id: str, amount: int = 1) -> int | None:
         return await self._awrite("spend_credits", self._queries.spend, key_id, _amount(amount))
+
+    async def aget_account(self, owner: str) -> AccountRecord | None:
+        return await self._aread("get_account", self._queries.get_account, owner)
+
+    async def aupdate_account(self, owner: str, changes: AccountChanges) -> AccountRecord:
+        return await self._awrite("update_account", self._queries.update_account, owner, changes)
+
+    async def aspend_account_credits(self, owner: str, amount: int = 1) -> int | None:
+        return await self._awrite("spend_account_credits", self._queries.spend_account, owner,
+                                  _amount(amount))  # fmt: skip
 
     async def arecord_usage(
         self,
