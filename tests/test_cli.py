@@ -166,6 +166,8 @@ def test_lifecycle_on_every_store(store_url: str) -> None:
         "credits_from": None,
         "line": None,
         "digest_mode": "hmac-sha256",
+        "refill": None,
+        "refilled_at": None,
     }
     assert _close_to(created["created_at"], now)
     assert _close_to(created["expires_at"], now + timedelta(days=90))
