@@ -918,3 +918,70 @@ def test_the_demo_names_its_option_for_a_bad_rate(
     assert line.startswith("keysentry demo: error: ")
     assert message in line
     assert not list(tmp_path.iterdir())  # refused before any store was opened
+
+
+# -- usage history ---------------------------------------------------------------------------------
+
+
+def _used_keys(store_url: str) -> tuple[Any, Any]:
+    """Two keys of one owner on the store, the first used for three requests (two routes)
+    through an app that records usage and its routes."""
+    store = from_url(store_url)
+    ks = Keysentry(store, secret=SECRET, usage_interval=3600, usage_routes=True)
+    used, idle = (ks.issue(name=name, owner="acct_u") for name in ("used", "idle"))
+    client = Client("starlette", ks)
+    for path in ("/", "/a", "/b"):
+        assert client.get(path, {"X-API-Key": used.key.reveal()}).status == 200
+    ks.close()  # writes the batch
+    store.close()
+    return used.record, idle.record
+
+
+def test_usage_on_every_store(store_url: str) -> None:
+    """The requests an app let through, per day and route, as `keys usage` shows them."""
+    used, idle = _used_keys(store_url)
+    today = datetime.now(timezone.utc).date()
+    yesterday = (today - timedelta(days=1)).isoformat()
+    shown = ok("keys", "usage", used.id, "--days", "2", "--store", store_url, "--json")
+    assert shown == {
+        "id": used.id,
+        "prefix": used.prefix,
+        "days": [
+            {"day": yesterday, "requests": 0, "routes": {}},
+            {"day": today.isoformat(), "requests": 3, "routes": {"/": 1, "/{path:path}": 2}},
+        ],
+        "total": 3,
+    }
+    account = ok("keys", "--json", "usage", "--owner", "acct_u", "--store", store_url)
+    assert account["days"][-1] == shown["days"][-1]
+    assert len(account["days"]) == 30
+    assert (account["owner"], account["total"]) == ("acct_u", 3)
+    assert account["keys"] == dict(sorted({used.id: 3, idle.id: 0}.items()))
+
+
+def test_usage_for_people_and_what_it_refuses(sqlite_url: str) -> None:
+    used, idle = _used_keys(sqlite_url)
+    s = ("--store", sqlite_url)
+    today = datetime.now(timezone.utc).date()
+    yesterday = (today - timedelta(days=1)).isoformat()
+    text = ok("keys", "usage", used.prefix + "...", "--days", "2", *s)  # a listed prefix
+    assert text.splitlines() == [
+        f"Requests of key {used.id} ({used.prefix}) per UTC day, the last 2:",
+        "",
+        "DAY         REQUESTS  ROUTES",
+        f"{yesterday}         0  -",
+        f"{today.isoformat()}         3  /{{path:path}} 2, / 1",
+        "",
+        "Total: 3",
+    ]
+    text = ok("keys", "usage", "--owner", "acct_u", "--days", "1", *s)
+    assert "Requests of the 2 keys of owner 'acct_u' per UTC day, the last 1:" in text
+    assert re.search(rf"(?m)^{used.id}  {used.prefix}  used  active +3$", text)
+    assert re.search(rf"(?m)^{idle.id}  {idle.prefix}  idle  active +0$", text)
+    assert fails("keys", "usage", "nosuchkey000", *s, status=1) == (
+        "keysentry: no key with id 'nosuchkey000'"
+    )
+    assert "give a key's ID or --owner OWNER" in fails("keys", "usage", *s, status=2)
+    assert "--days: '0': a number of days from 1 to 3660" in fails(
+        "keys", "usage", used.id, "--days", "0", *s, status=2
+    )

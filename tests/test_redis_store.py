@@ -72,6 +72,30 @@ def test_layout_holds_public_values_only(store: RedisStore, ns: str) -> None:
     assert all("{7}" not in n for n in names(ns))  # owners never bend a hash tag
 
 
+def test_usage_history_lives_beside_the_record_and_expires_unwritten(
+    store: RedisStore, ns: str
+) -> None:
+    """One hash per key in its record's slot, which expires once unwritten for longer than
+    the retention (its days are all past it then) and goes when the key is deleted."""
+    import redis
+
+    record = make_record()
+    store.create(record)
+    when = datetime(2026, 4, 1, tzinfo=timezone.utc)
+    store.record_usage({record.id: Usage(3, when)}, {record.id: {"/a b": 3}}, retention_days=6)
+    history = f"{ns}:usage:{{{record.id}}}"
+    assert names(ns) >= {history, f"{ns}:key:{{{record.id}}}"}
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        assert client.ttl(history) == 7 * 86400
+        assert client.hgetall(history) == {b"2026-04-01": b"3", b"2026-04-01 /a b": b"3",
+                                           b"kept": b"2026-03-26"}  # fmt: skip
+        store.delete(record.id)
+        assert client.exists(history) == 0
+    finally:
+        client.close()
+
+
 N_WRITES = 25
 
 

@@ -386,9 +386,11 @@ def test_usage_on_a_dead_master_is_kept_and_the_rest_counted_once() -> None:
         for record in records:
             store.create(record)
         on_dead = {r.id for r in records if cluster.node_of(store.record_key(r.id)) == 1}
-        recorder = UsageRecorder(store, interval=3600)
+        day = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+        recorder = UsageRecorder(store, interval=3600, clock=day.timestamp)
         for record in records:
             recorder.note(record.id)
+            recorder.note_route("/v1/items/{id}", record.id)
         cluster.servers[1].stop_keeping_data()
         with pytest.raises(UsageNotRecorded) as refused:
             recorder.flush()
@@ -408,6 +410,12 @@ def test_usage_on_a_dead_master_is_kept_and_the_rest_counted_once() -> None:
         recorder.flush()  # only what the dead master missed
         counts = {r.id: store.get(r.id).request_count for r in records}  # type: ignore[union-attr]
         assert counts == {r.id: 1 if r.id in on_dead else 2 for r in records}
+        # The history too: the recorder's day once for every key, routes included.
+        history = store.usage_history([r.id for r in records], day.date())
+        assert {key_id: [(d.day, d.requests, dict(d.routes)) for d in days]
+                for key_id, days in history.items()} == {
+            r.id: [(day.date(), 1, {"/v1/items/{id}": 1})] for r in records
+        }  # fmt: skip
         recorder.close()
         store.close()
     finally:

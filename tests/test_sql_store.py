@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -326,8 +327,8 @@ def test_a_version_2_table_is_migrated_in_place_and_its_lines_still_share(
     else:
         with _pg_connect() as conn:
             rows = conn.execute(f"SELECT component, version FROM {version_table}").fetchall()  # noqa: S608
-    assert rows == [("keys", SCHEMA_VERSION)] == [("keys", 5)]
-    again = backend.store()  # a second start finds version 5 and changes nothing
+    assert rows == [("keys", SCHEMA_VERSION)] == [("keys", 6)]
+    again = backend.store()  # a second start finds version 6 and changes nothing
     try:
         assert again.get(third.record.id) == third.record
         assert again.get(plain.id) == plain
@@ -367,6 +368,55 @@ def test_a_version_3_table_gains_the_digest_mode_and_its_keys_still_verify(
         assert migrated.get(unkeyed.record.id).digest_mode == "sha256"  # type: ignore[union-attr]
     finally:
         migrated.close()
+
+
+def test_a_version_5_store_gains_the_usage_table_and_keeps_its_keys(backend: Backend) -> None:
+    """Version 6 added the usage history table. A version-5 store (no such table) keeps its
+    keys and counts, starts its history on first use, and is then at version 6."""
+    store = backend.store()
+    record = make_record(owner="v5", request_count=7)
+    try:
+        store.create(record)
+    finally:
+        store.close()
+    with backend.outside_transaction() as execute:
+        execute(f"DROP TABLE {backend.table('usage')}", ())
+        execute(f"UPDATE {backend.table('schema')} SET version = %s", (5,))  # noqa: S608
+    migrated = backend.store()
+    try:
+        assert migrated.get(record.id) == record
+        day = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+        migrated.record_usage({record.id: Usage(2, day)}, {record.id: {"/v1/me": 2}})
+        used = migrated.usage_history([record.id], day.date())[record.id]
+        assert [(u.day, u.requests, dict(u.routes)) for u in used] == [
+            (day.date(), 2, {"/v1/me": 2})
+        ]
+        assert migrated.get(record.id).request_count == 9  # type: ignore[union-attr]
+    finally:
+        migrated.close()
+    again = backend.store()  # a second start finds version 6 and changes nothing
+    try:
+        assert again.usage_history([record.id], day.date())[record.id][0].requests == 2
+    finally:
+        again.close()
+
+
+def test_usage_history_of_more_keys_than_one_statement_takes(backend: Backend) -> None:
+    """A flush of, and a read about, more ids than one ``IN (...)`` list holds."""
+    store = backend.store()
+    try:
+        records = [make_record() for _ in range(520)]  # _IN_CHUNK is 500
+        for record in records:
+            store.create(record)
+        day = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+        usage = {r.id: Usage(i % 7 + 1, day) for i, r in enumerate(records)}
+        store.record_usage({**usage, "nosuchkeyid0": Usage(1, day)}, {records[0].id: {"/": 1}})
+        read = store.usage_history([r.id for r in records], day.date())
+        assert {key_id: [d.requests for d in days] for key_id, days in read.items()} == {
+            key_id: [used.requests] for key_id, used in usage.items()
+        }
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("framework", ["starlette", "flask"])

@@ -75,8 +75,8 @@ def test_asgi_lifespan_runs_the_flusher_and_flushes_at_shutdown(sqlite: SQLStore
         for _ in range(3):
             assert client.get("/", headers=key).status_code == 200
         assert eventually(lambda: _count(sqlite, issued.record.id) == 3)
-        assert guard.usage is not None
-        assert guard.usage._thread is None  # the lifespan's task flushes, not a thread
+        assert guard.usage_recorder is not None
+        assert guard.usage_recorder._thread is None  # the lifespan's task flushes, not a thread
     slow = Keysentry(sqlite, secret=SECRET, usage_interval=3600)
     with TestClient(starlette_app(slow)) as client:
         for _ in range(4):
@@ -102,7 +102,7 @@ def test_no_usage_recorded_when_turned_off(store: MemoryStore) -> None:
     issued = guard.issue(name="quiet")
     Client("werkzeug", guard).get("/", {"X-API-Key": issued.key.reveal()})
     guard.close()
-    assert guard.usage is None
+    assert guard.usage_recorder is None
     assert _count(store, issued.record.id) == 0
 
 
@@ -111,10 +111,10 @@ class FlakyStore(MemoryStore):
 
     down = False
 
-    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+    def record_usage(self, usage: Mapping[str, Usage], *args: Any, **kwargs: Any) -> None:
         if self.down:
             raise StoreUnavailable("down for the test")
-        super().record_usage(usage)
+        super().record_usage(usage, *args, **kwargs)
 
 
 def test_a_batch_the_store_refuses_is_kept_for_the_next_flush() -> None:
@@ -200,14 +200,14 @@ def test_a_shutdown_during_a_flush_counts_the_batch_once(sqlite: SQLStore) -> No
     queries = sqlite._queries  # the one statement both faces run, slowed down
     real = queries.usage
 
-    def slow_write(conn: Any, rows: list[dict[str, Any]]) -> None:
+    def slow_write(conn: Any, rows: list[dict[str, Any]], *history: Any) -> None:
         time.sleep(0.3)  # a slow disk, a held write lock
-        real(conn, rows)
+        real(conn, rows, *history)
         writes.append(sum(row["count"] for row in rows))
 
     queries.usage = slow_write  # type: ignore[method-assign]
-    assert guard.usage is not None
-    usage = guard.usage
+    assert guard.usage_recorder is not None
+    usage = guard.usage_recorder
 
     async def scenario() -> None:
         usage.start()  # what lifespan.startup does
@@ -226,11 +226,11 @@ def test_the_flusher_survives_whatever_the_store_raises(store: MemoryStore) -> N
     class Hiccup(MemoryStore):
         failures = 2
 
-        def record_usage(self, usage: Mapping[str, Usage]) -> None:
+        def record_usage(self, usage: Mapping[str, Usage], *args: Any, **kwargs: Any) -> None:
             if self.failures:
                 self.failures -= 1
                 raise RuntimeError("driver hiccup")
-            super().record_usage(usage)
+            super().record_usage(usage, *args, **kwargs)
 
     hiccup = Hiccup()
     guard = Keysentry(hiccup, secret=SECRET, usage_interval=0.05)
@@ -239,6 +239,6 @@ def test_the_flusher_survives_whatever_the_store_raises(store: MemoryStore) -> N
     for _ in range(5):
         assert client.get("/", {"X-API-Key": issued.key.reveal()}).status == 200
     assert eventually(lambda: _count(hiccup, issued.record.id) == 5)
-    assert guard.usage is not None
-    assert guard.usage.failures == 2
+    assert guard.usage_recorder is not None
+    assert guard.usage_recorder.failures == 2
     guard.close()

@@ -27,6 +27,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .events import DecisionEvent, LogActions, LogDecisions, PortalEvent
+from .history import DailyUsage, UsageHistory
 from .keys import ImportedFormat, SecretKey
 from .lifecycle import IssuedKey
 from .ratelimit import Limiter, MemoryLimiter
@@ -49,6 +50,7 @@ __all__ = [
     "ASGIMiddleware",
     "AsyncKeyStore",
     "Conflict",
+    "DailyUsage",
     "DecisionEvent",
     "Denial",
     "DuplicateKey",
@@ -78,6 +80,7 @@ __all__ = [
     "SecretKey",
     "Settings",
     "StoreUnavailable",
+    "UsageHistory",
     "WSGIMiddleware",
     "__version__",
     "default_error_body",

@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from ._installed import refuse_twice
+from ._routes import AsgiRoutes
 from .core import CHARGED, Keysentry
 from .decision import Verdict
 from .errors import Denial
@@ -53,11 +54,15 @@ class ASGIMiddleware:
         self._strip = names if settings.strip_credentials else None
         self._query = settings.reader.query_values
         self._legacy = settings.legacy_rate_headers
+        recorder = keysentry.usage_recorder
+        #: With ``usage_routes``: the usage recorder, and what reads the matched route.
+        self._recorder = recorder if settings.usage_routes else None
+        self._routes = AsgiRoutes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
-            usage = self.keysentry.usage
+            usage = self.keysentry.usage_recorder
             if kind == "lifespan" and usage is not None:
                 receive = usage.lifespan(receive)
             await self.app(scope, receive, send)
@@ -100,6 +105,10 @@ class ASGIMiddleware:
             scope = dict(scope)
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n not in strip]
         await self.app(scope, receive, send)
+        if self._recorder is not None:
+            template = self._routes(scope)  # the router has left its choice in the scope
+            if template is not None:
+                self._recorder.note_route(template, verdict.record.id)
 
     # -- what the pipeline asks (keysentry.pipeline.Driver) --------------------------------------
 

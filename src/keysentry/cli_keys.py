@@ -1,5 +1,5 @@
 """``keysentry keys``: create, list, show, update, disable, enable, revoke, rotate, delete and
-verify keys on a store.
+verify keys on a store, and show their usage history.
 
 Each command is a thin layer over the guard's lifecycle API (``Keysentry.issue``, ``update``,
 ``rotate``, ``delete``, ...): it reads strict arguments, makes one change, and prints the
@@ -28,6 +28,8 @@ from typing import Any, TextIO
 from .cli_output import (
     cell,
     digest_note,
+    history_json,
+    history_table,
     record_fields,
     record_json,
     shown_once,
@@ -37,6 +39,7 @@ from .cli_output import (
 )
 from .core import Keysentry
 from .errors import Denial, InvalidKeyFormat, KeyNotFound
+from .history import MAX_DAYS
 from .keys import KEY_ID_LENGTH, validate_prefix
 from .lifecycle import check_deletable
 from .records import KeyRecord, Network, Rate, utcnow
@@ -232,6 +235,13 @@ def _metadata(text: str) -> dict[str, Any]:
     return value
 
 
+def _days(text: str) -> int:
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of days from 1 to {MAX_DAYS}")
+    return int(value)
+
+
 def _page_size(text: str) -> int:
     value = text.strip()
     if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= PAGE:
@@ -289,8 +299,8 @@ def add_keys_parser(
     keys = commands.add_parser(
         "keys",
         parents=[common],
-        help="create, list, show, update, disable, enable, revoke, rotate, delete and verify "
-        "API keys",
+        help="create, list, show, update, disable, enable, revoke, rotate, delete, verify "
+        "API keys and show their usage",
         description=description,
     )
     sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
@@ -398,6 +408,27 @@ def add_keys_parser(
     )
     verify.add_argument(
         "--key-file", metavar="PATH", help="read the key from this file (default: stdin)"
+    )
+
+    usage = sub.add_parser(
+        "usage",
+        parents=[common],
+        help="requests per day of a key, or of every key of an owner",
+        description="Show the requests of a key (ID) or of every key of an owner (--owner, "
+        "revoked keys included) per UTC day, today last, and per route template where the "
+        "apps count them (usage_routes). Counts reach the store in batches: the last few "
+        "seconds of use may not be there yet.",
+    )
+    usage.add_argument(
+        "id", metavar="ID", nargs="?", help="the key's id, or its prefix as listed (sk_live_<id>)"
+    )
+    usage.add_argument("--owner", help="every key of this owner, summed, with each key's total")
+    usage.add_argument(
+        "--days",
+        type=_days,
+        default=30,
+        metavar="N",
+        help=f"how many days, today included (default: 30; at most {MAX_DAYS})",
     )
 
     rotate = sub.add_parser(
@@ -555,6 +586,8 @@ def prepare(args: argparse.Namespace, stdin: TextIO) -> None:
         )
     if command == "verify":
         args.token = _read_key(args.key_file, stdin)
+    if command == "usage" and (args.id is None) == (args.owner is None):
+        raise UsageError("give a key's ID or --owner OWNER (one of them)")
 
 
 #: The options of ``update``, each a change.
@@ -875,6 +908,46 @@ def _verify(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
     return payload, text
 
 
+def _usage(ks: Keysentry, args: argparse.Namespace, now: datetime) -> Output:
+    days = args.days
+    if args.owner is not None:
+        return _account_usage(ks, args.owner, days, now)
+    record = ks.get(key_id(ks, args.id))
+    history = ks.usage(record.id, days=days)
+    payload = {"id": record.id, "prefix": record.prefix, **history_json(history)}
+    text = (
+        f"Requests of key {record.id} ({cell(record.prefix)}) per UTC day, the last {days}:"
+        f"\n\n{history_table(history)}\n\nTotal: {history.total}"
+    )
+    return payload, text
+
+
+def _account_usage(ks: Keysentry, owner: str, days: int, now: datetime) -> Output:
+    history = ks.account_usage(owner, days=days)
+    records, _ = _collect(ks, owner, None, MAX_LISTED)
+    payload = {"owner": owner, **history_json(history), "keys": dict(history.keys)}
+    if not history.keys:
+        return payload, f"Owner {cell(owner, 64)!r} has no keys."
+    shown = {r.id: r for r in records}
+    rows = [
+        [
+            key,
+            cell(shown[key].prefix) if key in shown else "-",
+            cell(shown[key].name or "-", 24) if key in shown else "-",
+            status(shown[key], now) if key in shown else "-",
+            str(total),
+        ]
+        for key, total in history.keys.items()
+    ]
+    keys = table(["ID", "PREFIX", "NAME", "STATUS", "REQUESTS"], rows, right={4})
+    text = (
+        f"Requests of the {len(history.keys)} keys of owner {cell(owner, 64)!r} per UTC day, "
+        f"the last {days}:\n\n{history_table(history)}\n\nTotal: {history.total}\n\n"
+        f"Per key:\n\n{keys}"
+    )
+    return payload, text
+
+
 def per_request(record: KeyRecord) -> list[str]:
     """What an app checks per request of this key beyond the key itself."""
     checks = []
@@ -898,4 +971,5 @@ _COMMANDS: dict[str, Callable[[Keysentry, argparse.Namespace, datetime], Output]
     "rotate": _rotate,
     "delete": _delete,
     "verify": _verify,
+    "usage": _usage,
 }

@@ -12,11 +12,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from .history import UsageHistory
 from .records import KeyRecord
 
 __all__ = [
     "cell",
     "digest_note",
+    "history_json",
+    "history_table",
     "record_fields",
     "record_json",
     "shown_once",
@@ -158,3 +161,29 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]], right: set[int])
         ).rstrip()
         for line in lines
     )
+
+
+def history_json(history: UsageHistory) -> dict[str, Any]:
+    """A usage history as JSON values: each day (ISO date) with its requests and routes."""
+    return {
+        "days": [
+            {"day": d.day.isoformat(), "requests": d.requests, "routes": dict(d.routes)}
+            for d in history.days
+        ],
+        "total": history.total,
+    }
+
+
+def history_table(history: UsageHistory) -> str:
+    """A usage history as a table of days (oldest first), with the requests per route
+    template when any are known, most used first."""
+    routed = any(d.routes for d in history.days)
+    rows = []
+    for d in history.days:
+        row = [d.day.isoformat(), str(d.requests)]
+        if routed:
+            ranked = sorted(d.routes.items(), key=lambda item: (-item[1], item[0]))
+            row.append(", ".join(f"{cell(route, 64)} {n}" for route, n in ranked) or "-")
+        rows.append(row)
+    header = ["DAY", "REQUESTS", *(["ROUTES"] if routed else [])]
+    return table(header, rows, right={1})

@@ -4,7 +4,8 @@
 keyword below, validated once into one frozen value), the cache, the limiter, the invalidator
 and the usage recorder. The request path is :class:`~keysentry.pipeline.Pipeline`, which both
 drivers call; the key lifecycle (issue, rotate, revoke, ...) is
-:class:`~keysentry.lifecycle.KeyLifecycle`, which Keysentry inherits. What is left here is the
+:class:`~keysentry.lifecycle.KeyLifecycle`, which Keysentry inherits, as it inherits the usage
+history reads (:class:`~keysentry.usage_reads.UsageReads`). What is left here is the
 wiring, in-process authentication for code that holds a key, and the refund of a credit.
 """
 
@@ -19,6 +20,7 @@ from .cache import TTLCache
 from .decision import Charge, Entry, Lookup, Verdict
 from .errors import Denial, KeyNotFound, StoreUnavailable
 from .events import DecisionEvent
+from .history import DEFAULT_RETENTION_DAYS
 from .keys import DEFAULT_MAX_LENGTH, DEFAULT_PREFIX, Digester, ImportedFormat
 from .lifecycle import Invalidator, IssuedKey, KeyLifecycle
 from .pipeline import Outages, Pipeline
@@ -28,6 +30,7 @@ from .responses import ErrorBody, Rendered
 from .settings import DEFAULT_FAILURE_LIMIT, DEFAULT_SCOPE_IMPLICATIONS, Settings
 from .stores.base import AsyncKeyStore, KeyStore
 from .usage import UsageRecorder
+from .usage_reads import UsageReads
 
 __all__ = ["CHARGED", "Charge", "IssuedKey", "Keysentry"]
 
@@ -37,7 +40,7 @@ __all__ = ["CHARGED", "Charge", "IssuedKey", "Keysentry"]
 CHARGED = "keysentry.charged"
 
 
-class Keysentry(KeyLifecycle):
+class Keysentry(KeyLifecycle, UsageReads):
     """API-key authentication for one store. Share one instance per process.
 
     :param store: a :class:`KeyStore` (for WSGI and the CLI), an :class:`AsyncKeyStore`
@@ -85,6 +88,8 @@ class Keysentry(KeyLifecycle):
         legacy_rate_headers: bool = False,
         invalidator: Invalidator | None = None,
         usage_interval: float | None = 10.0,
+        usage_retention_days: int = DEFAULT_RETENTION_DAYS,
+        usage_routes: bool = False,
         on_decision: Callable[[DecisionEvent], None] | None = None,
         trusted_proxies: str | Iterable[str | Network] = (),
         forwarded_header: str = "X-Forwarded-For",
@@ -125,6 +130,8 @@ class Keysentry(KeyLifecycle):
             fail_open=fail_open,
             legacy_rate_headers=legacy_rate_headers,
             usage_interval=usage_interval,
+            usage_retention_days=usage_retention_days,
+            usage_routes=usage_routes,
             trusted_proxies=trusted_proxies,
             forwarded_header=forwarded_header,
             failure_limit=failure_limit,
@@ -136,10 +143,16 @@ class Keysentry(KeyLifecycle):
         self.limiter = limiter
         self.invalidator = invalidator
         #: Batches usage for the store; None when ``usage_interval`` is None.
-        self.usage = None if usage_interval is None else UsageRecorder(store, usage_interval)
+        self.usage_recorder = (
+            None
+            if usage_interval is None
+            else UsageRecorder(
+                store, usage_interval, retention_days=usage_retention_days, clock=clock
+            )
+        )
         self._outages = Outages(retry_after)
         self._pipeline = Pipeline(
-            self.settings, store, cache, limiter, self.usage, on_decision, self._outages
+            self.settings, store, cache, limiter, self.usage_recorder, on_decision, self._outages
         )
         if invalidator is not None:
             invalidator.start(cache=self.cache)
@@ -250,12 +263,12 @@ class Keysentry(KeyLifecycle):
 
     def close(self) -> None:
         """Write pending usage and stop its flusher. The store stays open (it is yours)."""
-        if self.usage is not None:
-            self.usage.close()
+        if self.usage_recorder is not None:
+            self.usage_recorder.close()
 
     async def aclose(self) -> None:
-        if self.usage is not None:
-            await self.usage.aclose()
+        if self.usage_recorder is not None:
+            await self.usage_recorder.aclose()
 
 
 def _charge(charge: Charge | str) -> Charge:

@@ -12,7 +12,8 @@
         return {"owner": current_key.owner}
 
 Authentication stays in :class:`~keysentry.WSGIMiddleware`, which wraps ``app.wsgi_app`` and
-leaves the identity in ``environ["keysentry.api_key"]``. :func:`requires_scopes` finds the
+leaves the identity in ``environ["keysentry.api_key"]``. With ``usage_routes``, the extension
+also counts each request's matched rule for the usage history. :func:`requires_scopes` finds the
 extension through ``current_app``, so refusals are rendered by the app's own guard (its realm,
 its ``error_body``) and the decorator needs no reference to it. Importing this module imports
 Flask.
@@ -83,6 +84,17 @@ class KeysentryFlask:
         app.wsgi_app = WSGIMiddleware(app.wsgi_app, self.keysentry)  # type: ignore[method-assign]
         app.extensions[EXTENSION] = self
         _ViewCosts(app, self.keysentry)
+        if self.keysentry.settings.usage_routes and self.keysentry.usage_recorder is not None:
+            app.before_request(self._note_route)
+
+    def _note_route(self) -> None:
+        """Count the request for the rule Flask matched (usage history's route templates):
+        the middleware cannot see it, as Flask drops it before its WSGI app returns."""
+        rule = request.url_rule
+        identity = request.environ.get(ENVIRON_KEY)
+        recorder = self.keysentry.usage_recorder
+        if rule is not None and isinstance(identity, KeyIdentity) and recorder is not None:
+            recorder.note_route(rule.rule, identity.id)
 
     def _refuse(self, requirement: Requirement, denial: Denial) -> Response:
         if denial is requirement.insufficient:

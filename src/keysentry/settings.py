@@ -22,6 +22,7 @@ from types import MappingProxyType
 from ._scopes import DEFAULT_SCOPE_IMPLICATIONS, Implications
 from .credentials import CredentialReader
 from .errors import Denial
+from .history import DEFAULT_RETENTION_DAYS, MAX_DAYS
 from .keys import DEFAULT_MAX_LENGTH, DEFAULT_PREFIX, Digester, ImportedFormat, KeyFormat
 from .paths import CostPaths, ExemptPaths
 from .proxies import TrustedProxies
@@ -79,6 +80,11 @@ class Settings:
     :param legacy_rate_headers: also send ``X-RateLimit-Limit/Remaining/Reset``.
     :param usage_interval: seconds between batched writes of ``last_used_at`` and request
         counts (see ``keysentry.usage``); None records no usage.
+    :param usage_retention_days: days of usage history (requests per key per UTC day) a store
+        that keeps it holds; older days are dropped as it writes.
+    :param usage_routes: also count, per key and day, the requests of each route template
+        (Starlette/FastAPI ``scope["route"]``, Flask ``request.url_rule``), noted after the
+        app has answered; off by default, as it costs each request a little work.
     :param trusted_proxies: CIDRs (or addresses) of the reverse proxies in front of the app,
         e.g. ``["10.0.0.0/8"]``. When the direct peer is one of them, the client address (for
         allowlists and failed-attempt throttling) is read from ``forwarded_header`` (the
@@ -125,6 +131,8 @@ class Settings:
     fail_open: bool = True
     legacy_rate_headers: bool = False
     usage_interval: float | None = 10.0
+    usage_retention_days: int = DEFAULT_RETENTION_DAYS
+    usage_routes: bool = False
     trusted_proxies: str | Iterable[str | Network] = ()
     forwarded_header: str = "X-Forwarded-For"
     failure_limit: str | Rate | None = DEFAULT_FAILURE_LIMIT
@@ -170,6 +178,14 @@ class Settings:
             raise ValueError("retry_after must be a whole number of seconds >= 0")
         if not (math.isfinite(self.stale_for) and self.stale_for >= 0):
             raise ValueError("stale_for must be >= 0 seconds")
+        days = self.usage_retention_days
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+            raise ValueError(
+                f"usage_retention_days must be a whole number of days from 1 to {MAX_DAYS}, "
+                f"not {days!r}"
+            )
+        if not isinstance(self.usage_routes, bool):
+            raise TypeError(f"usage_routes must be True or False, not {self.usage_routes!r}")
         set_(self, "digest", Digester(secret))
         implications = Implications.parse(self.scope_implications)
         set_(self, "implications", implications)

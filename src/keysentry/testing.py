@@ -25,14 +25,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import pytest
 
 from .accounts import AccountRecord
 from .errors import Conflict, DuplicateKey, InsufficientCredits, KeyNotFound
+from .history import DailyUsage
 from .keys import Digester, mint
 from .records import KeyRecord, Rate, utcnow
 from .refills import Refill, period_start
@@ -41,9 +42,11 @@ from .stores.base import (
     AsyncAccountStore,
     AsyncDeletingKeyStore,
     AsyncKeyStore,
+    AsyncUsageHistoryStore,
     DeletingKeyStore,
     KeyStore,
     Usage,
+    UsageHistoryStore,
 )
 
 __all__ = ["AsyncKeyStoreContract", "KeyStoreContract", "make_record"]
@@ -119,6 +122,31 @@ def _adeleting(store: AsyncKeyStore) -> AsyncDeletingKeyStore:
     if not isinstance(store, AsyncDeletingKeyStore):
         pytest.skip("the store has no adelete (optional: AsyncDeletingKeyStore)")
     return store
+
+
+def _history(store: KeyStore) -> UsageHistoryStore:
+    """Usage history is optional: a store without it skips the tests of it."""
+    if not isinstance(store, UsageHistoryStore):
+        pytest.skip("the store keeps no usage history (optional: UsageHistoryStore)")
+    return store
+
+
+def _ahistory(store: AsyncKeyStore) -> AsyncUsageHistoryStore:
+    if not isinstance(store, AsyncUsageHistoryStore):
+        pytest.skip("the store keeps no usage history (optional: AsyncUsageHistoryStore)")
+    return store
+
+
+def _days(
+    read: Mapping[str, Sequence[DailyUsage]], key_id: str
+) -> dict[date, tuple[int, dict[str, int]]]:
+    """One key's days as read, comparable: day -> (requests, routes)."""
+    return {entry.day: (entry.requests, dict(entry.routes)) for entry in read.get(key_id, ())}
+
+
+#: Days of the history tests, and a route template with characters a store must keep as they are.
+_DAY = date(2026, 4, 1)
+_ODD_ROUTE = "/v1/ünïcode/{id}:x y|*"
 
 
 class KeyStoreContract:
@@ -664,6 +692,93 @@ class KeyStoreContract:
         assert got is not None
         assert (got.request_count, got.credits, got.name) == (20, 80, "n19")
 
+    def test_usage_history_counts_requests_per_utc_day_and_route(self, store: KeyStore) -> None:
+        store = _history(store)
+        a, b = make_record(), make_record()
+        store.create(a)
+        store.create(b)
+        morning = datetime(2026, 4, 1, 9, tzinfo=timezone.utc)
+        # 02:00 at +05:00 on April 2 is still April 1 in UTC.
+        late = datetime(2026, 4, 2, 2, tzinfo=timezone(timedelta(hours=5)))
+        next_day = datetime(2026, 4, 2, 12, tzinfo=timezone.utc)
+        store.record_usage(
+            {a.id: Usage(3, morning), b.id: Usage(1, morning), "nosuchkeyid0": Usage(9, morning)},
+            {a.id: {"/items": 2}, "nosuchkeyid0": {"/items": 9}},
+        )
+        store.record_usage({a.id: Usage(2, late)}, {a.id: {"/items": 1, _ODD_ROUTE: 1}})
+        store.record_usage({a.id: Usage(4, next_day)}, {a.id: {_ODD_ROUTE: 3}})
+        store.record_usage({a.id: Usage(1, next_day)})  # routes unknown: counted in the day
+        read = store.usage_history([a.id, b.id, "nosuchkeyid0"], _DAY)
+        assert _days(read, a.id) == {
+            _DAY: (5, {"/items": 3, _ODD_ROUTE: 1}),
+            date(2026, 4, 2): (5, {_ODD_ROUTE: 3}),
+        }
+        assert _days(read, b.id) == {_DAY: (1, {})}
+        assert _days(read, "nosuchkeyid0") == {}
+        # From a later day on, the earlier one is left out.
+        assert _days(store.usage_history([a.id], date(2026, 4, 2)), a.id) == {
+            date(2026, 4, 2): (5, {_ODD_ROUTE: 3})
+        }
+        assert not any(store.usage_history([], _DAY).values())
+        # The totals of the record itself go on as before.
+        got = store.get(a.id)
+        assert got is not None
+        assert (got.request_count, got.last_used_at) == (10, next_day)
+
+    def test_usage_history_drops_days_past_the_retention(self, store: KeyStore) -> None:
+        store = _history(store)
+        record = make_record()
+        store.create(record)
+        for offset in (0, 1, 2):
+            when = datetime(2026, 4, 1, 12, tzinfo=timezone.utc) + timedelta(days=offset)
+            store.record_usage({record.id: Usage(offset + 1, when)}, retention_days=30)
+        assert set(_days(store.usage_history([record.id], _DAY), record.id)) == {
+            _DAY + timedelta(days=i) for i in range(3)
+        }
+        # Five days on, with two days kept: only the last two (and the new one) are left.
+        later = datetime(2026, 4, 5, 12, tzinfo=timezone.utc)
+        store.record_usage({record.id: Usage(7, later)}, {record.id: {"/x": 7}}, retention_days=2)
+        since = date(2026, 3, 1)
+        assert _days(store.usage_history([record.id], since), record.id) == {
+            date(2026, 4, 3): (3, {}),
+            date(2026, 4, 5): (7, {"/x": 7}),
+        }
+
+    def test_usage_history_adds_up_under_concurrency(self, store: KeyStore) -> None:
+        store = _history(store)
+        record = make_record()
+        store.create(record)
+        when = datetime(2026, 4, 1, 12, tzinfo=timezone.utc)
+        errors: list[BaseException] = []
+
+        def flush() -> None:
+            try:
+                for _ in range(10):
+                    store.record_usage({record.id: Usage(2, when)}, {record.id: {"/r": 1}})
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=flush) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert _days(store.usage_history([record.id], _DAY), record.id) == {_DAY: (80, {"/r": 40})}
+
+    def test_usage_history_goes_with_a_deleted_key(self, store: KeyStore) -> None:
+        store = _history(store)
+        if not isinstance(store, DeletingKeyStore):
+            pytest.skip("the store has no delete (optional: DeletingKeyStore)")
+        record = make_record()
+        store.create(record)
+        store.record_usage(
+            {record.id: Usage(2, datetime(2026, 4, 1, tzinfo=timezone.utc))}, {record.id: {"/": 2}}
+        )
+        store.delete(record.id)
+        store.create(record)  # the same id again: a key with no past
+        assert _days(store.usage_history([record.id], _DAY), record.id) == {}
+
 
 class AsyncKeyStoreContract:
     """The async face. Subclass it and provide a ``store`` fixture (a fresh, empty store)."""
@@ -752,6 +867,23 @@ class AsyncKeyStoreContract:
             got = await store.aget(record.id)
             assert got is not None
             assert (got.credits, got.request_count, got.last_used_at) == (0, 6, when)
+            await store.aclose()
+
+        self.run(test)
+
+    def test_usage_history(self, store: AsyncKeyStore) -> None:
+        store = _ahistory(store)
+
+        async def test() -> None:
+            record = make_record()
+            await store.acreate(record)
+            when = datetime(2026, 4, 1, 23, 59, 59, tzinfo=timezone.utc)
+            await store.arecord_usage({record.id: Usage(4, when)}, {record.id: {"/a": 3}})
+            await store.arecord_usage(
+                {record.id: Usage(1, when + timedelta(seconds=1))}, retention_days=5
+            )
+            read = await store.ausage_history([record.id], _DAY)
+            assert _days(read, record.id) == {_DAY: (4, {"/a": 3}), date(2026, 4, 2): (1, {})}
             await store.aclose()
 
         self.run(test)

@@ -20,6 +20,15 @@ Who flushes, and when:
 * An async-only store and no lifespan: a task on the loop of the first request.
 
 ``Keysentry.close()`` / ``aclose()`` stop the flusher and write what is pending.
+
+History: a store that keeps it (:class:`~keysentry.stores.base.UsageHistoryStore`) counts each
+batch into the UTC day of its drain (its ``last_used_at``), so a request made up to one
+interval before midnight may be counted in the next day; a refused batch that is written later
+together with newer use is counted in the day it is written. With route templates on
+(``usage_routes``), the drivers also note, after the app has answered, the template of the
+route it matched (:meth:`UsageRecorder.note_route`: one dict lookup and one ``deque.append``
+into that template's own deque, no allocation), and each batch carries, per key, the requests
+per template; a request still running at a drain has its template counted in a later batch.
 """
 
 from __future__ import annotations
@@ -35,20 +44,44 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
-from .stores.base import AsyncKeyStore, KeyStore, Usage, UsageNotRecorded
+from .history import DEFAULT_RETENTION_DAYS
+from .stores.base import (
+    AsyncKeyStore,
+    AsyncUsageHistoryStore,
+    KeyStore,
+    Usage,
+    UsageHistoryStore,
+    UsageNotRecorded,
+)
 
-__all__ = ["UsageRecorder"]
+__all__ = ["Batch", "UsageRecorder"]
 
 log = logging.getLogger("keysentry")
 
+#: Route templates counted at most: a framework that put something else than its templates
+#: where they are looked for cannot grow the recorder without bound.
+MAX_ROUTES = 1000
 
-def _unwritten(error: Exception, batch: dict[str, Usage]) -> dict[str, Usage]:
+
+class Batch(NamedTuple):
+    """What one flush writes: per key id its requests and ``last_used_at``, and the requests
+    per route template of those keys (a part of them, where the template was noted)."""
+
+    usage: dict[str, Usage]
+    routes: dict[str, dict[str, int]]
+
+    def __bool__(self) -> bool:
+        return bool(self.usage)
+
+
+def _unwritten(error: Exception, batch: Batch) -> Batch:
     """What of a batch a failed write left to send again: the part the store names, when it
     wrote the rest (a store on several servers), else all of it."""
     if isinstance(error, UsageNotRecorded):
-        return {key_id: used for key_id, used in error.unwritten.items() if key_id in batch}
+        usage = {key_id: used for key_id, used in error.unwritten.items() if key_id in batch.usage}
+        return Batch(usage, {k: v for k, v in batch.routes.items() if k in usage})
     return batch
 
 
@@ -61,19 +94,27 @@ class UsageRecorder:
         interval: float = 10.0,
         *,
         max_pending: int = 1_000_000,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not math.isfinite(interval) or interval <= 0:
             raise ValueError("the usage interval must be a positive number of seconds")
         self.interval = interval
+        #: Days of history the store keeps (for a store that keeps history).
+        self.retention_days = retention_days
         self._sync = store if isinstance(store, KeyStore) else None
         self._async = store if isinstance(store, AsyncKeyStore) else None
+        self._history = isinstance(store, UsageHistoryStore)
+        self._ahistory = isinstance(store, AsyncUsageHistoryStore)
         self._clock = clock
         self._lock = threading.Lock()
         # Bounded: if no flush can drain it (a store down for long), the oldest notes go.
+        self._max_pending = max_pending
         self._pending: deque[str] = deque(maxlen=max_pending)
+        #: Route template -> the ids of the keys whose requests it answered since the last take.
+        self._routes: dict[str, deque[str]] = {}
         #: Batches the store refused, merged into the next one.
-        self._unsent: dict[str, Usage] = {}
+        self._unsent = Batch({}, {})
         #: Count one request of a key: the deque's own ``append`` once a flusher runs, and
         #: until then a function that appends and starts one.
         self.note: Callable[[str], None] = self._note_and_start
@@ -102,40 +143,49 @@ class UsageRecorder:
         self._started = False
         self.note = self._note_and_start
 
+    def note_route(self, template: str, key_id: str) -> None:
+        """Count one request of a key as answered by the route ``template``: an append to
+        that template's deque (made on its first request)."""
+        pending = self._routes.get(template)
+        if pending is None:
+            with self._lock:
+                if len(self._routes) >= MAX_ROUTES:
+                    return
+                pending = self._routes.setdefault(template, deque(maxlen=self._max_pending))
+        pending.append(key_id)
+
     # -- batches ---------------------------------------------------------------------------------
 
-    def take(self) -> dict[str, Usage]:
+    def take(self) -> Batch:
         """Everything counted since the last take (and any refused batch), as one batch."""
-        pending = self._pending
-        counts: Counter[str] = Counter()
-        popleft = pending.popleft
-        try:
-            for _ in range(len(pending)):  # only what is there now: appends go on meanwhile
-                counts[popleft()] += 1
-        except IndexError:  # another flush drained the rest
-            pass
+        counts = _drain(self._pending)
+        routes: dict[str, dict[str, int]] = {}
+        for template, pending in list(self._routes.items()):
+            for key_id, n in _drain(pending).items():
+                routes.setdefault(key_id, {})[template] = n
         with self._lock:
-            unsent, self._unsent = self._unsent, {}
-        if not counts:
+            unsent, self._unsent = self._unsent, Batch({}, {})
+        if not counts and not routes:
             return unsent
         now = datetime.fromtimestamp(self._clock(), timezone.utc)
-        batch = {key_id: Usage(count, now) for key_id, count in counts.items()}
-        for key_id, (count, when) in unsent.items():
-            if key_id in batch:
-                batch[key_id] = Usage(count + batch[key_id].requests, now)
-            else:
-                batch[key_id] = Usage(count, when)
+        # A key whose routes arrive without requests (they were counted at admission, in an
+        # earlier batch, and answered since) is written with none: its routes need its row.
+        used = counts.keys() | routes.keys()
+        batch = Batch({key_id: Usage(counts.get(key_id, 0), now) for key_id in used}, routes)
+        _merge(batch, unsent, now)
         return batch
 
-    def _put_back(self, batch: dict[str, Usage]) -> None:
+    def _put_back(self, batch: Batch) -> None:
         """A batch the store refused is kept, so the next flush writes it."""
         with self._lock:
-            for key_id, (count, when) in batch.items():
-                kept = self._unsent.get(key_id)
-                if kept is not None:
-                    count += kept.requests
-                    when = max(when, kept.last_used_at)
-                self._unsent[key_id] = Usage(count, when)
+            _merge(self._unsent, batch, None)
+
+    def _write(self, store: KeyStore, batch: Batch) -> None:
+        if self._history:
+            assert isinstance(store, UsageHistoryStore)
+            store.record_usage(batch.usage, batch.routes, retention_days=self.retention_days)
+        else:
+            store.record_usage(batch.usage)
 
     def flush(self) -> int:
         """Write what is pending through the blocking face; the number of keys written."""
@@ -144,11 +194,11 @@ class UsageRecorder:
         batch = self.take()
         if batch:
             try:
-                self._sync.record_usage(batch)
+                self._write(self._sync, batch)
             except Exception as exc:
                 self._put_back(_unwritten(exc, batch))
                 raise
-        return len(batch)
+        return len(batch.usage)
 
     async def aflush(self) -> int:
         """Write what is pending through the async face (the blocking one if there is none).
@@ -164,11 +214,17 @@ class UsageRecorder:
         if batch:
             self._writing = asyncio.ensure_future(self._awrite(self._async, batch))
             await asyncio.shield(self._writing)
-        return len(batch)
+        return len(batch.usage)
 
-    async def _awrite(self, store: AsyncKeyStore, batch: dict[str, Usage]) -> None:
+    async def _awrite(self, store: AsyncKeyStore, batch: Batch) -> None:
         try:
-            await store.arecord_usage(batch)
+            if self._ahistory:
+                assert isinstance(store, AsyncUsageHistoryStore)
+                await store.arecord_usage(
+                    batch.usage, batch.routes, retention_days=self.retention_days
+                )
+            else:
+                await store.arecord_usage(batch.usage)
         except Exception as exc:
             self._put_back(_unwritten(exc, batch))
             raise
@@ -225,7 +281,7 @@ class UsageRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         writing, self._writing = self._writing, None
-        if writing is not None:
+        if writing is not None and not writing.done():  # a done one may be of a closed loop
             await asyncio.wait([writing])
         await asyncio.to_thread(self._stop_thread)
         self._stopped()
@@ -267,6 +323,33 @@ class UsageRecorder:
             self._stop.set()
             thread.join(timeout=5)
             _LIVE.discard(self)
+
+
+def _drain(pending: deque[str]) -> Counter[str]:
+    """Count the ids in a deque, taking only what is there now: appends go on meanwhile."""
+    counts: Counter[str] = Counter()
+    popleft = pending.popleft
+    try:
+        for _ in range(len(pending)):
+            counts[popleft()] += 1
+    except IndexError:  # another flush drained the rest
+        pass
+    return counts
+
+
+def _merge(into: Batch, other: Batch, now: datetime | None) -> None:
+    """Add ``other``'s counts to ``into``: a key in both gets ``now`` as its ``last_used_at``
+    (None: the later of the two)."""
+    for key_id, (count, when) in other.usage.items():
+        kept = into.usage.get(key_id)
+        if kept is not None:
+            count += kept.requests
+            when = now if now is not None else max(when, kept.last_used_at)
+        into.usage[key_id] = Usage(count, when)
+    for key_id, routes in other.routes.items():
+        merged = into.routes.setdefault(key_id, {})
+        for template, n in routes.items():
+            merged[template] = merged.get(template, 0) + n
 
 
 #: Recorders with a flusher thread, flushed once more at interpreter exit (held weakly).

@@ -18,7 +18,9 @@ entry that nothing backs (*dangling*), never a record its indexes miss:
   the new owner's set once more (a racing move may have taken it out).
 * ``delete``: remove the record (on conditions, one script that returns what it held), then
   its digest entry (only while it names this id) and its place in the id list and its owner's.
-* ``record_usage``: one script call per slot, made together (see :class:`Spread`).
+* ``record_usage``: one script call per slot, made together (see :class:`Spread`), each
+  writing the records' counts and their usage history (``<ns>:usage:{<id>}``, in the same
+  slot) at once.
 
 Readers check what an index names against the record (``find_by_digest`` its digest, a listing
 its owner) and skip what does not match; :mod:`._redis_repair` sweeps dangling entries and
@@ -30,17 +32,25 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
-from collections.abc import Generator, Mapping
-from datetime import timezone
+from collections.abc import Generator, Mapping, Sequence
+from datetime import date, timedelta, timezone
 from typing import Any, NamedTuple, TypeVar
 
 from .._redis import LuaScript
 from ..accounts import owner_hash
 from ..errors import Conflict, DuplicateKey, KeyNotFound, KeysentryError, StoreUnavailable
+from ..history import DEFAULT_RETENTION_DAYS, DailyUsage, utc_day
 from ..keys import shown_id
 from ..records import KeyRecord
 from ._redis_calls import Batch, Call, Command, Script, Spread
-from .base import KeyChanges, Usage, UsageNotRecorded, apply_changes, check_expected
+from .base import (
+    KeyChanges,
+    RouteCounts,
+    Usage,
+    UsageNotRecorded,
+    apply_changes,
+    check_expected,
+)
 from .codec import decode, encode
 
 __all__ = [
@@ -63,6 +73,7 @@ __all__ = [
     "read_states",
     "as_text",
     "update",
+    "usage_history",
 ]
 
 T = TypeVar("T")
@@ -110,6 +121,10 @@ class KeyNames:
 
     def digest(self, digest: bytes) -> str:
         return f"{self.namespace}:digest:{digest.hex()}"
+
+    def usage(self, key_id: str) -> str:
+        """The key's usage history: a hash in its record's slot (``lua/usage.lua``)."""
+        return f"{self.namespace}:usage:{{{key_id}}}"
 
     def account(self, owner: str) -> str:
         """An account's hash, under the hash of its owner (its own slot on a cluster)."""
@@ -382,7 +397,7 @@ def delete(names: KeyNames, key_id: str, expect: Mapping[str, object] | None) ->
         wanted = fields(dataclasses.replace(current, **expect))  # type: ignore[arg-type]
         for name in expect:
             args += (name, wanted[name])
-    reply = yield Script(DELETE, (record_key,), tuple(args))
+    reply = yield Script(DELETE, (record_key, names.usage(key_id)), tuple(args))
     code = int(reply[0])
     if code == 0:
         raise not_found(key_id)
@@ -402,7 +417,12 @@ def delete(names: KeyNames, key_id: str, expect: Mapping[str, object] | None) ->
 # -- usage -------------------------------------------------------------------------------------
 
 
-def record_usage(names: KeyNames, usage: Mapping[str, Usage]) -> Steps[None]:
+def record_usage(
+    names: KeyNames,
+    usage: Mapping[str, Usage],
+    routes: RouteCounts | None = None,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> Steps[None]:
     """One usage script call per hash slot (at most ``CHUNK`` records each), all at once.
     Calls that failed raise :class:`UsageNotRecorded` naming their keys' usage, so the
     recorder keeps only that: what one master wrote is not counted twice while another is
@@ -421,7 +441,8 @@ def record_usage(names: KeyNames, usage: Mapping[str, Usage]) -> Steps[None]:
     ]
     if not chunks:
         return
-    replies = yield Spread(tuple(_usage_call(names, chunk) for chunk in chunks), errors=True)
+    calls = tuple(_usage_call(names, chunk, routes or {}, retention_days) for chunk in chunks)
+    replies = yield Spread(calls, errors=True)
     unwritten: dict[str, Usage] = {}
     failure: BaseException | None = None
     for chunk, reply in zip(chunks, replies, strict=True):
@@ -436,8 +457,48 @@ def record_usage(names: KeyNames, usage: Mapping[str, Usage]) -> Steps[None]:
         ) from failure
 
 
-def _usage_call(names: KeyNames, chunk: list[tuple[str, Usage]]) -> Script:
+def _usage_call(
+    names: KeyNames, chunk: list[tuple[str, Usage]], routes: RouteCounts, retention_days: int
+) -> Script:
+    keys: list[str] = []
     args: list[str | int] = []
-    for _, (count, last) in chunk:
-        args += (count, last.astimezone(timezone.utc).isoformat())
-    return Script(USAGE, tuple(names.record(key_id) for key_id, _ in chunk), tuple(args))
+    ttl = (retention_days + 1) * 86400
+    for key_id, (count, last) in chunk:
+        day = utc_day(last)
+        kept = day - timedelta(days=retention_days)
+        counted = [(route, n) for route, n in routes.get(key_id, {}).items() if route and n]
+        keys += (names.record(key_id), names.usage(key_id))
+        args += (count, last.astimezone(timezone.utc).isoformat(), day.isoformat())
+        args += (kept.isoformat(), ttl, len(counted))
+        for route, n in counted:
+            args += (route, n)
+    return Script(USAGE, tuple(keys), tuple(args))
+
+
+def usage_history(
+    names: KeyNames, key_ids: Sequence[str], since: date
+) -> Steps[dict[str, list[DailyUsage]]]:
+    """The history hashes of the keys, read in one pipeline (on a cluster, one per node)."""
+    ids = [key_id for key_id in key_ids if ID.match(key_id)]
+    if not ids:
+        return {}
+    replies = yield Batch(tuple(Command("hgetall", (names.usage(key_id),)) for key_id in ids))
+    found: dict[str, list[DailyUsage]] = {}
+    for key_id, raw in zip(ids, replies, strict=True):
+        days: dict[str, tuple[list[int], dict[str, int]]] = {}
+        for name, value in (raw or {}).items():
+            field = as_text(name)
+            day = field[:10]
+            if field == "kept" or day < since.isoformat():
+                continue
+            totals, by_route = days.setdefault(day, ([0], {}))
+            if len(field) > 10:
+                by_route[field[11:]] = int(value)
+            else:
+                totals[0] = int(value)
+        if days:
+            found[key_id] = [
+                DailyUsage(date.fromisoformat(day), totals[0], by_route)
+                for day, (totals, by_route) in days.items()
+            ]
+    return found

@@ -15,6 +15,12 @@ Two operations are not read-modify-write from the outside, because they must be 
 concurrency on the server's side: :meth:`KeyStore.spend_credits` (a conditional decrement) and
 :meth:`KeyStore.record_usage` (increments from the batched usage flusher).
 
+Usage history (:class:`UsageHistoryStore`, optional like ``delete``; every store keysentry
+ships keeps it): ``record_usage`` also adds each key's requests to a counter for the UTC day of
+its ``last_used_at`` (and per route template, when the caller knows them), in the same atomic
+step where the store can, and drops days older than the retention it is given as it writes;
+``usage_history`` reads them back.
+
 ``keysentry.testing`` holds the conformance suite that proves a backend honours this contract.
 """
 
@@ -22,11 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import NamedTuple, Protocol, TypedDict, runtime_checkable
 
 from ..accounts import AccountChanges, AccountRecord, Refill
 from ..errors import Conflict, StoreUnavailable
+from ..history import DEFAULT_RETENTION_DAYS, DailyUsage
 from ..records import KeyRecord, Network, Rate
 
 __all__ = [
@@ -34,10 +41,13 @@ __all__ = [
     "AsyncAccountStore",
     "AsyncDeletingKeyStore",
     "AsyncKeyStore",
+    "AsyncUsageHistoryStore",
     "DeletingKeyStore",
     "KeyChanges",
     "KeyStore",
+    "RouteCounts",
     "Usage",
+    "UsageHistoryStore",
     "UsageNotRecorded",
     "apply_changes",
     "check_expected",
@@ -49,6 +59,10 @@ class Usage(NamedTuple):
 
     requests: int
     last_used_at: datetime
+
+
+#: Requests per route template, per key id, over a batch interval.
+RouteCounts = Mapping[str, Mapping[str, int]]
 
 
 class UsageNotRecorded(StoreUnavailable):
@@ -199,6 +213,50 @@ class AsyncDeletingKeyStore(AsyncKeyStore, Protocol):
     async def adelete(
         self, key_id: str, expect: Mapping[str, object] | None = None
     ) -> KeyRecord: ...
+
+
+@runtime_checkable
+class UsageHistoryStore(KeyStore, Protocol):
+    """A :class:`KeyStore` that also keeps requests per key per UTC day (every store
+    keysentry ships). Optional: a store of your own without it keeps working (its
+    ``record_usage`` is called as before), and :meth:`Keysentry.usage
+    <keysentry.Keysentry.usage>` says that it keeps no history."""
+
+    def record_usage(
+        self,
+        usage: Mapping[str, Usage],
+        routes: RouteCounts | None = None,
+        *,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+    ) -> None:
+        """What :meth:`KeyStore.record_usage` does, and add each key's requests to its
+        counter for the UTC day of its ``last_used_at``; ``routes`` (key id -> route
+        template -> requests, a part of those requests) to its route counters for that day.
+        Ids with no record are skipped. Days more than ``retention_days`` before the day
+        written are dropped, by the store, as it writes (not necessarily on every write)."""
+
+    def usage_history(
+        self, key_ids: Sequence[str], since: date
+    ) -> Mapping[str, Sequence[DailyUsage]]:
+        """Per key id asked for, its days from ``since`` (UTC) on that have use, in any
+        order; ids without any (or without a record) may be missing from the result."""
+
+
+@runtime_checkable
+class AsyncUsageHistoryStore(AsyncKeyStore, Protocol):
+    """The async twin of :class:`UsageHistoryStore`."""
+
+    async def arecord_usage(
+        self,
+        usage: Mapping[str, Usage],
+        routes: RouteCounts | None = None,
+        *,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+    ) -> None: ...
+
+    async def ausage_history(
+        self, key_ids: Sequence[str], since: date
+    ) -> Mapping[str, Sequence[DailyUsage]]: ...
 
 
 @runtime_checkable

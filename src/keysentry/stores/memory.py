@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
 from typing import TypeVar
 
 from ..accounts import AccountChanges, AccountRecord, changed_account
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound
+from ..history import DEFAULT_RETENTION_DAYS, DailyUsage, utc_day
 from ..keys import shown_id
 from ..records import KeyRecord, utcnow
 from ..refills import apply_refill
-from .base import KeyChanges, Usage, apply_changes, check_expected
+from .base import KeyChanges, RouteCounts, Usage, apply_changes, check_expected
 
 __all__ = ["MemoryStore"]
 
@@ -40,6 +42,10 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._by_id: dict[str, KeyRecord] = {}
         self._by_digest: dict[bytes, str] = {}
+        #: key id -> UTC day -> [requests, {route template: requests}]
+        self._history: dict[str, dict[date, tuple[list[int], dict[str, int]]]] = {}
+        #: The oldest day kept when history was last pruned (once a day at most).
+        self._kept_from: date | None = None
         self._accounts: dict[str, AccountRecord] = {}
         for record in records:
             self.create(record)
@@ -86,6 +92,7 @@ class MemoryStore:
             check_expected(current, expect)
             del self._by_id[key_id]
             del self._by_digest[current.digest]
+            self._history.pop(key_id, None)
             return current
 
     def spend_credits(self, key_id: str, amount: int = 1) -> int | None:
@@ -119,17 +126,58 @@ class MemoryStore:
                 self._accounts[owner] = charged
             return None if charged is None else charged.credits
 
-    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+    def record_usage(
+        self,
+        usage: Mapping[str, Usage],
+        routes: RouteCounts | None = None,
+        *,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+    ) -> None:
         with self._lock:
-            for key_id, (count, last) in usage.items():
+            newest: date | None = None
+            for key_id, (count, when) in usage.items():
                 current = self._by_id.get(key_id)
                 if current is None:
                     continue
+                last = when
                 if current.last_used_at is not None and current.last_used_at > last:
                     last = current.last_used_at
                 self._by_id[key_id] = dataclasses.replace(
                     current, request_count=current.request_count + count, last_used_at=last
                 )
+                day = utc_day(when)
+                newest = day if newest is None else max(newest, day)
+                totals, by_route = self._history.setdefault(key_id, {}).setdefault(day, ([0], {}))
+                totals[0] += count
+                for route, n in (routes or {}).get(key_id, {}).items():
+                    by_route[route] = by_route.get(route, 0) + n
+            if newest is not None:
+                self._prune(newest - timedelta(days=retention_days))
+
+    def _prune(self, kept_from: date) -> None:
+        """Drop the days before ``kept_from``: at most once a day (the lock is held)."""
+        if self._kept_from is not None and kept_from <= self._kept_from:
+            return
+        self._kept_from = kept_from
+        for key_id, days in list(self._history.items()):
+            for day in [d for d in days if d < kept_from]:
+                del days[day]
+            if not days:
+                del self._history[key_id]
+
+    def usage_history(
+        self, key_ids: Sequence[str], since: date
+    ) -> Mapping[str, Sequence[DailyUsage]]:
+        with self._lock:
+            return {
+                key_id: [
+                    DailyUsage(day, totals[0], by_route)
+                    for day, (totals, by_route) in self._history[key_id].items()
+                    if day >= since
+                ]
+                for key_id in key_ids
+                if key_id in self._history
+            }
 
     def list_keys(
         self, *, owner: str | None = None, after: str | None = None, limit: int = 100
@@ -170,8 +218,19 @@ class MemoryStore:
     async def aspend_credits(self, key_id: str, amount: int = 1) -> int | None:
         return self.spend_credits(key_id, amount)
 
-    async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
-        self.record_usage(usage)
+    async def arecord_usage(
+        self,
+        usage: Mapping[str, Usage],
+        routes: RouteCounts | None = None,
+        *,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+    ) -> None:
+        self.record_usage(usage, routes, retention_days=retention_days)
+
+    async def ausage_history(
+        self, key_ids: Sequence[str], since: date
+    ) -> Mapping[str, Sequence[DailyUsage]]:
+        return self.usage_history(key_ids, since)
 
     async def aget_account(self, owner: str) -> AccountRecord | None:
         return self.get_account(owner)

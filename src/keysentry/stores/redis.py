@@ -10,12 +10,16 @@ digests and hashed owners only, never a key::
     <ns>:ids              sorted set of every id, all scored 0: ZRANGEBYLEX pages in id order
     <ns>:owner:<hash>     the same for one owner's ids; <hash> is BLAKE2b-128 of the owner,
                           so an owner string of any shape makes a safe, fixed-length name
+    <ns>:usage:{<id>}     hash: the key's usage history, "<YYYY-MM-DD>" -> requests that
+                          UTC day, "<YYYY-MM-DD> <route>" -> those of a route template;
+                          pruned as it is written (once a day), expiring when unwritten
+                          for longer than the retention, deleted with the record
     <ns>:account:{<hash>} hash: the account of that owner, if it has a record
 
 Redis Cluster, with any namespace: every script touches one hash slot. A record and what must
 change with it (credits, usage counts, every field) live in one hash under its id's hash tag,
-so ``get``, ``update``, ``spend_credits`` (``lua/spend.lua``) and usage counting
-(``lua/usage.lua``) are each one atomic script or command on that slot. The indexes cannot
+so ``get``, ``update``, ``spend_credits`` (``lua/spend.lua``) and usage counting with its
+history (``lua/usage.lua``) are each one atomic script or command on that slot. The indexes cannot
 live there (an index names many ids; a digest must be found without its id), so the writes
 that touch them are sequences of one-slot steps, ordered so that a crash between two leaves
 at most an index entry no record backs, never a record its indexes miss
@@ -56,6 +60,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._redis import RedisBackend
@@ -67,13 +72,14 @@ from ..accounts import (
     encode_account,
 )
 from ..errors import InsufficientCredits, StoreUnavailable
+from ..history import DEFAULT_RETENTION_DAYS, DailyUsage
 from ..records import KeyRecord, utcnow
 from ..refills import period_starts
 from . import _redis_steps as steps
 from ._redis_calls import acall, call
 from ._redis_repair import Repaired, repair
 from ._redis_steps import ID, SPEND, KeyNames, Steps, decode_record, not_found
-from .base import KeyChanges, Usage, UsageNotRecorded
+from .base import KeyChanges, RouteCounts, Usage, UsageNotRecorded
 
 if TYPE_CHECKING:
     from ..invalidation import RedisInvalidator
@@ -336,9 +342,21 @@ class RedisStore(RedisBackend):
             reply = SPEND.run(self._client(), [self.names.account(owner)], args)
         return None if reply[0] == 3 else self._spent(owner, reply)
 
-    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+    def record_usage(
+        self,
+        usage: Mapping[str, Usage],
+        routes: RouteCounts | None = None,
+        *,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+    ) -> None:
         if usage:
-            self._run("record_usage", steps.record_usage(self.names, usage))
+            job = steps.record_usage(self.names, usage, routes, retention_days)
+            self._run("record_usage", job)
+
+    def usage_history(
+        self, key_ids: Sequence[str], since: date
+    ) -> Mapping[str, Sequence[DailyUsage]]:
+        return self._run("usage_history", steps.usage_history(self.names, key_ids, since))
 
     def repair(self) -> Repaired:
         """Sweep the indexes: remove the entries no record backs (a create or an owner change
@@ -430,9 +448,21 @@ class RedisStore(RedisBackend):
             reply = await SPEND.arun(await self._aclient(), [self.names.account(owner)], args)
         return None if reply[0] == 3 else self._spent(owner, reply)
 
-    async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
+    async def arecord_usage(
+        self,
+        usage: Mapping[str, Usage],
+        routes: RouteCounts | None = None,
+        *,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+    ) -> None:
         if usage:
-            await self._arun("record_usage", steps.record_usage(self.names, usage))
+            job = steps.record_usage(self.names, usage, routes, retention_days)
+            await self._arun("record_usage", job)
+
+    async def ausage_history(
+        self, key_ids: Sequence[str], since: date
+    ) -> Mapping[str, Sequence[DailyUsage]]:
+        return await self._arun("usage_history", steps.usage_history(self.names, key_ids, since))
 
     async def arepair(self) -> Repaired:
         """:meth:`repair` on the asyncio client."""

@@ -14,6 +14,11 @@ Tables (created on first use, if missing):
   SQLite and ``timestamptz`` on PostgreSQL. Primary key ``id`` (``COLLATE "C"`` on
   PostgreSQL, so listing is in code-point order everywhere); a unique index on ``digest``; an
   index on ``(owner, id)`` for listing one owner's keys.
+* ``<prefix>usage``: usage history, one row per key, UTC day and route template (``""`` for
+  the day's total), with its request count, incremented by upserts (``INSERT ... ON CONFLICT
+  DO UPDATE``) in the usage flush's transaction; rows older than the retention are deleted by
+  the flush that first sees a new cut-off day (once a day per process). A deleted key's rows
+  go with it.
 * ``<prefix>schema``: the version of that layout (:data:`SCHEMA_VERSION`), so a later release
   can migrate; a store refuses tables written by a newer release (:class:`SchemaVersionError`).
 
@@ -54,7 +59,7 @@ import math
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -68,10 +73,11 @@ from ..accounts import (
 )
 from ..breaker import CircuitBreaker, Guarded
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound, StoreUnavailable
+from ..history import DEFAULT_RETENTION_DAYS, DailyUsage, utc_day
 from ..keys import shown_id
 from ..records import KeyRecord, utcnow
 from ..refills import Refill, period_starts
-from .base import KeyChanges, Usage, apply_changes, check_expected
+from .base import KeyChanges, RouteCounts, Usage, apply_changes, check_expected
 from .codec import FIELDS, decode, encode
 
 if TYPE_CHECKING:
@@ -82,20 +88,24 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "SQLStore", "SchemaVersionError"]
 
 #: Version of the table layout this release writes and reads. 2 added ``request_count``,
-#: ``rotated_to`` and ``credits_from``, 3 added ``line``, 4 ``digest_mode``; an older table is
-#: migrated in place (ADD COLUMN) on first use. Rows keep their values; a migrated row's
-#: ``line`` is NULL (see :attr:`~keysentry.records.KeyRecord.line_id` for how such a
-#: successor finds its line), and so is its ``digest_mode`` (unknown: it verifies as before).
-SCHEMA_VERSION = 5
+#: ``rotated_to`` and ``credits_from``, 3 added ``line``, 4 ``digest_mode``, 5 a key's refill
+#: and the accounts table, 6 the ``usage`` table; an older table is migrated in place (ADD
+#: COLUMN) on first use. Rows keep their values; a migrated row's ``line`` is NULL (see
+#: :attr:`~keysentry.records.KeyRecord.line_id` for how such a successor finds its line), and
+#: so is its ``digest_mode`` (unknown: it verifies as before).
+SCHEMA_VERSION = 6
 #: Columns each version added, which a migration adds to an older table. 5 added a key's
-#: refill (its three parts, which a spend reads in SQL) and the accounts table (created like
-#: any missing table).
+#: refill (its three parts, which a spend reads in SQL).
 _ADDED = {
     2: ("request_count", "rotated_to", "credits_from"),
     3: ("line",),
     4: ("digest_mode",),
     5: ("refill_amount", "refill_interval", "refill_add", "refilled_at"),
 }
+#: Tables each version added. Setup creates missing tables before it reads the version
+#: (``create_all``), so migrating to such a version needs no step of its own: an older store
+#: starts with the table empty (version 6: no usage history before it).
+_TABLES_ADDED = {5: ("accounts",), 6: ("usage",)}
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -174,8 +184,18 @@ def _refill_columns(timestamp: Any) -> list[Any]:
     ]
 
 
-def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table, Table]:
-    from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table
+def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table, Table, Table]:
+    from sqlalchemy import (
+        BigInteger,
+        Boolean,
+        Column,
+        Date,
+        Index,
+        Integer,
+        MetaData,
+        String,
+        Table,
+    )
     from sqlalchemy import Text as TextType
 
     key_id, timestamp = _types()
@@ -229,7 +249,16 @@ def _tables(prefix: str, schema: str | None) -> tuple[Any, Table, Table, Table]:
         Column("rate_limit", TextType(), nullable=True),
         *_refill_columns(timestamp),
     )
-    return metadata, keys, version, accounts
+    usage = Table(
+        f"{prefix}usage",
+        metadata,
+        Column("key_id", key_id, primary_key=True),
+        Column("day", Date(), primary_key=True),
+        Column("route", TextType(), primary_key=True),  # "" for the day's total
+        Column("requests", BigInteger(), nullable=False),
+    )
+    Index(f"{prefix}usage_day", usage.c.day)  # the daily pruning
+    return metadata, keys, version, accounts, usage
 
 
 def _refill_text(row: Mapping[str, Any]) -> str | None:
@@ -322,10 +351,15 @@ class _Queries:
     def __init__(self, prefix: str, schema: str | None, postgres: bool) -> None:
         from sqlalchemy import bindparam, case, delete, insert, select, update
 
-        self.metadata, self.keys, self.version, self.accounts = _tables(prefix, schema)
+        self.metadata, self.keys, self.version, self.accounts, self.history = _tables(
+            prefix, schema
+        )
         keys = self.keys
         accounts = self.accounts
         self.postgres = postgres
+        #: The oldest day of history kept as of the last pruning (prunings: once a day).
+        self.kept_from: date | None = None
+        self._add_day = _upsert_day(self.history, postgres)
         # An advisory lock serialises table creation between processes on PostgreSQL
         # (concurrent CREATE TABLE IF NOT EXISTS can collide in the catalog).
         name = f"{schema or ''}.{prefix}".encode()
@@ -449,8 +483,61 @@ class _Queries:
         left = self._spent(conn, self._account_spend, owner, amount)
         return None if left is _NO_ROW else left  # type: ignore[return-value]
 
-    def usage(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+    def usage(
+        self,
+        conn: Connection,
+        rows: list[dict[str, Any]],
+        days: list[dict[str, Any]],
+        kept_from: date,
+    ) -> None:
         conn.execute(self._usage, rows)
+        if days:
+            self._add_days(conn, days)
+        if self.kept_from is None or kept_from > self.kept_from:
+            history = self.history
+            conn.execute(history.delete().where(history.c.day < kept_from))
+            self.kept_from = kept_from
+
+    def _add_days(self, conn: Connection, days: list[dict[str, Any]]) -> None:
+        """Add to the day counters of the keys that exist (upserts, in key order)."""
+        from sqlalchemy import bindparam, select
+
+        keys = self.keys
+        ids = sorted({row["key_id"] for row in days})
+        found = select(keys.c.id).where(keys.c.id.in_(bindparam("ids", expanding=True)))
+        known: set[str] = set()
+        for i in range(0, len(ids), _IN_CHUNK):  # bound parameters per statement
+            known.update(conn.execute(found, {"ids": ids[i : i + _IN_CHUNK]}).scalars())
+        rows = [row for row in days if row["key_id"] in known]
+        if not rows:
+            return
+        conn.execute(self._add_day, rows)
+
+    def history_of(
+        self, conn: Connection, key_ids: list[str], since: date
+    ) -> dict[str, list[DailyUsage]]:
+        from sqlalchemy import bindparam, select
+
+        history = self.history
+        query = select(history).where(
+            history.c.key_id.in_(bindparam("ids", expanding=True)), history.c.day >= since
+        )
+        days: dict[str, dict[date, tuple[list[int], dict[str, int]]]] = {}
+        rows = (
+            row
+            for i in range(0, len(key_ids), _IN_CHUNK)
+            for row in conn.execute(query, {"ids": key_ids[i : i + _IN_CHUNK]})
+        )
+        for row in rows:
+            totals, routes = days.setdefault(row.key_id, {}).setdefault(row.day, ([0], {}))
+            if row.route:
+                routes[row.route] = int(row.requests)
+            else:
+                totals[0] = int(row.requests)
+        return {
+            key_id: [DailyUsage(day, totals[0], routes) for day, (totals, routes) in used.items()]
+            for key_id, used in days.items()
+        }
 
     def get(self, conn: Connection, key_id: str) -> KeyRecord | None:
         row = conn.execute(self._by_id, {"id": key_id}).mappings().first()
@@ -491,6 +578,8 @@ class _Queries:
         current = _decode(row)
         check_expected(current, expect)
         conn.execute(self._delete, {"key_id": key_id})
+        history = self.history
+        conn.execute(history.delete().where(history.c.key_id == key_id))
         return current
 
     def list(
@@ -505,6 +594,22 @@ class _Queries:
         if after is not None:
             query = query.where(keys.c.id > after)
         return [_decode(row) for row in conn.execute(query).mappings()]
+
+
+#: Ids per ``IN (...)`` list: SQLite builds before 3.32 take at most 999 bound parameters.
+_IN_CHUNK = 500
+
+
+def _upsert_day(history: Table, postgres: bool) -> Any:
+    """``INSERT ... ON CONFLICT (key_id, day, route) DO UPDATE`` adding the new requests to the
+    row's: the same statement on PostgreSQL and SQLite (3.24+), each dialect's own builder."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    upsert = (postgresql.insert if postgres else sqlite.insert)(history)
+    return upsert.on_conflict_do_update(
+        index_elements=[history.c.key_id, history.c.day, history.c.route],
+        set_={"requests": history.c.requests + upsert.excluded.requests},
+    )
 
 
 _NO_ROW = object()
@@ -522,6 +627,32 @@ def _usage_rows(usage: Mapping[str, Usage]) -> list[dict[str, Any]]:
         {"key_id": key_id, "count": count, "last": last.astimezone(timezone.utc).isoformat()}
         for key_id, (count, last) in sorted(usage.items())
     ]
+
+
+def _usage_args(
+    usage: Mapping[str, Usage], routes: RouteCounts | None, retention_days: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], date]:
+    return _usage_rows(usage), _day_rows(usage, routes), _kept_from(usage, retention_days)
+
+
+def _day_rows(usage: Mapping[str, Usage], routes: RouteCounts | None) -> list[dict[str, Any]]:
+    """The usage table's increments: per key, its day's total (route "") and its routes'
+    counts, sorted as the table's key (flushers lock rows in one order)."""
+    rows = []
+    for key_id, (count, last) in usage.items():
+        day = utc_day(last)
+        if count:
+            rows.append({"key_id": key_id, "day": day, "route": "", "requests": count})
+        for route, n in (routes or {}).get(key_id, {}).items():
+            if route and n:
+                rows.append({"key_id": key_id, "day": day, "route": route, "requests": n})
+    return sorted(rows, key=lambda row: (row["key_id"], row["day"], row["route"]))
+
+
+def _kept_from(usage: Mapping[str, Usage], retention_days: int) -> date:
+    """The oldest day a write keeps: ``retention_days`` before the newest day written."""
+    newest = max(utc_day(last) for _, last in usage.values())
+    return newest - timedelta(days=retention_days)
 
 
 #: The longest a jittered retry of SQLite's ``BEGIN IMMEDIATE`` sleeps (seconds).
@@ -1269,9 +1400,27 @@ class SQLStore:
         return self._write("spend_account_credits", self._queries.spend_account, owner,
                            _amount(amount))  # fmt: skip
 
-    def record_usage(self, usage: Mapping[str, Usage]) -> None:
+    def record_usage(
+        self,
+        usage: Mapping[str, Usage],
+        routes: RouteCounts | None = None,
+        *,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+    ) -> None:
         if usage:
-            self._write("record_usage", self._queries.usage, _usage_rows(usage), flush=True)
+            self._write(
+                "record_usage",
+                self._queries.usage,
+                *_usage_args(usage, routes, retention_days),
+                flush=True,
+            )
+
+    def usage_history(
+        self, key_ids: Sequence[str], since: date
+    ) -> Mapping[str, Sequence[DailyUsage]]:
+        if not key_ids:
+            return {}
+        return self._read("usage_history", self._queries.history_of, list(key_ids), since)
 
     def close(self) -> None:
         """Close the blocking engine's connections, and the async engines' when no event loop
@@ -1338,9 +1487,27 @@ class SQLStore:
         return await self._awrite("spend_account_credits", self._queries.spend_account, owner,
                                   _amount(amount))  # fmt: skip
 
-    async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
+    async def arecord_usage(
+        self,
+        usage: Mapping[str, Usage],
+        routes: RouteCounts | None = None,
+        *,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+    ) -> None:
         if usage:
-            await self._awrite("record_usage", self._queries.usage, _usage_rows(usage), flush=True)
+            await self._awrite(
+                "record_usage",
+                self._queries.usage,
+                *_usage_args(usage, routes, retention_days),
+                flush=True,
+            )
+
+    async def ausage_history(
+        self, key_ids: Sequence[str], since: date
+    ) -> Mapping[str, Sequence[DailyUsage]]:
+        if not key_ids:
+            return {}
+        return await self._aread("usage_history", self._queries.history_of, list(key_ids), since)
 
     async def aclose(self) -> None:
         """Close the connections of this loop's engine (and of engines of finished loops);

@@ -1,7 +1,9 @@
--- Delete one key record, on conditions; the indexes that find it live in other slots and are
--- cleaned by the caller afterwards (a crash in between leaves entries readers skip).
+-- Delete one key record, on conditions, with its usage history; the indexes that find it live
+-- in other slots and are cleaned by the caller afterwards (a crash in between leaves entries
+-- readers skip).
 --
 -- KEYS[1]  the record's hash                 <ns>:key:{<id>}
+-- KEYS[2]  its usage history's hash          <ns>:usage:{<id>}
 -- ARGV[1]  n: how many conditions follow
 -- ARGV[2 .. 1+2n]  field, value: the record must hold exactly these ('' for none)
 --
@@ -15,5 +17,5 @@ for i = 2, 1 + 2 * n, 2 do
   if current ~= ARGV[i + 1] then return {1, ARGV[i]} end
 end
 local was = redis.call('HGETALL', KEYS[1])
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 return {2, was}
