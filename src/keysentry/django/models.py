@@ -88,9 +88,7 @@ class Account(models.Model):
 
     objects: ClassVar[models.Manager[Account]] = models.Manager()
 
-    owner: models.CharField[str, str] = models.CharField(
-        primary_key=True, max_length=255, editable=False
-    )
+    owner: models.CharField[str, str] = models.CharField(primary_key=True, max_length=255)
     disabled: models.BooleanField[bool, bool] = models.BooleanField(default=False)
     #: The balance all the account's keys spend; None: each key's own credits decide.
     credits: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(
