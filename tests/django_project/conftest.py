@@ -2,8 +2,9 @@
 
 Not pytest-django: it would configure Django for the whole suite, and its database fixtures
 wrap tests in transactions that the store's threads (the conformance kit's races, the usage
-flusher) could not see through. Here each test starts on empty key tables, committed, in a
-SQLite file and, for the PostgreSQL tests, a database this session creates and drops.
+flusher) could not see through. Here each test starts on empty key and account tables,
+committed, in a SQLite file and, for the PostgreSQL tests, a database this session creates
+and drops.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ def postgres_database() -> Iterator[str]:
 def empty_tables(alias: str) -> None:
     from rest_framework_api_key.models import APIKey as DRFAPIKey
 
-    from keysentry.django.models import APIKey
+    from keysentry.django.models import Account, APIKey
 
     APIKey.objects.using(alias).all().delete()
+    Account.objects.using(alias).all().delete()
     if alias == "default":
         DRFAPIKey.objects.using(alias).all().delete()
 

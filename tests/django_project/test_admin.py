@@ -9,10 +9,12 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from keysentry.accounts import AccountRecord, Rate, Refill
 from keysentry.django.conf import guard
-from keysentry.django.models import APIKey
+from keysentry.django.models import Account, APIKey
 
 LIST = "/admin/keysentry/apikey/"
+ACCOUNTS = "/admin/keysentry/account/"
 
 
 @pytest.fixture
@@ -109,3 +111,60 @@ def test_the_change_form_updates_through_the_guard(admin_client: Client) -> None
     assert (record.name, record.rate_limit) == ("after", ())
     admin_client.post(f"{LIST}{key_id}/delete/", {"post": "yes"})
     assert not APIKey.objects.filter(pk=key_id).exists()
+
+
+def test_the_key_form_sets_a_refill(admin_client: Client) -> None:
+    admin_client.post(
+        f"{LIST}add/",
+        {"name": "metered", "credits": "1", "refill": "+5/day", "metadata": "{}"},
+    )
+    record = guard().get(APIKey.objects.get(name="metered").pk)
+    assert (record.credits, record.refill) == (1, Refill(5, "day", add=True))
+    assert record.refilled_at is not None  # set now: the first refill is tomorrow's
+    response = admin_client.post(f"{LIST}add/", {"name": "bad", "refill": "lots", "metadata": "{}"})
+    assert "not a refill" in response.content.decode()
+    assert not APIKey.objects.filter(name="bad").exists()
+
+
+def test_accounts_are_made_and_changed_through_the_guard(admin_client: Client) -> None:
+    ks = guard()
+    key = ks.issue(name="of an account", owner="acct_admin").key.reveal()
+    api = Client()
+    response = admin_client.post(
+        f"{ACCOUNTS}add/",
+        {"owner": "acct_admin", "credits": "1", "rate_limit": "100/minute", "refill": ""},
+    )
+    assert response.status_code == 302
+    assert ks.account("acct_admin") == AccountRecord(
+        "acct_admin", credits=1, rate_limit=(Rate.parse("100/minute"),)
+    )
+    assert api.get("/plain", headers={"X-API-Key": key}).status_code == 200
+    assert api.get("/plain", headers={"X-API-Key": key}).status_code == 402
+    again = admin_client.post(f"{ACCOUNTS}add/", {"owner": "acct_admin", "credits": "9"})
+    assert "exists" in again.content.decode()
+    # The change form shows the account's values and changes only what was changed.
+    page = admin_client.get(f"{ACCOUNTS}acct_admin/change/")
+    assert "100/minute" in page.content.decode()
+    response = admin_client.post(
+        f"{ACCOUNTS}acct_admin/change/",
+        {"credits": "3", "rate_limit": "100/minute", "refill": "1000/month"},
+    )
+    assert response.status_code == 302
+    account = ks.account("acct_admin")
+    assert account is not None
+    assert (account.credits, account.refill) == (3, Refill(1000, "month"))
+    assert account.refilled_at is not None
+    assert api.get("/plain", headers={"X-API-Key": key}).status_code == 200
+    # Disabled by the list's action: every key of the account is refused.
+    data = {"action": "disable_accounts", "_selected_action": ["acct_admin"]}
+    admin_client.post(ACCOUNTS, data, follow=True)
+    assert api.get("/plain", headers={"X-API-Key": key}).status_code == 403
+    data["action"] = "enable_accounts"
+    admin_client.post(ACCOUNTS, data, follow=True)
+    assert api.get("/plain", headers={"X-API-Key": key}).status_code == 200
+    listing = admin_client.get(ACCOUNTS).content.decode()
+    assert "acct_admin" in listing
+    assert "1000/month" in listing
+    bad = admin_client.post(f"{ACCOUNTS}acct_admin/change/", {"rate_limit": "often"})
+    assert "not a rate" in bad.content.decode()
+    assert Account.objects.get(pk="acct_admin").rate_limit == ["100/60.0"]

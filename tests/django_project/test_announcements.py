@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.test import override_settings
 
+from keysentry.accounts import AccountRecord
 from keysentry.django.conf import guard
 
 from . import settings as test_settings
@@ -28,6 +29,10 @@ class Recorder:
 
     async def apublish(self, key_id: str, digest: bytes | None = None) -> int:
         return self.publish(key_id, digest)
+
+    def publish_account(self, owner: str) -> int:
+        self.published.append(f"account {owner}")
+        return 1
 
     def close(self) -> None:
         pass
@@ -50,3 +55,21 @@ def test_a_change_in_a_transaction_is_announced_after_the_commit() -> None:
         assert not ks.get(second.record.id).disabled
         ks.disable(second.record.id)  # outside a transaction: at once
         assert recorder.published == [first.record.id, second.record.id]
+
+
+def test_an_account_changed_in_a_transaction_is_announced_after_the_commit() -> None:
+    recorder = Recorder()
+    options = {**test_settings.SETTINGS["KEYSENTRY"], "INVALIDATOR": recorder}
+    with override_settings(KEYSENTRY=options):
+        ks = guard()
+        with transaction.atomic():
+            ks.update_account("acct_t", credits=5)
+            assert recorder.published == []
+        assert recorder.published == ["account acct_t"]
+        with transaction.atomic():
+            ks.disable_account("acct_t")
+            transaction.set_rollback(True)
+        assert recorder.published == ["account acct_t"]
+        assert ks.account("acct_t") == AccountRecord("acct_t", credits=5)
+        ks.disable_account("acct_t")
+        assert recorder.published == ["account acct_t", "account acct_t"]

@@ -36,3 +36,10 @@ class TestDjangoStorePostgresAsync(AsyncKeyStoreContract):
     def store(self, postgres_database: str) -> DjangoStore:
         empty_tables(postgres_database)
         return DjangoStore(postgres_database)
+
+
+def test_the_migrations_hold_every_model_change() -> None:
+    """A change of the models ships with its migration (``makemigrations --check`` exits 1)."""
+    from django.core.management import call_command
+
+    call_command("makemigrations", "keysentry", check=True, dry_run=True, verbosity=0)

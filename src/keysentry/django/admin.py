@@ -1,16 +1,18 @@
 """The keys in Django's admin site: list, create (the key shown once, in the message bar),
-edit, disable, enable, revoke, rotate, delete.
+edit, disable, enable, revoke, rotate, delete; and the accounts: list, create, edit, disable,
+enable.
 
 Nothing here saves a model instance: every change goes through the guard's lifecycle methods
-(``Keysentry.issue``, ``update``, ``revoke``, ``rotate``, ``delete``), which check each value
-as the CLI does, apply it atomically and announce it to every process (``INVALIDATOR``), so a
-key revoked in the admin is refused everywhere at once.
+(``Keysentry.issue``, ``update``, ``revoke``, ``rotate``, ``delete``, ``update_account``),
+which check each value as the CLI does, apply it atomically and announce it to every process
+(``INVALIDATOR``), so a key revoked or an account disabled in the admin is refused everywhere
+at once.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -24,15 +26,16 @@ from ..errors import KeysentryError
 from ..records import KeyRecord, utcnow
 from ..stores import codec
 from .conf import guard
-from .models import APIKey
-from .store import record_of
+from .models import Account, APIKey
+from .store import account_of, record_of
 
-__all__ = ["APIKeyAdmin", "KeyForm"]
+__all__ = ["APIKeyAdmin", "AccountAdmin", "AccountForm", "KeyForm"]
 
 #: How long a key rotated by the admin's "rotate with grace" action keeps working.
 ROTATION_GRACE = timedelta(hours=24)
 
 _WORDS = "separated by spaces or commas"
+_REFILL = "e.g. 1000/month (the balance set to 1000 each month) or +100/day (100 added each day)"
 
 
 def record(obj: APIKey) -> KeyRecord:
@@ -55,7 +58,10 @@ class KeyForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = APIKey
         fields: tuple[str, ...] = ("name", "owner", "scopes", "expires_at", "rate_limit")
-        fields += ("allowed_networks", "credits", "metadata")
+        fields += ("allowed_networks", "credits", "refill", "metadata")
+        help_texts: ClassVar[dict[str, str]] = {
+            "refill": f"The credits' refill, {_REFILL}; empty: none."
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -80,6 +86,7 @@ class KeyForm(forms.ModelForm):  # type: ignore[type-arg]
             "rate_limit": None if not rate else () if rate.lower() == "none" else rate,
             "allowed_networks": data.get("allowed_networks") or (),
             "credits": data.get("credits"),
+            "refill": (data.get("refill") or "").strip() or None,
             "metadata": data.get("metadata") or {},
         }
 
@@ -115,6 +122,7 @@ class APIKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "request_count",
         "revoked_at",
         "rotated_to",
+        "refilled_at",
     )
     actions = ("disable_keys", "enable_keys", "revoke_keys", "rotate_with_grace", "rotate_now")
 
@@ -209,3 +217,107 @@ class APIKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                         issued.key.reveal(),
                     ),
                 )
+
+
+class AccountForm(forms.ModelForm):  # type: ignore[type-arg]
+    """An account's changeable fields, checked as ``Keysentry.update_account`` checks them."""
+
+    rate_limit = forms.CharField(
+        required=False,
+        help_text="Limits all the account's keys share, on top of their own, e.g. "
+        "'100/minute, 10000/day'; empty: none.",
+    )
+
+    class Meta:
+        model = Account
+        fields = ("owner", "disabled", "credits", "refill")
+        help_texts: ClassVar[dict[str, str]] = {
+            "owner": "The owner that the account's keys name.",
+            "credits": "The balance every key of the account spends; empty: each key's own.",
+            "refill": f"The balance's refill, {_REFILL}; empty: none.",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding:
+            limits = account_of(_account_row(self.instance)).rate_limit
+            self.initial["rate_limit"] = ", ".join(map(str, limits or ()))
+
+    def values(self) -> dict[str, Any]:
+        """The form's values as ``Keysentry.update_account`` takes them."""
+        data = self.cleaned_data
+        return {
+            "disabled": bool(data.get("disabled")),
+            "credits": data.get("credits"),
+            "rate_limit": (data.get("rate_limit") or "").strip() or None,
+            "refill": (data.get("refill") or "").strip() or None,
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        try:
+            check.check_fields(self.values())
+        except (TypeError, ValueError) as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return cleaned
+
+
+def _account_row(obj: Account) -> dict[str, Any]:
+    names = ("owner", "disabled", "credits", "rate_limit", "refill", "refilled_at")
+    return {name: getattr(obj, name) for name in names}
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = AccountForm
+    list_display = ("owner", "account_status", "credits", "shown_rate_limit", "refill")
+    list_filter = ("disabled",)
+    search_fields = ("owner",)
+    readonly_fields = ("owner", "refilled_at")
+    actions = ("disable_accounts", "enable_accounts")
+
+    def get_fields(self, request: HttpRequest, obj: Account | None = None) -> Any:
+        fields = ["disabled", "credits", "rate_limit", "refill"]
+        return ["owner", *fields] if obj is None else [*self.readonly_fields, *fields]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Account | None = None) -> Any:
+        return () if obj is None else self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
+        # An account is never removed: one with nothing set changes nothing for its keys.
+        return False
+
+    @admin.display(description="status")
+    def account_status(self, obj: Account) -> str:
+        return "disabled" if obj.disabled else "active"
+
+    @admin.display(description="rate limit")
+    def shown_rate_limit(self, obj: Account) -> str:
+        limits = account_of(_account_row(obj)).rate_limit
+        return ", ".join(map(str, limits or ())) or "-"
+
+    def save_model(self, request: HttpRequest, obj: Account, form: Any, change: bool) -> None:
+        values = form.values()
+        if change:
+            changed = {name: values[name] for name in form.changed_data if name in values}
+            if changed:
+                guard().update_account(obj.pk, **changed)
+            return
+        # A new account: what was given (a refill's time is set only with a refill).
+        guard().update_account(obj.owner, **{n: v for n, v in values.items() if v is not None})
+
+    def _each(self, request: HttpRequest, change: Any, owner: str) -> None:
+        try:
+            change(owner)
+        except (KeysentryError, ValueError) as exc:
+            messages.error(request, f"{owner}: {exc}")
+
+    @admin.action(description="Disable the selected accounts (their keys: 403 until enabled)")
+    def disable_accounts(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        for owner in queryset.values_list("pk", flat=True):
+            self._each(request, guard().disable_account, owner)
+
+    @admin.action(description="Enable the selected accounts")
+    def enable_accounts(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        for owner in queryset.values_list("pk", flat=True):
+            self._each(request, guard().enable_account, owner)

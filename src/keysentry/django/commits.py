@@ -6,7 +6,8 @@ the change were announced at once, another process (or thread) could fetch the r
 commit, still unchanged, and trust it for ``cache_ttl``. :class:`AfterCommit` wraps the guard's
 invalidator (or stands alone when there is none): inside a transaction it forgets the key in
 this process and announces it again after the commit (``transaction.on_commit``); outside one,
-at once, as before.
+at once, as before. An account's change (``publish_account``) waits for the commit the same
+way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from django.db import connections, transaction
 
+from ..accounts import discard_account, owner_hash
 from ..cache import TTLCache
 from ..decision import Entry
 from ..errors import StoreUnavailable
@@ -59,6 +61,17 @@ class AfterCommit:
         # Django runs no transaction on the async path.
         return await self.inner.apublish(key_id, digest) if self.inner is not None else 0
 
+    def publish_account(self, owner: str) -> int:
+        if connections[self.using].in_atomic_block:
+            transaction.on_commit(partial(self._announce_account, owner), using=self.using)
+            return 0
+        publish = getattr(self.inner, "publish_account", None)
+        return int(publish(owner)) if publish is not None else 0
+
+    async def apublish_account(self, owner: str) -> int:
+        publish = getattr(self.inner, "apublish_account", None)
+        return int(await publish(owner)) if publish is not None else 0
+
     def _announce(self, key_id: str, digest: bytes | None) -> None:
         if self._cache is not None:
             self._cache.discard(key_id.encode())
@@ -69,6 +82,16 @@ class AfterCommit:
                 self.inner.publish(key_id, digest)
             except StoreUnavailable:  # the change is committed: the request stands
                 log.warning("could not announce a change of key %s; others see it by TTL", key_id)
+
+    def _announce_account(self, owner: str) -> None:
+        if self._cache is not None:
+            discard_account(self._cache, owner_hash(owner))
+        publish = getattr(self.inner, "publish_account", None)
+        if publish is not None:
+            try:
+                publish(owner)
+            except StoreUnavailable:  # the change is committed: the request stands
+                log.warning("could not announce a change of an account; others see it by TTL")
 
     def close(self) -> None:
         if self.inner is not None:

@@ -1,12 +1,12 @@
-"""The key records in the project's own database, and the digests imported from
+"""The key records and accounts in the project's own database, and the digests imported from
 djangorestframework-api-key that wait for their key's first use.
 
 :class:`APIKey` holds one :class:`~keysentry.KeyRecord` per row, a column per field, in the
 encoding every keysentry store shares (``keysentry.stores.codec``): the digest as hex, rate
 limits as ``limit/period[/burst]`` strings, times in UTC. Rows are written by
 :class:`~keysentry.django.store.DjangoStore` (through the guard's lifecycle methods, the
-admin and ``manage.py keysentry``), never by saving a model instance: each change is one
-atomic statement, and every process is told of it.
+admin and ``manage.py keysentry``), never by saving a model instance: each change is
+atomic, and every process is told of it. :class:`Account` holds the accounts the same way.
 """
 
 from __future__ import annotations
@@ -65,6 +65,13 @@ class APIKey(models.Model):
     digest_mode: models.CharField[str | None, str | None] = models.CharField(
         max_length=16, null=True, blank=True
     )
+    #: ``1000/month`` (the balance set to 1000 each month) or ``+100/day`` (100 added).
+    refill: models.CharField[str | None, str | None] = models.CharField(
+        max_length=64, null=True, blank=True
+    )
+    refilled_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True, blank=True
+    )
 
     class Meta:
         ordering = ("id",)
@@ -73,6 +80,34 @@ class APIKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or 'API key'} ({self.prefix}...)"
+
+
+class Account(models.Model):
+    """An account: what the keys of one ``owner`` share (one
+    :class:`~keysentry.accounts.AccountRecord` per row, written by the store like keys)."""
+
+    objects: ClassVar[models.Manager[Account]] = models.Manager()
+
+    owner: models.CharField[str, str] = models.CharField(primary_key=True, max_length=255)
+    disabled: models.BooleanField[bool, bool] = models.BooleanField(default=False)
+    #: The balance all the account's keys spend; None: each key's own credits decide.
+    credits: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(
+        null=True, blank=True
+    )
+    #: Limits the account's keys share (``limit/period[/burst]`` strings); None: none.
+    rate_limit: models.JSONField[Any, Any] = models.JSONField(null=True, blank=True)
+    refill: models.CharField[str | None, str | None] = models.CharField(
+        max_length=64, null=True, blank=True
+    )
+    refilled_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True, blank=True
+    )
+
+    class Meta:
+        ordering = ("owner",)
+
+    def __str__(self) -> str:
+        return self.owner
 
 
 class ImportedKey(models.Model):

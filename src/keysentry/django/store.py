@@ -1,4 +1,5 @@
-"""``DjangoStore``: keysentry's ``KeyStore`` over the Django ORM, in the project's database.
+"""``DjangoStore``: keysentry's ``KeyStore`` and ``AccountStore`` over the Django ORM, in the
+project's database.
 
 Both faces: the blocking one for WSGI, the management command, the admin and the usage
 flusher's thread; the async one for ASGI, whose reads (the cache misses of the request path)
@@ -9,8 +10,11 @@ Every write touches the row first, inside its transaction, and reads it afterwar
 PostgreSQL ``SELECT ... FOR UPDATE`` (or the write itself) locks the row until the commit; on
 SQLite the first write takes the database's write lock, waiting out other writers (a read
 first would be refused, not made to wait, when it came to write). So ``update`` on a condition
-(``expect=``), ``delete`` and ``spend_credits`` are atomic on both, and a record returned is
-the one written.
+(``expect=``), ``delete``, ``spend_credits`` (with the refill that is due, decided by
+:func:`~keysentry.refills.apply_refill` on the locked row: concurrent spends see one refill,
+and a refused spend writes nothing) and their account twins are atomic on both, and a record
+returned is the one written. An account's first change inserts its row (``ON CONFLICT DO
+NOTHING``: two first changes at once both land) before locking it.
 
 Ids are ordered by code point (``COLLATE "C"`` on PostgreSQL, SQLite's own binary order), as
 every keysentry store orders them. Database errors become :class:`StoreUnavailable` naming
@@ -19,11 +23,12 @@ the database alias, never a row's values.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -31,17 +36,27 @@ from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Case, F, QuerySet, Value, When
 from django.db.models.functions import Collate
 
+from ..accounts import (
+    AccountChanges,
+    AccountRecord,
+    changed_account,
+    decode_account,
+    encode_account,
+)
 from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound, StoreUnavailable
 from ..keys import shown_id
-from ..records import KeyRecord
+from ..records import KeyRecord, utcnow
+from ..refills import apply_refill
 from ..stores import codec
 from ..stores.base import KeyChanges, Usage, apply_changes, check_expected
-from .models import APIKey
+from .models import Account, APIKey
 
 __all__ = ["DjangoStore"]
 
 _JSON = frozenset({"scopes", "rate_limit", "allowed_networks", "metadata"})
-_TIMES = frozenset({"created_at", "expires_at", "last_used_at", "revoked_at"})
+_TIMES = frozenset({"created_at", "expires_at", "last_used_at", "revoked_at", "refilled_at"})
+
+Balance = TypeVar("Balance", KeyRecord, AccountRecord)
 
 
 def db_time(value: datetime | None) -> datetime | None:
@@ -75,6 +90,41 @@ def record_of(row: Mapping[str, Any]) -> KeyRecord:
         value = values.get(name)
         values[name] = None if value is None else json.dumps(value)
     return codec.decode(values)
+
+
+def account_columns(account: AccountRecord) -> dict[str, Any]:
+    """The :class:`Account` column values of ``account`` (its owner aside)."""
+    rates = encode_account(account)["rate_limit"]
+    return {
+        "disabled": account.disabled,
+        "credits": account.credits,
+        "rate_limit": str(rates).split(",") if rates else None,
+        "refill": None if account.refill is None else str(account.refill),
+        "refilled_at": db_time(account.refilled_at),
+    }
+
+
+def account_of(row: Mapping[str, Any]) -> AccountRecord:
+    """The account a row of :class:`Account` holds (``row``: its column values)."""
+    rates = row.get("rate_limit")
+    return decode_account(
+        {**row, "disabled": int(bool(row["disabled"])), "rate_limit": ",".join(rates or ())}
+    )
+
+
+def charged(current: Balance, amount: int) -> Balance | None:
+    """``current`` after spending ``amount``, a due refill first
+    (:func:`~keysentry.refills.apply_refill`); None when it has no balance;
+    :class:`InsufficientCredits` when too little is left."""
+    credits, refilled_at = current.credits, current.refilled_at
+    refilled = apply_refill(credits, current.refill, refilled_at, utcnow())
+    if refilled is not None:
+        credits, refilled_at = refilled
+    if credits is None:
+        return None
+    if amount > 0 and credits < amount:
+        raise InsufficientCredits(credits)
+    return dataclasses.replace(current, credits=credits - amount, refilled_at=refilled_at)
 
 
 class DjangoStore:
@@ -111,17 +161,32 @@ class DjangoStore:
                 f"the database {self.using!r} failed ({type(exc).__name__}): {_first_line(exc)}"
             ) from None
 
+    def _accounts(self) -> QuerySet[Account]:
+        rows: QuerySet[Account] = Account.objects.using(self.using)
+        return rows
+
+    def _locked(self, rows: QuerySet[Any]) -> list[dict[str, Any]]:
+        """The values of ``rows`` (of a model with ``disabled``), locked until the
+        transaction ends."""
+        if connections[self.using].features.has_select_for_update:
+            return list(rows.select_for_update().values())
+        # SQLite: a write takes the lock (waiting for other writers), then the read.
+        return list(rows.values()) if rows.update(disabled=F("disabled")) else []
+
     def _lock(self, key_id: str) -> KeyRecord:
         """The current record, locked until the transaction ends; :class:`KeyNotFound`."""
-        rows = self._rows().filter(pk=key_id)
-        if connections[self.using].features.has_select_for_update:
-            found = list(rows.select_for_update().values())
-        else:
-            # SQLite: a write takes the lock (waiting for other writers), then the read.
-            found = list(rows.values()) if rows.update(disabled=F("disabled")) else []
+        found = self._locked(self._rows().filter(pk=key_id))
         if not found:
             raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
         return record_of(found[0])
+
+    def _spend(self, rows: QuerySet[Any], current: Balance, amount: int) -> int | None:
+        """Spend from ``current``, the locked row of ``rows``: the balance left, or None."""
+        spent = charged(current, amount)
+        if spent is None or spent.credits is None:
+            return None
+        rows.update(credits=spent.credits, refilled_at=db_time(spent.refilled_at))
+        return spent.credits
 
     def _ordered(self, rows: QuerySet[APIKey]) -> QuerySet[APIKey]:
         ordered: QuerySet[APIKey]
@@ -188,17 +253,34 @@ class DjangoStore:
         if amount == 0:
             raise ValueError("an amount of credits cannot be zero")
         with self.errors(), transaction.atomic(using=self.using):
-            rows = self._rows().filter(pk=key_id, credits__isnull=False)
-            if amount > 0:
-                rows = rows.filter(credits__gte=amount)
-            if rows.update(credits=F("credits") - amount):
-                return int(self._rows().filter(pk=key_id).values_list("credits", flat=True)[0])
-            found = list(self._rows().filter(pk=key_id).values_list("credits", flat=True))
-        if not found:
-            raise KeyNotFound(f"no key with id {shown_id(key_id)!r}")
-        if found[0] is None:
-            return None
-        raise InsufficientCredits(int(found[0]))
+            return self._spend(self._rows().filter(pk=key_id), self._lock(key_id), amount)
+
+    # -- accounts --------------------------------------------------------------------------------
+
+    def get_account(self, owner: str) -> AccountRecord | None:
+        with self.errors():
+            found = list(self._accounts().filter(pk=owner).values())
+        return account_of(found[0]) if found else None
+
+    def update_account(self, owner: str, changes: AccountChanges) -> AccountRecord:
+        with self.errors(), transaction.atomic(using=self.using):
+            rows = self._accounts().filter(pk=owner)
+            found = self._locked(rows)
+            if not found:
+                # A first change: the row made (or, made meanwhile, waited for), then locked.
+                self._accounts().bulk_create([Account(owner=owner)], ignore_conflicts=True)
+                found = self._locked(rows)
+            account = changed_account(owner, account_of(found[0]), changes)
+            rows.update(**account_columns(account))
+            return account
+
+    def spend_account_credits(self, owner: str, amount: int = 1) -> int | None:
+        if amount == 0:
+            raise ValueError("an amount of credits cannot be zero")
+        with self.errors(), transaction.atomic(using=self.using):
+            rows = self._accounts().filter(pk=owner)
+            found = self._locked(rows)
+            return self._spend(rows, account_of(found[0]), amount) if found else None
 
     def record_usage(self, usage: Mapping[str, Usage]) -> None:
         if not usage:
@@ -247,6 +329,17 @@ class DjangoStore:
 
     async def aspend_credits(self, key_id: str, amount: int = 1) -> int | None:
         return await sync_to_async(self.spend_credits)(key_id, amount)
+
+    async def aget_account(self, owner: str) -> AccountRecord | None:
+        with self.errors():
+            row = await self._accounts().filter(pk=owner).values().afirst()
+        return None if row is None else account_of(row)
+
+    async def aupdate_account(self, owner: str, changes: AccountChanges) -> AccountRecord:
+        return await sync_to_async(self.update_account)(owner, changes)
+
+    async def aspend_account_credits(self, owner: str, amount: int = 1) -> int | None:
+        return await sync_to_async(self.spend_account_credits)(owner, amount)
 
     async def arecord_usage(self, usage: Mapping[str, Usage]) -> None:
         await sync_to_async(self.record_usage)(usage)
