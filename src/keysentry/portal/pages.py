@@ -194,7 +194,7 @@ def form_values(form: Mapping[str, list[str]]) -> tuple[dict[str, object], dict[
     networks = (form.get("allowed_networks") or [""])[0].strip()
     values: dict[str, object] = {"name": name, "scopes": scopes}
     if days:
-        values["expires_at"] = int(days) if days.isdigit() else days
+        values["expires_at"] = int(days) if days.isascii() and days.isdigit() else days
     if rate:
         values["rate_limit"] = rate
     if networks:
@@ -209,9 +209,10 @@ def form_values(form: Mapping[str, list[str]]) -> tuple[dict[str, object], dict[
     return values, shown
 
 
-def grace_value(form: Mapping[str, list[str]]) -> float | None:
+def grace_value(form: Mapping[str, list[str]]) -> float | str:
+    """The rotate form's grace: seconds, or the text sent (which ``api.grace`` refuses)."""
     text = (form.get("grace") or ["0"])[0]
-    return float(text) if text.isdigit() else None
+    return float(text) if text.isascii() and text.isdigit() else text
 
 
 def done(request: Request, action: str, key_id: str) -> Response:
