@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..accounts import AccountRecord
-from ..cli_output import status
+from ..cli_output import history_json, status
 from ..errors import Denial
 from ..history import UsageHistory
 from ..lifecycle import IssuedKey
@@ -51,17 +51,10 @@ def key_json(view: KeyView, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def days_json(history: UsageHistory) -> list[dict[str, Any]]:
-    """Each day of a history (ISO date, oldest first): its requests, and per route template
-    where the guard counts them."""
-    return [
-        {"day": d.day.isoformat(), "requests": d.requests, "routes": dict(d.routes)}
-        for d in history.days
-    ]
-
-
 def usage_json(key_id: str, history: UsageHistory) -> dict[str, Any]:
-    return {"key_id": key_id, "days": days_json(history), "total": history.total}
+    """A key's history: each day (ISO date, oldest first) with its requests and, where the
+    guard counts them, its requests per route template; and the total."""
+    return {"key_id": key_id, **history_json(history)}
 
 
 def account_json(view: AccountView) -> dict[str, Any]:
@@ -76,9 +69,7 @@ def account_json(view: AccountView) -> dict[str, Any]:
         "rate_limit": [str(r) for r in record.rate_limit] if record.rate_limit else None,
         "refill": None if record.refill is None else str(record.refill),
         "refilled_at": _iso(record.refilled_at),
-        "usage": None
-        if usage is None
-        else {"days": days_json(usage), "total": usage.total, "keys": dict(usage.keys)},
+        "usage": None if usage is None else {**history_json(usage), "keys": dict(usage.keys)},
     }
 
 
