@@ -228,6 +228,7 @@ def test_a_sign_in_url_is_where_the_dashboard_sends_strangers(ks: Keysentry) -> 
          None),
         ("GET", "/api/keys?limit=0", {}, 400, "INVALID_REQUEST", "limit"),
         ("GET", "/api/keys?limit=101", {}, 400, "INVALID_REQUEST", "limit"),
+        ("GET", "/api/keys?limit=%C2%B2", {}, 400, "INVALID_REQUEST", "limit"),  # a digit, "²"
         ("GET", "/api/keys?after=..%2f", {}, 400, "INVALID_REQUEST", "after"),
         ("PUT", "/api/keys", {}, 405, "METHOD_NOT_ALLOWED", None),
         ("GET", "/api/nothing", {}, 404, "NOT_FOUND", None),
@@ -340,6 +341,15 @@ def test_a_refused_form_shows_why_and_keeps_what_was_typed(
     assert "INVALID_REQUEST" in page.text
     assert 'value="web"' in page.text
     assert ks.list_keys(owner="alice") == []
+    for form in ({"name": "web", "expires_in_days": "²"}, {"name": "web", "expires_in_days": "x"}):
+        assert portal.call("POST", "/keys", session=alice, form=form).status == 400
+    assert ks.list_keys(owner="alice") == []
+    key_id = ks.issue(name="k", owner="alice").record.id
+    for grace in ("soon", "²", "-1"):
+        page = portal.call("POST", f"/keys/{key_id}/rotate", session=alice, form={"grace": grace})
+        assert page.status == 400, grace
+        assert "grace must be a number of seconds" in page.text
+    assert ks.get(key_id).rotated_to is None
 
 
 def test_every_action_is_an_event_without_secrets(

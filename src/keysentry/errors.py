@@ -88,6 +88,7 @@ PORTAL_ERRORS: Mapping[str, ErrorKind] = MappingProxyType(
             ErrorKind(409, "KEY_STATE_CONFLICT", "The key's state does not allow this change."),
             ErrorKind(413, "REQUEST_TOO_LARGE", "The request body is too large."),
             ErrorKind(415, "UNSUPPORTED_MEDIA_TYPE", "The request body has the wrong type."),
+            ErrorKind(501, "USAGE_NOT_KEPT", "The key store keeps no usage history."),
         )
     }
 )

@@ -11,19 +11,37 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
+from ..accounts import AccountRecord
 from ..errors import Denial, KeyNotFound
+from ..history import UsageHistory, utc_day, window
 from ..keys import ALPHABET, KEY_ID_LENGTH
 from ..lifecycle import IssuedKey
 from ..records import KeyRecord
 from . import fields
 from .steps import Call, Refusal, Step
 
-__all__ = ["MAX_PAGE", "KeyView", "Page", "conflict", "not_found"]
+__all__ = [
+    "MAX_PAGE",
+    "MAX_USAGE_DAYS",
+    "NO_HISTORY",
+    "AccountView",
+    "KeyView",
+    "Page",
+    "conflict",
+    "not_found",
+]
 
 #: Most keys one page of the list holds.
 MAX_PAGE = 100
+#: The longest usage window the portal shows, in days (today included).
+MAX_USAGE_DAYS = 90
+
+NO_HISTORY = Denial.of(
+    "USAGE_NOT_KEPT", "This key store keeps no usage history: only each key's request count."
+)
 
 _ID_CHARACTERS = frozenset(ALPHABET)
 
@@ -55,6 +73,16 @@ class Page:
     keys: Sequence[KeyView]
     #: The ``after`` of the next page; None on the last.
     next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """An account as its owner sees it: its record (None: it has none, or the store keeps
+    no accounts, and the keys' own settings decide) and its usage (None: no history kept)."""
+
+    owner: str
+    record: AccountRecord | None
+    usage: UsageHistory | None
 
 
 def own(account: str, key_id: str) -> Step[KeyRecord]:
@@ -98,6 +126,61 @@ def list_keys(account: str, after: str | None, limit: int) -> Step[Page]:
 def show(account: str, key_id: str) -> Step[KeyView]:
     record = yield from own(account, key_id)
     return (yield from view(record))
+
+
+def usage(account: str, key_id: str, days: int) -> Step[UsageHistory]:
+    """The key's requests per day over the last ``days`` days, if ``account`` owns it."""
+    yield from own(account, key_id)
+    try:
+        history: UsageHistory = yield Call("usage", (key_id,), {"days": days})
+    except KeyNotFound:  # deleted meanwhile
+        raise not_found(key_id) from None
+    except TypeError:  # a store without history
+        raise Refusal(NO_HISTORY) from None
+    return history
+
+
+def account_of(account: str) -> Step[AccountRecord | None]:
+    """The account's record: None when it has none, or the store keeps no accounts."""
+    try:
+        record: AccountRecord | None = yield Call("account", (account,))
+    except TypeError:  # a store without accounts
+        return None
+    return record
+
+
+def account_view(account: str, days: int) -> Step[AccountView]:
+    """The account's record and its usage over the last ``days`` days, each None where the
+    store keeps no such thing."""
+    record = yield from account_of(account)
+    try:
+        history: UsageHistory | None = yield Call("account_usage", (account,), {"days": days})
+    except TypeError:  # a store without history
+        history = None
+    return AccountView(account, record, history)
+
+
+def keys_usage(
+    records: Sequence[KeyRecord], today: date, days: int
+) -> Step[Mapping[str, UsageHistory] | None]:
+    """Each key's requests per day over the ``days`` days up to ``today``; None when the store
+    keeps no history. Only the keys used within the window are read: the usage flusher writes
+    a key's ``last_used_at`` with the day it counts, so a key last used before the window
+    (or never) has none of it."""
+    first = today - timedelta(days=days - 1)
+    found: dict[str, UsageHistory] = {}
+    for record in records:
+        used = record.last_used_at
+        if used is None or utc_day(used) < first:
+            found[record.id] = window(today, days, {record.id: ()})
+            continue
+        try:
+            found[record.id] = yield Call("usage", (record.id,), {"days": days})
+        except KeyNotFound:  # deleted since the list was read
+            found[record.id] = window(today, days, {record.id: ()})
+        except TypeError:  # a store without history
+            return None
+    return found
 
 
 def create(account: str, grants: fields.Grants, values: Mapping[str, object]) -> Step[IssuedKey]:

@@ -11,16 +11,18 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ..cli_output import status
+from ..accounts import AccountRecord
+from ..cli_output import history_json, status
 from ..errors import Denial
+from ..history import UsageHistory
 from ..lifecycle import IssuedKey
 from ..records import utcnow
 from . import actions, fields
-from .actions import MAX_PAGE, KeyView
+from .actions import MAX_PAGE, MAX_USAGE_DAYS, AccountView, KeyView
 from .http import Request, Response
 from .steps import Refusal, Step
 
-__all__ = ["HANDLERS", "Caller", "grace", "key_json"]
+__all__ = ["HANDLERS", "Caller", "account_json", "grace", "key_json", "usage_json"]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -46,6 +48,28 @@ def key_json(view: KeyView, now: datetime | None = None) -> dict[str, Any]:
         "credits": view.credits,
         "request_count": record.request_count,
         "rotated_to": record.rotated_to,
+    }
+
+
+def usage_json(key_id: str, history: UsageHistory) -> dict[str, Any]:
+    """A key's history: each day (ISO date, oldest first) with its requests and, where the
+    guard counts them, its requests per route template; and the total."""
+    return {"key_id": key_id, **history_json(history)}
+
+
+def account_json(view: AccountView) -> dict[str, Any]:
+    """The account as its owner sees it; ``credits`` null: each key spends its own (or none);
+    ``usage`` null: the store keeps no history."""
+    record = view.record or AccountRecord(view.owner)
+    usage = view.usage
+    return {
+        "owner": view.owner,
+        "credits": record.credits,
+        "disabled": record.disabled,
+        "rate_limit": [str(r) for r in record.rate_limit] if record.rate_limit else None,
+        "refill": None if record.refill is None else str(record.refill),
+        "refilled_at": _iso(record.refilled_at),
+        "usage": None if usage is None else {**history_json(usage), "keys": dict(usage.keys)},
     }
 
 
@@ -95,8 +119,16 @@ def _body(request: Request, optional: bool = False) -> Mapping[str, object]:
 def _page_size(text: str | None) -> int:
     if text is None:
         return 20
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE:
         raise fields.invalid(f"limit must be from 1 to {MAX_PAGE}", "limit")
+    return int(text)
+
+
+def _days(text: str | None) -> int:
+    if text is None:
+        return 30
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_USAGE_DAYS:
+        raise fields.invalid(f"days must be from 1 to {MAX_USAGE_DAYS}", "days")
     return int(text)
 
 
@@ -153,6 +185,17 @@ def _rotate(request: Request, caller: Caller, key_id: str | None, most: float) -
     return Response.json(201, issued_json(issued)), issued
 
 
+def _usage(request: Request, caller: Caller, key_id: str | None, most: float) -> Step[Any]:
+    days = _days(request.params().get("days"))
+    history = yield from actions.usage(caller.account, str(key_id), days)
+    return Response.json(200, usage_json(str(key_id), history)), None
+
+
+def _account(request: Request, caller: Caller, key_id: str | None, most: float) -> Step[Any]:
+    view = yield from actions.account_view(caller.account, _days(request.params().get("days")))
+    return Response.json(200, account_json(view)), None
+
+
 #: Action -> handler; each returns the response and the key it created, if any.
 HANDLERS: dict[str, Handler] = {
     "list": _list,
@@ -164,4 +207,6 @@ HANDLERS: dict[str, Handler] = {
     "enable": _state(actions.enable),
     "revoke": _state(actions.revoke),
     "rotate": _rotate,
+    "usage": _usage,
+    "account": _account,
 }

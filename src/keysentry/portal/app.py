@@ -15,7 +15,7 @@ import importlib.resources
 import logging
 import secrets as random
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from .. import _fields as check
@@ -102,7 +102,7 @@ class Portal:
                 raise ValueError("secret: the CSRF secret must be at least 16 bytes")
         self.csrf = Csrf(key)
         self.on_action = on_action
-        self.pages = Pages(self.title, self.max_grace, list(limits))
+        self.pages = Pages(self.title, self.max_grace, list(limits), self._today)
         settings = keysentry.settings
         self._auth = settings.header.lower().encode()
         named = settings.api_key_header
@@ -115,6 +115,10 @@ class Portal:
         self._openapi = openapi.document(
             openapi.Described(self.title, self.grantable, list(limits), self.max_grace, named)
         )
+
+    def _today(self) -> date:
+        """The guard's UTC day: the last day of its usage windows."""
+        return datetime.fromtimestamp(self.keysentry.settings.clock(), timezone.utc).date()
 
     def __repr__(self) -> str:
         return f"Portal({self.keysentry!r}, grantable={sorted(self.grantable)!r})"

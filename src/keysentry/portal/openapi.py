@@ -10,6 +10,7 @@ from typing import Any
 
 from .._openapi import error_schema
 from ..errors import ERRORS, PORTAL_ERRORS
+from .actions import MAX_USAGE_DAYS
 from .fields import MAX_NAME
 from .routes import API, ROUTES
 
@@ -39,7 +40,11 @@ _SUMMARIES = {
     "enable": "Enable a disabled key",
     "rotate": "Replace a key by a new one; the old one works for a grace period",
     "revoke": "Revoke a key for good (it stays listed)",
+    "usage": "A key's requests per UTC day, over the last `days` days (today last)",
+    "account": "The account: its shared credits, refill and limit, and its keys' usage",
 }
+
+_OPERATION_IDS = {"list": "listKeys", "usage": "keyUsage", "account": "showAccount"}
 
 #: Refusals each operation can answer, besides 401/403 for who is asking.
 _STATUSES = {
@@ -52,6 +57,8 @@ _STATUSES = {
     "enable": ("404", "409"),
     "rotate": ("400", "404", "409", "415"),
     "revoke": ("404",),
+    "usage": ("400", "404", "501"),
+    "account": ("400",),
 }
 
 _DESCRIPTIONS = {
@@ -63,6 +70,7 @@ _DESCRIPTIONS = {
     "404": "KEY_NOT_FOUND: the account has no such key (another account's key reads the same).",
     "409": "KEY_STATE_CONFLICT: the key's state forbids it (revoked, expired, already rotated).",
     "415": "UNSUPPORTED_MEDIA_TYPE: send application/json.",
+    "501": "USAGE_NOT_KEPT: the key store keeps no usage history.",
     "503": "AUTH_UNAVAILABLE: the key store cannot answer; retry.",
 }
 
@@ -91,6 +99,62 @@ def _key_schema() -> dict[str, Any]:
             "credits": {"type": ["integer", "null"], "description": "null: unmetered."},
             "request_count": {"type": "integer"},
             "rotated_to": {"type": ["string", "null"]},
+        },
+    }
+
+
+#: One day of a usage history.
+_DAY = {
+    "type": "object",
+    "required": ["day", "requests"],
+    "properties": {
+        "day": {"type": "string", "format": "date", "description": "A UTC day."},
+        "requests": {"type": "integer"},
+        "routes": {
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "description": "Requests per route template, where the API counts them.",
+        },
+    },
+}
+
+
+def _account_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["owner", "credits", "disabled", "rate_limit", "refill", "usage"],
+        "properties": {
+            "owner": {"type": "string"},
+            "credits": {
+                "type": ["integer", "null"],
+                "description": "The balance every key of the account spends; null: each key "
+                "spends its own (see the keys' `credits`).",
+            },
+            "disabled": {"type": "boolean", "description": "true: every key is refused."},
+            "rate_limit": {
+                "type": ["array", "null"],
+                "items": {"type": "string"},
+                "description": "Limits the account's keys share, on top of their own.",
+            },
+            "refill": {
+                "type": ["string", "null"],
+                "description": "`1000/month`: topped up to 1000 each month; `+100/day`: 100 "
+                "added each day.",
+            },
+            "refilled_at": {"type": ["string", "null"], "format": "date-time"},
+            "usage": {
+                "type": ["object", "null"],
+                "description": "null: the key store keeps no usage history.",
+                "properties": {
+                    "days": {"type": "array", "items": _DAY},
+                    "total": {"type": "integer"},
+                    "keys": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer"},
+                        "description": "Each key's requests in the window, by key id.",
+                    },
+                },
+            },
         },
     }
 
@@ -142,6 +206,16 @@ def _operation(portal: Described, action: str) -> dict[str, Any]:
         }
     elif action == "delete":
         responses["204"] = {"description": "Deleted."}
+    elif action == "usage":
+        responses["200"] = {
+            "description": "One entry per day of the window, days without use as 0.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Usage"}}},
+        }
+    elif action == "account":
+        responses["200"] = {
+            "description": "The account, and its usage over the window.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Account"}}},
+        }
     else:
         responses["200"] = {"description": "The key as it is now.", "content": json_of}
     for status in sorted({"401", "403", "503", *_STATUSES[action]}):
@@ -150,7 +224,7 @@ def _operation(portal: Described, action: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ERROR}},
         }
     operation: dict[str, Any] = {
-        "operationId": f"{action}Key" if action != "list" else "listKeys",
+        "operationId": _OPERATION_IDS.get(action, f"{action}Key"),
         "summary": _SUMMARIES[action],
         "responses": responses,
         "security": [{"bearer": []}, {"apiKey": []}, {"session": [], "csrf": []}],
@@ -160,6 +234,11 @@ def _operation(portal: Described, action: str) -> dict[str, Any]:
             {"name": "after", "in": "query", "schema": {"type": "string"}},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                        "maximum": 100, "default": 20}},
+        ]  # fmt: skip
+    if action in ("usage", "account"):
+        operation["parameters"] = [
+            {"name": "days", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                      "maximum": MAX_USAGE_DAYS, "default": 30}},
         ]  # fmt: skip
     if action in ("create", "update"):
         operation["requestBody"] = {
@@ -233,7 +312,8 @@ def document(portal: Described) -> bytes:
             "title": f"{portal.title}: key management",
             "version": "1",
             "description": "Manage the keys of your own account: create, list, change, "
-            "rotate, revoke. Relative to the portal's mount point; errors are keysentry's.",
+            "rotate, revoke, and read their usage. Relative to the portal's mount point; "
+            "errors are keysentry's.",
         },
         "servers": [{"url": "."}],
         "paths": paths,
@@ -256,6 +336,16 @@ def document(portal: Described) -> bytes:
                         "next": {"type": ["string", "null"]},
                     },
                 },
+                "Usage": {
+                    "type": "object",
+                    "required": ["key_id", "days", "total"],
+                    "properties": {
+                        "key_id": {"type": "string"},
+                        "days": {"type": "array", "items": _DAY},
+                        "total": {"type": "integer", "description": "Requests in the window."},
+                    },
+                },
+                "Account": _account_schema(),
                 "KeysentryError": errors,
             },
             "securitySchemes": security,

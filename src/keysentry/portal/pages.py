@@ -9,22 +9,30 @@ shows the list, not the key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from ..cli_output import status
 from ..errors import Denial
+from ..history import UsageHistory
 from ..lifecycle import IssuedKey
 from ..records import utcnow
+from ..refills import Refill
 from . import actions
 from .actions import MAX_PAGE
 from .api import Caller
+from .chart import usage_chart
 from .http import Request, Response
 from .steps import Refusal, Step
 
-__all__ = ["EXPIRIES", "Pages", "done", "form_values", "grace_value"]
+__all__ = ["CHART_DAYS", "EXPIRIES", "Pages", "done", "form_values", "grace_value"]
+
+#: The days of usage each key's chart shows (today last).
+CHART_DAYS = 30
 
 #: Expiry choices of the create form: days (empty: never) and what they read as.
 EXPIRIES: tuple[tuple[str, str], ...] = (
@@ -51,7 +59,13 @@ _DONE = {"disable": "disabled", "enable": "enabled", "revoke": "revoked"}
 class Pages:
     """Renders the portal's pages for one portal's settings."""
 
-    def __init__(self, title: str, max_grace: float, rate_limits: Sequence[str]) -> None:
+    def __init__(
+        self,
+        title: str,
+        max_grace: float,
+        rate_limits: Sequence[str],
+        today: Callable[[], date],
+    ) -> None:
         self.env = Environment(
             loader=PackageLoader("keysentry.portal", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -59,9 +73,12 @@ class Pages:
             lstrip_blocks=True,
         )
         self.env.globals["status"] = lambda record: status(record, utcnow())
+        self.env.globals["refill_text"] = _refill_text
+        self.env.filters["thousands"] = lambda n: f"{n:,}"
         self.title = title
         self.graces = [(s, label) for s, label in _GRACES if s <= max_grace]
         self.rate_limits = list(rate_limits)
+        self.today = today
 
     def message(
         self,
@@ -101,6 +118,10 @@ class Pages:
         except Refusal:  # a bad ?after=: the first page
             after = None
             page = yield from actions.list_keys(caller.account, None, MAX_PAGE)
+        account = yield from actions.account_of(caller.account)
+        used = yield from actions.keys_usage(
+            [view.record for view in page.keys], self.today(), CHART_DAYS
+        )
         flash = None
         done = _DONE.get(params.get("done", ""))
         if done is not None and len(params.get("key", "")) <= 40:
@@ -111,6 +132,9 @@ class Pages:
             csrf=csrf,
             account=caller.account,
             keys=page.keys,
+            account_record=account,
+            usage=_charts(page.keys, used),
+            chart_days=CHART_DAYS,
             next=page.next,
             after=after,
             issued=issued,
@@ -134,6 +158,32 @@ class Pages:
         return response
 
 
+def _refill_text(refill: Refill) -> str:
+    if refill.add:
+        return f"{refill.amount:,} added every {refill.interval}"
+    return f"topped up to {refill.amount:,} every {refill.interval}"
+
+
+def _charts(
+    keys: Sequence[actions.KeyView], used: Mapping[str, UsageHistory] | None
+) -> Mapping[str, tuple[int, Markup | None]] | None:
+    """Per key id: its requests over the window, and their chart (None: no request)."""
+    if used is None:
+        return None
+    charts: dict[str, tuple[int, Markup | None]] = {}
+    for view in keys:
+        history = used.get(view.record.id)
+        if history is None:
+            continue
+        chart = None
+        if history.total:
+            label = f"Requests per day of key {view.record.name or view.record.id}"
+            points = [(d.day, d.requests) for d in history.days]
+            chart = Markup(usage_chart(points, width=360, height=120, label=label))  # noqa: S704 (escaped by usage_chart)
+        charts[view.record.id] = (history.total, chart)
+    return charts
+
+
 def form_values(form: Mapping[str, list[str]]) -> tuple[dict[str, object], dict[str, Any]]:
     """The create form's fields as the portal's settable values, and as the form shows them
     again (after a refusal)."""
@@ -144,7 +194,7 @@ def form_values(form: Mapping[str, list[str]]) -> tuple[dict[str, object], dict[
     networks = (form.get("allowed_networks") or [""])[0].strip()
     values: dict[str, object] = {"name": name, "scopes": scopes}
     if days:
-        values["expires_at"] = int(days) if days.isdigit() else days
+        values["expires_at"] = int(days) if days.isascii() and days.isdigit() else days
     if rate:
         values["rate_limit"] = rate
     if networks:
@@ -159,9 +209,10 @@ def form_values(form: Mapping[str, list[str]]) -> tuple[dict[str, object], dict[
     return values, shown
 
 
-def grace_value(form: Mapping[str, list[str]]) -> float | None:
+def grace_value(form: Mapping[str, list[str]]) -> float | str:
+    """The rotate form's grace: seconds, or the text sent (which ``api.grace`` refuses)."""
     text = (form.get("grace") or ["0"])[0]
-    return float(text) if text.isdigit() else None
+    return float(text) if text.isascii() and text.isdigit() else text
 
 
 def done(request: Request, action: str, key_id: str) -> Response:

@@ -38,6 +38,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/keys/{id}/enable", "enable", API),
     Route("POST", "/api/keys/{id}/rotate", "rotate", API),
     Route("POST", "/api/keys/{id}/revoke", "revoke", API),
+    Route("GET", "/api/keys/{id}/usage", "usage", API),
+    Route("GET", "/api/account", "account", API),
 )
 
 #: Served to anyone: the stylesheet, the script, the API's description.
