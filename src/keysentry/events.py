@@ -83,9 +83,7 @@ class LogDecisions:
         level = self.level if event.allowed else self.denied_level
         if not self.logger.isEnabledFor(level):
             return
-        path = event.path
-        if not path.isprintable():  # a decoded %0A must not start a forged log line
-            path = path.encode("unicode_escape").decode("ascii")
+        path = _printable(event.path)  # a decoded %0A must not start a forged log line
         self.logger.log(
             level,
             "%s %s %s key=%s %s%.0fus",
@@ -154,9 +152,7 @@ class LogActions:
         level = self.level if event.allowed else self.refused_level
         if not self.logger.isEnabledFor(level):
             return
-        path = event.path
-        if not path.isprintable():  # a decoded %0A must not start a forged log line
-            path = path.encode("unicode_escape").decode("ascii")
+        path = _printable(event.path)  # a decoded %0A must not start a forged log line
         self.logger.log(
             level,
             "%s %s account=%s actor=%s key=%s%s %s",
