@@ -30,6 +30,8 @@ __all__ = [
     "discard_account",
     "encode_account",
     "owner_hash",
+    "parse_rate",
+    "rate_text",
     "period_start",
     "period_starts",
 ]
@@ -128,7 +130,7 @@ def encode_account(account: AccountRecord) -> dict[str, str | int | None]:
         "credits": account.credits,
         "rate_limit": None
         if account.rate_limit is None
-        else ",".join(_rate_text(r) for r in account.rate_limit),
+        else ",".join(rate_text(r) for r in account.rate_limit),
         "refill": None if account.refill is None else str(account.refill),
         "refilled_at": None
         if account.refilled_at is None
@@ -157,18 +159,20 @@ def decode_account(row: Mapping[str, object]) -> AccountRecord:
         owner=str(values["owner"]),
         disabled=str(values.get("disabled") or "0") not in ("0", "False", "false"),
         credits=None if credits is None else int(str(credits)),
-        rate_limit=None if rates is None else tuple(_parse_rate(r) for r in str(rates).split(",")),
+        rate_limit=None if rates is None else tuple(parse_rate(r) for r in str(rates).split(",")),
         refill=None if refill is None else Refill.parse(str(refill)),
         refilled_at=when,
     )
 
 
-def _rate_text(rate: Rate) -> str:
+def rate_text(rate: Rate) -> str:
+    """A rate as stores keep it: ``limit/period[/burst]`` (the period in seconds)."""
     text = f"{rate.limit}/{rate.period!r}"
     return text if rate.burst is None else f"{text}/{rate.burst}"
 
 
-def _parse_rate(text: str) -> Rate:
+def parse_rate(text: str) -> Rate:
+    """Inverse of :func:`rate_text`."""
     parts = text.split("/")
     period = float(parts[1])
     if not math.isfinite(period):

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ..records import KeyRecord, Rate
+from ..accounts import parse_rate, rate_text
+from ..records import KeyRecord
 from ..refills import Refill
 
 __all__ = ["FIELDS", "decode", "encode"]
@@ -57,16 +58,6 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def _rate(rate: Rate) -> str:
-    text = f"{rate.limit}/{rate.period!r}"
-    return text if rate.burst is None else f"{text}/{rate.burst}"
-
-
-def _parse_rate(text: str) -> Rate:
-    parts = text.split("/")
-    return Rate(int(parts[0]), float(parts[1]), int(parts[2]) if len(parts) > 2 else None)
-
-
 def encode(record: KeyRecord) -> dict[str, str | int | None]:
     """The record as strings, integers and None (lists and mappings as JSON text)."""
     return {
@@ -83,7 +74,7 @@ def encode(record: KeyRecord) -> dict[str, str | int | None]:
         "revoked_at": _time(record.revoked_at),
         "rate_limit": None
         if record.rate_limit is None
-        else json.dumps([_rate(r) for r in record.rate_limit]),
+        else json.dumps([rate_text(r) for r in record.rate_limit]),
         "allowed_networks": json.dumps([str(n) for n in record.allowed_networks]),
         "credits": record.credits,
         "metadata": json.dumps(dict(record.metadata), separators=(",", ":"), sort_keys=True),
@@ -122,7 +113,7 @@ def decode(row: Mapping[str, Any]) -> KeyRecord:
         revoked_at=_parse_time(none("revoked_at")),
         rate_limit=None
         if rate_limit is None
-        else tuple(_parse_rate(r) for r in json.loads(rate_limit)),
+        else tuple(parse_rate(r) for r in json.loads(rate_limit)),
         allowed_networks=tuple(json.loads(values.get("allowed_networks") or "[]")),
         credits=None if credits is None else int(credits),
         metadata=json.loads(values.get("metadata") or "{}"),
