@@ -20,7 +20,7 @@ from typing import Any
 from ._scopes import check_scope
 from .keys import validate_prefix
 from .records import Network, Rate, utcnow
-from .refills import Refill
+from .refills import MAX_CREDITS, Refill
 
 __all__ = [
     "CHANGEABLE",
@@ -37,9 +37,6 @@ __all__ = [
     "refill",
 ]
 
-#: Most credits a key may hold: the largest integer every store counts exactly (Redis's Lua
-#: numbers are doubles).
-MAX_CREDITS = 2**53 - 1
 #: Longest duration taken (an expiry, a grace period): beyond it is a typo, not a plan.
 _MAX_DURATION = timedelta(days=36525)
 

@@ -15,10 +15,9 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from .accounts import AccountRecord
-from .cli_keys import UsageError, common_options, rate_list, refill_spec
+from .cli_keys import UsageError, common_options, credit_count, rate_list, refill_spec
 from .cli_output import cell, table, when
 from .core import Keysentry
-from .refills import MAX_CREDITS
 
 __all__ = ["account_json", "add_accounts_parser", "prepare", "run"]
 
@@ -33,20 +32,8 @@ def _owner(text: str) -> str:
 
 
 def _balance(text: str) -> int | None:
-    value = text.strip()
-    if value.lower() == "none":
-        return None
-    if value.startswith("-"):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: credits cannot be negative: a whole number from 0 to {MAX_CREDITS}, "
-            "or 'none' for no account balance"
-        )
-    if not (value.isascii() and value.isdigit()) or int(value) > MAX_CREDITS:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of credits: a whole number from 0 to {MAX_CREDITS}, "
-            "or 'none' for no account balance"
-        )
-    return int(value)
+    """A number of credits as ``keys`` reads one, or ``none`` for no account balance."""
+    return None if text.strip().lower() == "none" else credit_count(text)
 
 
 def _limit(text: str) -> str:

@@ -43,13 +43,14 @@ from .history import MAX_DAYS
 from .keys import KEY_ID_LENGTH, validate_prefix
 from .lifecycle import check_deletable
 from .records import KeyRecord, Network, Rate, utcnow
-from .refills import Refill
+from .refills import MAX_CREDITS, Refill
 
 __all__ = [
     "Declined",
     "UsageError",
     "add_keys_parser",
     "common_options",
+    "credit_count",
     "empty_listing",
     "missing_database",
     "prepare",
@@ -61,9 +62,6 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"([0-9]+)([smhdw])")
 #: Longest duration accepted: beyond it is a typo, not a plan (and near datetime's range).
 _MAX_DURATION = timedelta(days=36525)
-#: Most credits a key may hold: the largest integer every store counts exactly (Redis's Lua
-#: numbers are doubles).
-MAX_CREDITS = 2**53 - 1
 #: Page size of ``keys list`` when it walks all pages, and how many keys it shows at most.
 PAGE = 1000
 MAX_LISTED = 10_000
@@ -195,7 +193,8 @@ def rate_list(text: str) -> tuple[Rate, ...]:
     return parsed
 
 
-def _credits(text: str) -> int:
+def credit_count(text: str) -> int:
+    """A number of credits for an option: a whole number from 0 to :data:`MAX_CREDITS`."""
     value = text.strip()
     if value.startswith("-"):
         raise argparse.ArgumentTypeError(
@@ -337,7 +336,7 @@ def add_keys_parser(
     )
     create.add_argument(
         "--credits",
-        type=_credits,
+        type=credit_count,
         metavar="N",
         help="requests the key may make; each allowed request costs one (default: unmetered)",
     )
@@ -504,7 +503,7 @@ def _add_update_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     credits = update.add_mutually_exclusive_group()
     credits.add_argument(
         "--credits",
-        type=_credits,
+        type=credit_count,
         metavar="N",
         help="the requests the key may make from now on (its balance)",
     )
