@@ -278,3 +278,20 @@ def test_the_django_benchmark_runs_and_every_variant_answers_200() -> None:
     for name in ("drf-apikey-throttle", "drf-keysentry-memory", "django-keysentry-memory"):
         assert f"| {name} |" in ran.stdout
     assert "| overhead drf-keysentry-memory / drf-apikey |" in ran.stdout
+
+
+def test_the_timing_benchmark_runs_both_cases() -> None:
+    """benchmarks/timing.py, with few calls: a row per case and run, every refusal a refusal
+    (the script asserts the warm case's keys are answered as they should be)."""
+    import subprocess
+
+    ran = subprocess.run(
+        [sys.executable, "timing.py", "--calls", "200", "--runs", "1"],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "| cold | 1 |" in ran.stdout
+    assert "| warm | 1 |" in ran.stdout
