@@ -96,8 +96,6 @@ class Verdict:
     restricted: bool = False
     #: Each allowed request costs a credit (the key has a balance).
     charged: bool = False
-    #: Whose credits pay: the key's own, or the first key's of its rotation line.
-    credit_account: str = ""
     #: Any of the three above: the drivers' one test for the checks after authentication.
     admit: bool = False
     #: What a request at the default cost is charged; None when unmetered.
@@ -168,7 +166,6 @@ class Verdict:
             record.revoked_at is None and not record.disabled and expired is None and not disabled,
             restricted,
             charged,
-            record.credits_from or record.id,
             restricted or charged or bool(policies) or bool(shared),
             charge,
             unpaid,

@@ -143,6 +143,21 @@ def test_drf_scopes_refuse_with_keysentrys_403_and_give_the_credit_back(ks: Keys
     assert client.post("/v1/write", {}).status_code == 201
 
 
+def test_drf_scopes_give_an_accounts_credit_back_to_the_account(ks: Keysentry) -> None:
+    """A key whose account pays: the refused request's credit returns to the account, not
+    to a balance of the key's own."""
+    ks.update_account("acct_refund", credits=3)
+    reader = ks.issue(name="r", owner="acct_refund", scopes=["read"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {reader.key.reveal()}")
+    assert client.get("/v1/items").status_code == 200
+    assert client.post("/v1/write", {}).status_code == 403
+    account = ks.account("acct_refund")
+    assert account is not None
+    assert account.credits == 2
+    assert ks.get(reader.record.id).credits is None
+
+
 def test_drf_on_an_exempt_path_answers_401_not_drfs_403() -> None:
     response = APIClient().get("/public/me")
     assert response.status_code == 401

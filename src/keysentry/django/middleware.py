@@ -161,7 +161,7 @@ class KeysentryMiddleware:
         request.api_key = verdict.identity  # type: ignore[attr-defined]
         meta = request.META
         if verdict.charged:
-            meta[CHARGED] = verdict.credit_account
+            meta[CHARGED] = verdict.charge
         if self._strip:
             meta.pop(self._auth, None)
             if self._key is not None:
