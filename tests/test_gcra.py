@@ -9,8 +9,15 @@ from hypothesis import strategies as st
 
 from keysentry import Rate
 from keysentry.ratelimit import MemoryLimiter
-from keysentry.ratelimit.gcra import US, Policy, decide, describe
-from keysentry.ratelimit.headers import rate_headers
+from keysentry.ratelimit.gcra import US, Policy, RateDecision, decide, describe
+from keysentry.ratelimit.headers import (
+    MEMO_MOST,
+    encoded_rate_headers,
+    legacy_headers,
+    policy_field,
+    rate_field,
+    rate_headers,
+)
 
 rates = st.builds(
     Rate,
@@ -141,3 +148,39 @@ def test_memory_limiters_one_policy_path_is_the_general_math(
         if allowed:
             tat = new[0]
         assert limiter.hit("k", (policy,), cost) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=rates, gaps=gaps, legacy=st.booleans())
+def test_remembered_header_fields_are_the_fields_formatted_anew(
+    rate: Rate, gaps: list[int], legacy: bool
+) -> None:
+    """An allowed request's fields come from the policy's memo after the first time its two
+    numbers occur: both faces, every time, equal to the fields formatted from the decision."""
+    policy = Policy.of(rate)
+    field = policy_field((policy,))
+    times = [sum(gaps[: i + 1]) for i in range(len(gaps))]
+    for _ in range(2):  # the second pass reads what the first remembered
+        for _, _, decision in _run((policy,), times):
+            d: RateDecision = decision  # type: ignore[assignment]
+            fresh = [("RateLimit-Policy", field), ("RateLimit", rate_field(d))]
+            if legacy:
+                fresh += legacy_headers(d)
+            if not d.allowed:
+                fresh.append(("Retry-After", str(d.retry_after)))
+            assert list(rate_headers(d, field, legacy)) == fresh
+            if d.allowed:
+                encoded = [(k.lower().encode(), v.encode()) for k, v in fresh]
+                assert list(encoded_rate_headers(d, field.encode(), legacy)) == encoded
+    assert len(policy.encoded) <= MEMO_MOST
+    assert len(policy.plain) <= MEMO_MOST
+
+
+def test_a_policys_memo_of_header_fields_is_bounded() -> None:
+    policy = Policy.of(Rate(5000, 60.0))
+    for r in range(MEMO_MOST + 50):
+        d = RateDecision(True, (policy,), (r,), (1,), 0)
+        assert encoded_rate_headers(d, b"p", False)[1] == (b"ratelimit", b'"%s";r=%d;t=1' % (
+            policy.name.encode(), r))  # fmt: skip
+        assert rate_headers(d, "p", False)[1] == ("RateLimit", f'"{policy.name}";r={r};t=1')
+    assert len(policy.encoded) == len(policy.plain) == MEMO_MOST

@@ -10,7 +10,7 @@ Every decision is the pipeline's (``pipeline.py``); this module only reads and w
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -164,7 +164,9 @@ class ASGIMiddleware:
             await send({"type": "websocket.close", "code": 1008, "reason": denial.code})
 
 
-def _send_with(send: Send, fields: list[tuple[bytes, bytes]], message: Message) -> Awaitable[None]:
+def _send_with(
+    send: Send, fields: Sequence[tuple[bytes, bytes]], message: Message
+) -> Awaitable[None]:
     """``send``, with the RateLimit ``fields`` added to the response start (or websocket
     accept); bound per request with :func:`functools.partial`, which runs no Python code."""
     kind = message["type"]

@@ -9,7 +9,7 @@ Every decision is the pipeline's (``pipeline.py``); this module only reads and w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -129,7 +129,7 @@ class WSGIMiddleware:
 
 def _start_with(
     start_response: StartResponse,
-    fields: list[tuple[str, str]],
+    fields: Sequence[tuple[str, str]],
     status: str,
     headers: list[tuple[str, str]],
     *exc_info: Any,

@@ -19,7 +19,7 @@ before the lookup of its first use (``drf_api_key.py``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -145,7 +145,7 @@ class KeysentryMiddleware:
 
     def _admit(
         self, request: HttpRequest, outcome: Any
-    ) -> HttpResponse | list[tuple[str, str]] | None:
+    ) -> HttpResponse | Sequence[tuple[str, str]] | None:
         """The refusal to send, or the RateLimit fields for the response (None: none)."""
         fields = None
         if type(outcome) is Verdict:
@@ -221,7 +221,7 @@ def rendered_response(rendered: Rendered) -> HttpResponse:
     return response
 
 
-def _with_fields(response: Response, fields: list[tuple[str, str]]) -> Response:
+def _with_fields(response: Response, fields: Sequence[tuple[str, str]]) -> Response:
     for name, value in fields:
         response[name] = value
     return response

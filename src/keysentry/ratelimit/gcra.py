@@ -66,9 +66,18 @@ class Policy:
     #: ``"name";r=``, the start of this policy's RateLimit field, as ASGI sends it: built once
     #: per policy, so a request adds only its two numbers.
     head: bytes = field(init=False, repr=False, compare=False)
+    #: The header fields of an allowed request, as ASGI and as WSGI send them, by the two
+    #: numbers that vary (``r`` and ``t``, few for any one policy): made on first use, then
+    #: shared by every request that has the same numbers (see ``headers.py``).
+    encoded: dict[int, tuple[tuple[bytes, bytes], ...]] = field(
+        init=False, repr=False, compare=False
+    )
+    plain: dict[int, tuple[tuple[str, str], ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "head", f'"{self.name}";r='.encode())
+        object.__setattr__(self, "encoded", {})
+        object.__setattr__(self, "plain", {})
 
     @classmethod
     def of(cls, rate: Rate, name: str | None = None) -> Policy:
