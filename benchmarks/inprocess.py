@@ -458,7 +458,7 @@ def run_batch(loop: asyncio.AbstractEventLoop, v: Variant, n: int, gc_off: bool)
         elapsed = time.perf_counter_ns() - start
     finally:
         gc.enable()
-    return elapsed / n / 1000
+    return elapsed / n / 1000 if n else 0.0
 
 
 def measure(

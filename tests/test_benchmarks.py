@@ -255,6 +255,7 @@ def test_instructions_reads_callgrind_and_counts_only_the_measured_requests(
     names = {v.name for v in inprocess.build(asyncio.new_event_loop())}
     assert set(instructions.VARIANTS) <= names
     instructions.child("starlette-keysentry-memory", 5)  # serves, without valgrind
+    instructions.child("starlette-keysentry-memory", 0)  # the empty run makes the same calls
     totals = {0: 1_000_000, 400: 1_800_000}
     monkeypatch.setattr(instructions, "count", lambda name, n: totals[n])
     assert instructions.per_request("starlette", 400) == 2000
