@@ -23,12 +23,11 @@ the database alias, never a row's values.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -43,20 +42,17 @@ from ..accounts import (
     decode_account,
     encode_account,
 )
-from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound, StoreUnavailable
+from ..errors import DuplicateKey, KeyNotFound, StoreUnavailable
 from ..keys import shown_id
-from ..records import KeyRecord, utcnow
-from ..refills import apply_refill
+from ..records import KeyRecord
 from ..stores import codec
-from ..stores.base import KeyChanges, Usage, apply_changes, check_expected
+from ..stores.base import Balance, KeyChanges, Usage, apply_changes, charged, check_expected
 from .models import Account, APIKey
 
 __all__ = ["DjangoStore"]
 
 _JSON = frozenset({"scopes", "rate_limit", "allowed_networks", "metadata"})
 _TIMES = frozenset({"created_at", "expires_at", "last_used_at", "revoked_at", "refilled_at"})
-
-Balance = TypeVar("Balance", KeyRecord, AccountRecord)
 
 
 def db_time(value: datetime | None) -> datetime | None:
@@ -110,21 +106,6 @@ def account_of(row: Mapping[str, Any]) -> AccountRecord:
     return decode_account(
         {**row, "disabled": int(bool(row["disabled"])), "rate_limit": ",".join(rates or ())}
     )
-
-
-def charged(current: Balance, amount: int) -> Balance | None:
-    """``current`` after spending ``amount``, a due refill first
-    (:func:`~keysentry.refills.apply_refill`); None when it has no balance;
-    :class:`InsufficientCredits` when too little is left."""
-    credits, refilled_at = current.credits, current.refilled_at
-    refilled = apply_refill(credits, current.refill, refilled_at, utcnow())
-    if refilled is not None:
-        credits, refilled_at = refilled
-    if credits is None:
-        return None
-    if amount > 0 and credits < amount:
-        raise InsufficientCredits(credits)
-    return dataclasses.replace(current, credits=credits - amount, refilled_at=refilled_at)
 
 
 class DjangoStore:

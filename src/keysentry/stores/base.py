@@ -29,12 +29,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
-from typing import NamedTuple, Protocol, TypedDict, runtime_checkable
+from typing import NamedTuple, Protocol, TypedDict, TypeVar, runtime_checkable
 
 from ..accounts import AccountChanges, AccountRecord, Refill
-from ..errors import Conflict, StoreUnavailable
+from ..errors import Conflict, InsufficientCredits, StoreUnavailable
 from ..history import DEFAULT_RETENTION_DAYS, DailyUsage
-from ..records import KeyRecord, Network, Rate
+from ..records import KeyRecord, Network, Rate, utcnow
+from ..refills import apply_refill
 
 __all__ = [
     "AccountStore",
@@ -287,3 +288,22 @@ class AsyncAccountStore(Protocol):
     async def aupdate_account(self, owner: str, changes: AccountChanges) -> AccountRecord: ...
 
     async def aspend_account_credits(self, owner: str, amount: int = 1) -> int | None: ...
+
+
+Balance = TypeVar("Balance", KeyRecord, AccountRecord)
+
+
+def charged(current: Balance, amount: int) -> Balance | None:
+    """``current`` after spending ``amount``, a due refill first
+    (:func:`~keysentry.refills.apply_refill`): the one rule of a spend, for stores that hold
+    records in Python (memory, Django); None when it has no balance;
+    :class:`InsufficientCredits`, changing nothing, when too little is left."""
+    credits, refilled_at = current.credits, current.refilled_at
+    refilled = apply_refill(credits, current.refill, refilled_at, utcnow())
+    if refilled is not None:
+        credits, refilled_at = refilled
+    if credits is None:
+        return None
+    if amount > 0 and credits < amount:
+        raise InsufficientCredits(credits)
+    return dataclasses.replace(current, credits=credits - amount, refilled_at=refilled_at)

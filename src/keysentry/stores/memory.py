@@ -6,33 +6,15 @@ import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
-from typing import TypeVar
 
 from ..accounts import AccountChanges, AccountRecord, changed_account
-from ..errors import DuplicateKey, InsufficientCredits, KeyNotFound
+from ..errors import DuplicateKey, KeyNotFound
 from ..history import DEFAULT_RETENTION_DAYS, DailyUsage, utc_day
 from ..keys import shown_id
-from ..records import KeyRecord, utcnow
-from ..refills import apply_refill
-from .base import KeyChanges, RouteCounts, Usage, apply_changes, check_expected
+from ..records import KeyRecord
+from .base import KeyChanges, RouteCounts, Usage, apply_changes, charged, check_expected
 
 __all__ = ["MemoryStore"]
-
-Balance = TypeVar("Balance", KeyRecord, AccountRecord)
-
-
-def _charged(current: Balance, amount: int) -> Balance | None:
-    """``current`` after spending ``amount`` (a due refill first); None when it has no
-    balance; :class:`InsufficientCredits`, changing nothing, when too little is left."""
-    credits, refilled_at = current.credits, current.refilled_at
-    refilled = apply_refill(credits, current.refill, refilled_at, utcnow())
-    if refilled is not None:
-        credits, refilled_at = refilled
-    if credits is None:
-        return None
-    if amount > 0 and credits < amount:
-        raise InsufficientCredits(credits)
-    return dataclasses.replace(current, credits=credits - amount, refilled_at=refilled_at)
 
 
 class MemoryStore:
@@ -100,10 +82,10 @@ class MemoryStore:
             raise ValueError("an amount of credits cannot be zero")
         with self._lock:
             current = self._current(key_id)
-            charged = _charged(current, amount)
-            if charged is not None:
-                self._by_id[key_id] = charged
-            return None if charged is None else charged.credits
+            spent = charged(current, amount)
+            if spent is not None:
+                self._by_id[key_id] = spent
+            return None if spent is None else spent.credits
 
     def get_account(self, owner: str) -> AccountRecord | None:
         return self._accounts.get(owner)
@@ -121,10 +103,10 @@ class MemoryStore:
             current = self._accounts.get(owner)
             if current is None:
                 return None
-            charged = _charged(current, amount)
-            if charged is not None:
-                self._accounts[owner] = charged
-            return None if charged is None else charged.credits
+            spent = charged(current, amount)
+            if spent is not None:
+                self._accounts[owner] = spent
+            return None if spent is None else spent.credits
 
     def record_usage(
         self,
