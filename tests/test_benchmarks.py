@@ -265,36 +265,33 @@ def test_instructions_reads_callgrind_and_counts_only_the_measured_requests(
     assert instructions.SUMMARY.search(head).group(1) == b"123456789"  # type: ignore[union-attr]
 
 
-def test_the_django_benchmark_runs_and_every_variant_answers_200() -> None:
-    """benchmarks/django_inprocess.py configures Django for its own process: run it as one,
-    with few iterations (its check refuses a variant that does not answer 200)."""
+def _run_script(name: str, *args: str) -> str:
+    """A benchmark script run as a process of its own, from benchmarks/: what it printed."""
     import subprocess
 
     ran = subprocess.run(
-        [sys.executable, "django_inprocess.py", "--rounds", "2", "--batch", "5"],
+        [sys.executable, name, *args],
         cwd=BENCHMARKS,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert ran.returncode == 0, ran.stderr
+    return ran.stdout
+
+
+def test_the_django_benchmark_runs_and_every_variant_answers_200() -> None:
+    """benchmarks/django_inprocess.py configures Django for its own process: run it as one,
+    with few iterations (its check refuses a variant that does not answer 200)."""
+    out = _run_script("django_inprocess.py", "--rounds", "2", "--batch", "5")
     for name in ("drf-apikey-throttle", "drf-keysentry-memory", "django-keysentry-memory"):
-        assert f"| {name} |" in ran.stdout
-    assert "| overhead drf-keysentry-memory / drf-apikey |" in ran.stdout
+        assert f"| {name} |" in out
+    assert "| overhead drf-keysentry-memory / drf-apikey |" in out
 
 
 def test_the_timing_benchmark_runs_both_cases() -> None:
     """benchmarks/timing.py, with few calls: a row per case and run, every refusal a refusal
     (the script asserts the warm case's keys are answered as they should be)."""
-    import subprocess
-
-    ran = subprocess.run(
-        [sys.executable, "timing.py", "--calls", "200", "--runs", "1"],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert ran.returncode == 0, ran.stderr
-    assert "| cold | 1 |" in ran.stdout
-    assert "| warm | 1 |" in ran.stdout
+    out = _run_script("timing.py", "--calls", "200", "--runs", "1")
+    assert "| cold | 1 |" in out
+    assert "| warm | 1 |" in out
