@@ -171,29 +171,22 @@ class APIKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
         for key_id in queryset.values_list("pk", flat=True):
-            self._each(request, guard().delete, key_id)
-
-    def _each(self, request: HttpRequest, change: Any, key_id: str) -> Any:
-        try:
-            return change(key_id)
-        except (KeysentryError, ValueError) as exc:
-            messages.error(request, f"{key_id}: {exc}")
-            return None
+            _each(request, guard().delete, key_id)
 
     @admin.action(description="Disable the selected keys (403 until enabled)")
     def disable_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
         for key_id in queryset.values_list("pk", flat=True):
-            self._each(request, guard().disable, key_id)
+            _each(request, guard().disable, key_id)
 
     @admin.action(description="Enable the selected keys")
     def enable_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
         for key_id in queryset.values_list("pk", flat=True):
-            self._each(request, guard().enable, key_id)
+            _each(request, guard().enable, key_id)
 
     @admin.action(description="Revoke the selected keys, for good")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
         for key_id in queryset.values_list("pk", flat=True):
-            self._each(request, guard().revoke, key_id)
+            _each(request, guard().revoke, key_id)
 
     @admin.action(description="Rotate the selected keys (the old ones work 24 more hours)")
     def rotate_with_grace(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
@@ -206,7 +199,7 @@ class APIKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def _rotate(self, request: HttpRequest, queryset: QuerySet[APIKey], grace: timedelta) -> None:
         ks = guard()
         for key_id in queryset.values_list("pk", flat=True):
-            issued = self._each(request, lambda k: ks.rotate(k, grace=grace), key_id)
+            issued = _each(request, lambda k: ks.rotate(k, grace=grace), key_id)
             if issued is not None:
                 messages.warning(
                     request,
@@ -306,18 +299,22 @@ class AccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # A new account: what was given (a refill's time is set only with a refill).
         guard().update_account(obj.owner, **{n: v for n, v in values.items() if v is not None})
 
-    def _each(self, request: HttpRequest, change: Any, owner: str) -> None:
-        try:
-            change(owner)
-        except (KeysentryError, ValueError) as exc:
-            messages.error(request, f"{owner}: {exc}")
-
     @admin.action(description="Disable the selected accounts (their keys: 403 until enabled)")
     def disable_accounts(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
         for owner in queryset.values_list("pk", flat=True):
-            self._each(request, guard().disable_account, owner)
+            _each(request, guard().disable_account, owner)
 
     @admin.action(description="Enable the selected accounts")
     def enable_accounts(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
         for owner in queryset.values_list("pk", flat=True):
-            self._each(request, guard().enable_account, owner)
+            _each(request, guard().enable_account, owner)
+
+
+def _each(request: HttpRequest, change: Any, name: str) -> Any:
+    """``change(name)`` for one selected key id or owner; a refusal becomes a message in
+    the admin, and the action goes on with the others."""
+    try:
+        return change(name)
+    except (KeysentryError, ValueError) as exc:
+        messages.error(request, f"{name}: {exc}")
+        return None
